@@ -1,0 +1,14 @@
+//! Types shared by zeek-probe's BPF programs (kernel side) and its user-space side.
+//!
+//! Everything here is `#[repr(C)]` and plain data: both sides read and write the same bytes
+//! through BPF maps. The BPF side is `no_std`, so is this crate.
+#![no_std]
+
+pub mod layout;
+pub mod maps;
+pub mod name_hash;
+pub mod stats;
+
+pub use layout::TargetLayout;
+pub use maps::{CallKey, FuncInfo, LogKey};
+pub use stats::{ProbeStat, StatKey};

@@ -1,0 +1,32 @@
+//! The hash that identifies a function by its name, computed in BPF over the name copied into
+//! `NAME_WORDS` zero-padded 64-bit words. Odd by construction, so it never equals the reserved
+//! even caller values (`CALLER_NATIVE`, `CALLER_UNRESOLVED`).
+
+use crate::maps::NAME_MAX;
+
+pub const NAME_WORDS: usize = NAME_MAX / 8;
+
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
+
+/// Hashes a name given as its full length and its first `NAME_MAX` bytes (zero-padded words).
+#[inline(always)]
+pub fn name_hash(full_len: u64, words: &[u64; NAME_WORDS]) -> u64 {
+    let mut h = SEED ^ full_len;
+    let mut i = 0;
+    while i < NAME_WORDS {
+        h = (h ^ words[i]).wrapping_mul(MULTIPLIER);
+        h ^= h >> 29;
+        i += 1;
+    }
+    h | 1
+}
+
+/// The same hash over a byte string (user space and tests).
+pub fn name_hash_bytes(name: &[u8]) -> u64 {
+    let mut words = [0u64; NAME_WORDS];
+    for (i, b) in name.iter().take(NAME_MAX).enumerate() {
+        words[i / 8] |= (*b as u64) << ((i % 8) * 8);
+    }
+    name_hash(name.len() as u64, &words)
+}

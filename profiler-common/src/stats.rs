@@ -1,0 +1,49 @@
+//! The probes' own health counters, per target process: key of the `STATS` map (value: u64).
+
+/// Key of the `STATS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StatKey {
+    pub pid: u32,
+    /// A `ProbeStat` discriminant.
+    pub stat: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]` plain-old-data without padding.
+unsafe impl aya::Pod for StatKey {}
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeStat {
+    /// A user-memory read failed (unmapped or paged-out address).
+    ReadFailed = 0,
+    /// A function object failed validation (vtable, kind, flavor or name length).
+    InvalidFunc = 1,
+    /// A count could not be stored because its map was full.
+    MapFull = 2,
+    /// A caller could not be resolved and was counted as unresolved.
+    CallerUnresolved = 3,
+}
+
+impl ProbeStat {
+    pub const ALL: [ProbeStat; 4] = [Self::ReadFailed, Self::InvalidFunc, Self::MapFull, Self::CallerUnresolved];
+
+    /// Label value used in metrics and reports.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::ReadFailed => "read_failed",
+            Self::InvalidFunc => "invalid_func",
+            Self::MapFull => "map_full",
+            Self::CallerUnresolved => "caller_unresolved",
+        }
+    }
+}
+
+impl TryFrom<u32> for ProbeStat {
+    type Error = u32;
+
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Self::ALL.into_iter().find(|s| *s as u32 == v).ok_or(v)
+    }
+}

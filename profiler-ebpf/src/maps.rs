@@ -1,0 +1,77 @@
+//! The maps shared with user space (looked up there by these names) and the counting helper
+//! every program uses.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_get_current_pid_tgid,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use profiler_common::{CallKey, FuncInfo, LogKey, ProbeStat, StatKey, TargetLayout};
+
+/// Layout and vtables per target PID, written by user space before attaching.
+#[map]
+pub static TARGETS: HashMap<u32, TargetLayout> = HashMap::with_max_entries(1024, 0);
+
+/// Calls per (pid, callee, caller) edge.
+#[map]
+pub static CALLS: HashMap<CallKey, u64> = HashMap::with_max_entries(65536, 0);
+
+/// Function name, kind and flavor per name hash, recorded the first time a hash is counted.
+#[map]
+pub static FUNCS: HashMap<u64, FuncInfo> = HashMap::with_max_entries(32768, 0);
+
+/// Writes per (pid, Log::ID enum type, ordinal).
+#[map]
+pub static LOG_WRITES: HashMap<LogKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// The probes' own health counters per (pid, `ProbeStat`).
+#[map]
+pub static STATS: HashMap<StatKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU room to assemble a `FuncInfo` (too large for the 512-byte BPF stack with the rest).
+#[map]
+pub static FUNC_SCRATCH: PerCpuArray<FuncInfo> = PerCpuArray::with_max_entries(1, 0);
+
+/// Counts a health event for the current process. Only on error paths: it costs a lookup.
+#[inline(always)]
+pub fn bump(stat: ProbeStat) {
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = StatKey { pid, stat: stat as u32 };
+    if !increment_existing(&STATS, &key) {
+        // A full STATS map has nowhere to count itself; the event is lost.
+        let _ = STATS.insert(&key, &1, BPF_NOEXIST as u64);
+    }
+}
+
+/// Adds one to `map[key]` if the entry exists; returns whether it did.
+#[inline(always)]
+pub fn increment_existing<K>(map: &HashMap<K, u64>, key: &K) -> bool {
+    match map.get_ptr_mut(key) {
+        Some(count) => {
+            // SAFETY: the pointer comes from the map and stays valid while we run; the
+            // atomic add (BPF has no compare-and-swap, so no core::sync::atomic) keeps
+            // concurrent hits from other CPUs exact.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Adds one to `map[key]`, creating the entry; counts a `MapFull` when it cannot be stored.
+#[inline(always)]
+pub fn increment<K>(map: &HashMap<K, u64>, key: &K) {
+    if increment_existing(map, key) {
+        return;
+    }
+    if map.insert(key, &1, BPF_NOEXIST as u64).is_ok() {
+        return;
+    }
+    // Another CPU may have created it between our lookup and insert.
+    if !increment_existing(map, key) {
+        bump(ProbeStat::MapFull);
+    }
+}

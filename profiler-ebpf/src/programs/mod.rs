@@ -1,0 +1,4 @@
+//! One module per program kind.
+pub mod empty;
+pub mod invoke;
+pub mod log_write;

@@ -1,0 +1,70 @@
+//! Reading the target's memory. Every pointer comes from the target and may be stale or
+//! garbage: reads go through `bpf_probe_read_user`, which fails instead of faulting, and every
+//! failure is counted.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{bpf_probe_read_user, generated::bpf_probe_read_user as probe_read_user_raw};
+use profiler_common::{
+    ProbeStat,
+    maps::NAME_MAX,
+    name_hash::{NAME_WORDS, name_hash},
+};
+
+use crate::maps::bump;
+
+/// Names longer than this are not function names but garbage lengths.
+const MAX_SANE_NAME_LEN: u64 = 4096;
+
+#[inline(always)]
+pub fn read<T>(addr: u64) -> Option<T> {
+    if addr < 4096 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_user copies from user memory without faulting.
+    match unsafe { bpf_probe_read_user(addr as *const T) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            bump(ProbeStat::ReadFailed);
+            None
+        }
+    }
+}
+
+/// A libstdc++ `std::string` (`_GLIBCXX_USE_CXX11_ABI=1`): data pointer, then length.
+pub struct StdString {
+    pub data: u64,
+    pub len: u64,
+}
+
+#[inline(always)]
+pub fn read_std_string(addr: u64) -> Option<StdString> {
+    let [data, len] = read::<[u64; 2]>(addr)?;
+    if len == 0 || len > MAX_SANE_NAME_LEN {
+        bump(ProbeStat::InvalidFunc);
+        return None;
+    }
+    Some(StdString { data, len })
+}
+
+/// Copies up to `NAME_MAX` bytes of `s` into `dst`; returns how many.
+#[inline(always)]
+pub fn copy_string_prefix(s: &StdString, dst: *mut u8) -> Option<u32> {
+    let n = if s.len < NAME_MAX as u64 { s.len as u32 } else { NAME_MAX as u32 };
+    // SAFETY: `dst` has room for NAME_MAX bytes and n <= NAME_MAX.
+    let rc = unsafe { probe_read_user_raw(dst as *mut c_void, n, s.data as *const c_void) };
+    if rc != 0 {
+        bump(ProbeStat::ReadFailed);
+        return None;
+    }
+    Some(n)
+}
+
+/// The name hash of the `std::string` at `addr` (see `profiler_common::name_hash`).
+#[inline(always)]
+pub fn hash_std_string(addr: u64) -> Option<u64> {
+    let s = read_std_string(addr)?;
+    let mut words = [0u64; NAME_WORDS];
+    copy_string_prefix(&s, words.as_mut_ptr() as *mut u8)?;
+    Some(name_hash(s.len, &words))
+}

@@ -1,0 +1,105 @@
+//! Reading an ELF file lazily: Zeek binaries with DWARF are hundreds of megabytes, and only
+//! headers, symbol tables and a few instruction bytes are needed.
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
+
+use super::symbols::{Symbol, SymbolIndex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("cannot open {path}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not an ELF executable")]
+    Parse { path: PathBuf, source: object::Error },
+    #[error("{path} has no loadable segment")]
+    NoLoadSegment { path: PathBuf },
+    #[error("{path}: address {address:#x} is not in a loadable segment")]
+    AddressNotMapped { path: PathBuf, address: u64 },
+}
+
+pub struct ElfFile {
+    path: PathBuf,
+    cache: ReadCache<File>,
+}
+
+impl ElfFile {
+    pub fn open(path: &Path) -> Result<Self, ElfError> {
+        let file = File::open(path).map_err(|source| ElfError::Open { path: path.to_path_buf(), source })?;
+        let elf = Self { path: path.to_path_buf(), cache: ReadCache::new(file) };
+        elf.parse()?;
+        Ok(elf)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn parse(&self) -> Result<object::File<'_, &ReadCache<File>>, ElfError> {
+        object::File::parse(&self.cache).map_err(|source| ElfError::Parse { path: self.path.clone(), source })
+    }
+
+    fn parsed(&self) -> object::File<'_, &ReadCache<File>> {
+        // `open` already parsed the same bytes successfully.
+        self.parse().expect("ELF parsed at open")
+    }
+
+    pub fn is_x86_64(&self) -> bool {
+        self.parsed().architecture() == object::Architecture::X86_64
+    }
+
+    /// ET_DYN: a position-independent executable, loaded at a random base.
+    pub fn is_pie(&self) -> bool {
+        self.parsed().kind() == ObjectKind::Dynamic
+    }
+
+    /// Defined function and data symbols from `.dynsym`, then `.symtab` when present.
+    pub fn symbols(&self) -> SymbolIndex {
+        let file = self.parsed();
+        let mut index = SymbolIndex::default();
+        for sym in file.dynamic_symbols().chain(file.symbols()) {
+            if sym.is_undefined() || sym.address() == 0 {
+                continue;
+            }
+            if !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown) {
+                continue;
+            }
+            if let Ok(name) = sym.name() {
+                if !name.is_empty() {
+                    index.insert(name, Symbol { address: sym.address(), size: sym.size() });
+                }
+            }
+        }
+        index
+    }
+
+    /// Link-time address and file offset of the lowest loadable segment.
+    pub fn first_load_segment(&self) -> Result<(u64, u64), ElfError> {
+        self.parsed()
+            .segments()
+            .min_by_key(|s| s.address())
+            .map(|s| (s.address(), s.file_range().0))
+            .ok_or_else(|| ElfError::NoLoadSegment { path: self.path.clone() })
+    }
+
+    /// The file offset of a link-time address: what the kernel's uprobe API takes.
+    pub fn file_offset(&self, address: u64) -> Result<u64, ElfError> {
+        self.parsed()
+            .segments()
+            .find(|s| (s.address()..s.address() + s.file_range().1).contains(&address))
+            .map(|s| address - s.address() + s.file_range().0)
+            .ok_or_else(|| ElfError::AddressNotMapped { path: self.path.clone(), address })
+    }
+
+    /// `len` bytes of the file image at a link-time address (instruction bytes).
+    pub fn bytes_at(&self, address: u64, len: u64) -> Result<Vec<u8>, ElfError> {
+        let file = self.parsed();
+        file.segments()
+            .find_map(|s| s.data_range(address, len).ok().flatten())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| ElfError::AddressNotMapped { path: self.path.clone(), address })
+    }
+}

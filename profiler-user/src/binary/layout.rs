@@ -1,0 +1,129 @@
+//! Where the fields the probes read live in Zeek's objects, per ABI generation
+//! (zeek-abi.md §2). A new Zeek release is a new row here.
+use profiler_common::TargetLayout;
+
+use super::version::ZeekVersion;
+
+/// Where an `AbiLayout` came from, shown in every output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayoutSource {
+    /// The built-in table for the detected version.
+    Table,
+}
+
+/// Field offsets for one Zeek ABI generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiLayout {
+    /// The ABI generation's name, e.g. "8.2".
+    pub abi: &'static str,
+    pub func_kind: u32,
+    pub func_type: u32,
+    pub func_name: u32,
+    pub func_type_flavor: u32,
+    pub frame_function: u32,
+    pub enum_val_int: u32,
+    pub val_type: u32,
+    /// `EnumType::names`, a `std::map<std::string, zeek_int_t>`.
+    pub enum_type_names: u32,
+    /// Size of one `CallInfo` in `zeek::detail::call_stack`.
+    pub call_info_size: u32,
+    pub source: LayoutSource,
+}
+
+/// One table row: the first version it applies to, and the layout.
+struct Row {
+    since: u32,
+    abi: &'static str,
+    call_info_size: u32,
+}
+
+/// Rows in ascending order; a version uses the last row whose `since` it reaches.
+/// The Func/Frame/EnumVal offsets are the same in every generation so far; what changed is
+/// `CallInfo` (8.1) and the debug-build `EnumVal` (fixed in 8.2).
+const ROWS: &[Row] = &[
+    Row { since: 6_00_00, abi: "6.0", call_info_size: 24 },
+    Row { since: 7_00_00, abi: "7.0", call_info_size: 24 },
+    Row { since: 7_01_00, abi: "7.1", call_info_size: 24 },
+    Row { since: 7_02_00, abi: "7.2", call_info_size: 24 },
+    Row { since: 8_00_00, abi: "8.0", call_info_size: 24 },
+    Row { since: 8_01_00, abi: "8.1", call_info_size: 16 },
+    Row { since: 8_02_00, abi: "8.2", call_info_size: 16 },
+];
+
+/// The first version without a row: releases past it need a new row (or DWARF).
+const NEXT_UNKNOWN: u32 = 8_03_00;
+
+impl AbiLayout {
+    pub fn for_version(version: &ZeekVersion) -> Result<Self, String> {
+        let n = version.number();
+        if n < ROWS[0].since || n >= NEXT_UNKNOWN {
+            return Err(format!("Zeek {version} is not supported: zeek-probe knows the layouts of Zeek 6.0 to 8.2"));
+        }
+        let row = ROWS.iter().rev().find(|r| n >= r.since).expect("range checked above");
+        let debug_enum_val = version.debug && n < 8_02_00;
+        Ok(Self {
+            abi: row.abi,
+            func_kind: 56,
+            func_type: 64,
+            func_name: 72,
+            func_type_flavor: 88,
+            frame_function: 64,
+            enum_val_int: if debug_enum_val { 40 } else { 32 },
+            val_type: 24,
+            enum_type_names: 64,
+            call_info_size: row.call_info_size,
+            source: LayoutSource::Table,
+        })
+    }
+
+    /// The part the BPF programs need, with the vtables' runtime vptr values.
+    pub fn target_layout(&self, script_func_vptr: u64, builtin_func_vptr: u64) -> TargetLayout {
+        TargetLayout {
+            func_kind: self.func_kind,
+            func_type: self.func_type,
+            func_name: self.func_name,
+            func_type_flavor: self.func_type_flavor,
+            frame_function: self.frame_function,
+            enum_val_int: self.enum_val_int,
+            val_type: self.val_type,
+            _reserved: 0,
+            script_func_vptr,
+            builtin_func_vptr,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(s: &str) -> ZeekVersion {
+        ZeekVersion::from_symbol(s).unwrap()
+    }
+
+    #[test]
+    fn picks_the_generation_row() {
+        assert_eq!(AbiLayout::for_version(&version("zeek_version_8_2_2_plugin_7")).unwrap().abi, "8.2");
+        assert_eq!(AbiLayout::for_version(&version("zeek_version_7_2_2_plugin_5")).unwrap().abi, "7.2");
+        assert_eq!(AbiLayout::for_version(&version("zeek_version_6_2_1_plugin_4")).unwrap().abi, "6.0");
+        let l81 = AbiLayout::for_version(&version("zeek_version_8_1_0_plugin_6")).unwrap();
+        assert_eq!((l81.abi, l81.call_info_size), ("8.1", 16));
+        assert_eq!(AbiLayout::for_version(&version("zeek_version_8_0_1_plugin_6")).unwrap().call_info_size, 24);
+    }
+
+    #[test]
+    fn debug_builds_shift_enum_val_until_8_2() {
+        let l = AbiLayout::for_version(&version("zeek_version_7_0_0_plugin_5_debug")).unwrap();
+        assert_eq!(l.enum_val_int, 40);
+        let l = AbiLayout::for_version(&version("zeek_version_8_2_2_plugin_7_debug")).unwrap();
+        assert_eq!(l.enum_val_int, 32);
+    }
+
+    #[test]
+    fn refuses_unknown_generations() {
+        let err = AbiLayout::for_version(&version("zeek_version_5_2_0_plugin_3")).unwrap_err();
+        assert!(err.contains("6.0 to 8.2"), "{err}");
+        assert!(AbiLayout::for_version(&version("zeek_version_9_0_0_plugin_8")).is_err());
+    }
+}

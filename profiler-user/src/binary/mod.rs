@@ -1,0 +1,77 @@
+//! What a Zeek executable is, read from the file alone: its symbols, its version and ABI, the
+//! object layouts the probes rely on, and where exactly each probe goes.
+pub mod elf;
+pub mod layout;
+pub mod probe_points;
+pub mod symbols;
+pub mod version;
+
+use std::path::{Path, PathBuf};
+
+pub use elf::{ElfError, ElfFile};
+pub use layout::{AbiLayout, LayoutSource};
+pub use probe_points::{ProbePoint, ProbePointKind};
+pub use version::ZeekVersion;
+
+/// A Zeek executable, inspected and ready to be probed.
+#[derive(Debug, Clone)]
+pub struct ZeekBinary {
+    pub path: PathBuf,
+    pub version: ZeekVersion,
+    pub layout: AbiLayout,
+    pub probe_points: Vec<ProbePoint>,
+    /// Link-time addresses of the function vtables (`vtable symbol + 16` is what a vptr holds).
+    pub script_func_vtable: Option<u64>,
+    pub builtin_func_vtable: Option<u64>,
+    /// Position-independent: runtime addresses are link-time addresses plus a load bias.
+    pub is_pie: bool,
+    /// First loadable segment: its link-time address and file offset, to find the load bias.
+    pub first_load_vaddr: u64,
+    pub first_load_offset: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryError {
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("{path} is not Zeek: it has no {missing} symbol (is it stripped of .dynsym, or another program?)")]
+    NotZeek { path: PathBuf, missing: &'static str },
+    #[error("{path}: {detail}")]
+    Unsupported { path: PathBuf, detail: String },
+}
+
+impl ZeekBinary {
+    /// Reads `path` and decides whether, and how, it can be probed.
+    pub fn inspect(path: &Path) -> Result<Self, BinaryError> {
+        let elf = ElfFile::open(path)?;
+        if !elf.is_x86_64() {
+            return Err(BinaryError::Unsupported {
+                path: path.to_path_buf(),
+                detail: "only x86-64 Zeek builds are supported (the probes read x86-64 registers)".into(),
+            });
+        }
+        let symbols = elf.symbols();
+        if symbols.address(symbols::SCRIPT_FUNC_INVOKE).is_none() {
+            return Err(BinaryError::NotZeek { path: path.to_path_buf(), missing: "ScriptFunc::Invoke" });
+        }
+        let version = symbols
+            .find_prefix(version::VERSION_SYMBOL_PREFIX)
+            .and_then(ZeekVersion::from_symbol)
+            .ok_or_else(|| BinaryError::NotZeek { path: path.to_path_buf(), missing: "zeek_version_*" })?;
+        let layout = AbiLayout::for_version(&version)
+            .map_err(|detail| BinaryError::Unsupported { path: path.to_path_buf(), detail })?;
+        let probe_points = probe_points::place(&elf, &symbols)?;
+        let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            version,
+            layout,
+            probe_points,
+            script_func_vtable: symbols.address(symbols::SCRIPT_FUNC_VTABLE),
+            builtin_func_vtable: symbols.address(symbols::BUILTIN_FUNC_VTABLE),
+            is_pie: elf.is_pie(),
+            first_load_vaddr,
+            first_load_offset,
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! Command-line interface: parses arguments, runs a command, turns errors into one line.
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+#[derive(Debug, Parser)]
+#[command(name = "zeek-probe", version, about = "External eBPF profiler for unmodified Zeek processes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Zeek command under the profiler from its first instruction to its exit and write a report.
+    Record(RecordArgs),
+    /// Attach to a running Zeek process and serve Prometheus metrics.
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Count every script function, event, hook and BIF call, per caller (costs ~1 µs per call).
+    #[arg(long)]
+    pub count_calls: bool,
+    /// Attach an empty program to the call probe points instead (benchmarks: the kernel's floor).
+    #[arg(long, hide = true, conflicts_with = "count_calls")]
+    pub empty_probes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    /// Directory for the report files.
+    #[arg(long, default_value = "zeek-probe-report")]
+    pub out: PathBuf,
+    /// The command to run, e.g. `zeek -r trace.pcap local`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The Zeek process to attach to.
+    #[arg(long)]
+    pub pid: u32,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    /// Address to serve /metrics on.
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub listen: SocketAddr,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => commands::record::run(args),
+        Command::Attach(args) => commands::attach::run(args),
+    };
+    match result {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("zeek-probe: error: {err:#}");
+            1
+        }
+    }
+}

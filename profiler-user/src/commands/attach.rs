@@ -1,0 +1,98 @@
+//! `zeek-probe attach --pid PID`: probe a running Zeek and serve its metrics until stopped.
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::AttachArgs,
+    exporter::{self, TargetMetrics, server},
+    probes::Probes,
+    session::Session,
+    target::{ProcessInfo, stats::ProcessStats},
+};
+
+/// How often names are learnt and process stats read between scrapes.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Attached {
+    probes: Probes,
+    session: Session,
+    process: Option<ProcessStats>,
+    up: bool,
+}
+
+impl Attached {
+    /// Reads what can only be read while the target lives; notices when it has gone.
+    fn refresh(&mut self) -> TargetMetrics {
+        let snapshot = self.probes.snapshot();
+        let pid = self.session.pid();
+        if self.up {
+            self.session.learn_names(&snapshot);
+            match ProcessStats::read(pid).filter(|_| ProcessInfo::is_alive(pid)) {
+                Some(stats) => self.process = Some(stats),
+                None => {
+                    self.up = false;
+                    self.probes.detach(pid);
+                    eprintln!("zeek-probe: PID {pid} exited; serving its final counts");
+                }
+            }
+        }
+        TargetMetrics { profile: self.session.profile(&snapshot), process: self.process, up: self.up, attach_errors: 0 }
+    }
+}
+
+pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
+    let mut probes = Probes::load()?;
+    let session = Session::attach(&mut probes, args.pid, args.probes.plan())?;
+    let summary = session.summary();
+    let attached = Arc::new(Mutex::new(Attached { probes, session, process: None, up: true }));
+
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let listener = server::bind(args.listen).await?;
+        eprintln!(
+            "zeek-probe: attached to PID {} (node {}, Zeek {}); metrics on http://{}/metrics",
+            summary.pid, summary.node, summary.zeek_version, args.listen
+        );
+        let for_scrapes = attached.clone();
+        let render: server::Render = Arc::new(move || {
+            let metrics = for_scrapes.lock().map(|mut a| a.refresh());
+            metrics.map(|m| exporter::encode(vec![m])).unwrap_or_default()
+        });
+        let serving = tokio::spawn(server::serve(listener, render));
+
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let deadline = async {
+            match args.duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut ticks = tokio::time::interval(REFRESH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    let attached = attached.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Ok(mut a) = attached.lock() {
+                            a.refresh();
+                        }
+                    })
+                    .await;
+                }
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = &mut deadline => break,
+            }
+        }
+        serving.abort();
+        Ok(0)
+    })
+}

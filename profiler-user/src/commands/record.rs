@@ -1,0 +1,43 @@
+//! `zeek-probe record -- CMD...`: profile one run from its first instruction to its exit.
+use anyhow::Context as _;
+
+use crate::{
+    cli::RecordArgs,
+    probes::Probes,
+    report::{summary_json, top_table},
+    session::Session,
+    target::Tracee,
+};
+
+pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
+    // Load the probes before starting anything: a missing privilege must not cost a run.
+    let mut probes = Probes::load()?;
+    let (program, program_args) = args.command.split_first().context("no command given")?;
+    let tracee = Tracee::spawn(program, program_args)?;
+    let mut session = match Session::attach(&mut probes, tracee.pid(), args.probes.plan()) {
+        Ok(session) => session,
+        Err(err) => {
+            // It has not executed a single instruction yet.
+            tracee.kill();
+            return Err(err.into());
+        }
+    };
+
+    // Ctrl-C reaches the command too; we stay to write the report once it has stopped.
+    // SAFETY: setting a signal disposition has no preconditions.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let mut final_profile = None;
+    let exit = tracee.run_to_exit(|| {
+        let snapshot = probes.snapshot();
+        session.learn_names(&snapshot);
+        final_profile = Some(session.profile(&snapshot));
+    })?;
+    // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
+    let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
+
+    summary_json::write(&args.out, &profile)
+        .with_context(|| format!("cannot write the report to {}", args.out.display()))?;
+    print!("{}", top_table::render(&profile));
+    println!("report: {}", args.out.join(summary_json::FILE_NAME).display());
+    Ok(exit.status())
+}

@@ -1,0 +1,173 @@
+//! Loads the embedded BPF object, attaches its programs at a binary's probe points for one
+//! process, and reads the maps they fill.
+use std::{collections::HashMap as StdHashMap, num::NonZeroU32, path::Path};
+
+use aya::{
+    Ebpf, include_bytes_aligned,
+    maps::{HashMap, MapData, MapError},
+    programs::{
+        ProgramError, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
+};
+use profiler_common::{CallKey, FuncInfo, LogKey, StatKey, TargetLayout};
+
+use super::privileges;
+use crate::binary::{ProbePoint, ProbePointKind};
+
+static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("zeek-probe lacks {missing} to load its probes: run it as root (sudo) or grant those capabilities")]
+    NoPrivilege { missing: String },
+    #[error("cannot load the BPF programs into the kernel")]
+    Load(#[source] aya::EbpfError),
+    #[error("BPF program {program}")]
+    Program { program: &'static str, source: ProgramError },
+    #[error("BPF map {map}")]
+    Map { map: &'static str, source: MapError },
+    #[error("cannot attach to {point} in {path} for PID {pid}")]
+    Attach { point: &'static str, path: String, pid: u32, source: ProgramError },
+    #[error("BPF object has no {what} named {name} (build mismatch)")]
+    Missing { what: &'static str, name: &'static str },
+}
+
+/// Which program goes on the `Invoke` probe points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeProgram {
+    /// Count every call per caller→callee edge.
+    CountCalls,
+    /// Do nothing: the kernel's floor, for benchmarks.
+    Empty,
+}
+
+impl InvokeProgram {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::CountCalls => "func_invoke",
+            Self::Empty => "empty_probe",
+        }
+    }
+}
+
+/// What to attach for one process.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachPlan {
+    pub invoke: Option<InvokeProgram>,
+    pub log_writes: bool,
+}
+
+const LOG_WRITE_PROGRAM: &str = "log_write";
+const PROGRAMS: [&str; 3] = ["func_invoke", "empty_probe", LOG_WRITE_PROGRAM];
+
+/// Everything the maps hold at one moment.
+#[derive(Debug, Default, Clone)]
+pub struct MapSnapshot {
+    pub calls: Vec<(CallKey, u64)>,
+    pub funcs: StdHashMap<u64, FuncInfo>,
+    pub log_writes: Vec<(LogKey, u64)>,
+    pub stats: Vec<(StatKey, u64)>,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    targets: HashMap<MapData, u32, TargetLayout>,
+    calls: HashMap<MapData, CallKey, u64>,
+    funcs: HashMap<MapData, u64, FuncInfo>,
+    log_writes: HashMap<MapData, LogKey, u64>,
+    stats: HashMap<MapData, StatKey, u64>,
+    links: StdHashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+}
+
+fn take_map<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, ProbeError> {
+    let map = ebpf.take_map(name).ok_or(ProbeError::Missing { what: "map", name })?;
+    HashMap::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, ProbeError> {
+    let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
+    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
+}
+
+impl Probes {
+    /// Loads the programs into the kernel; nothing is attached yet.
+    pub fn load() -> Result<Self, ProbeError> {
+        let missing = privileges::missing();
+        if !missing.is_empty() {
+            return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
+        }
+        let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+        for name in PROGRAMS {
+            uprobe(&mut ebpf, name)?.load().map_err(|source| ProbeError::Program { program: name, source })?;
+        }
+        Ok(Self {
+            targets: take_map(&mut ebpf, "TARGETS")?,
+            calls: take_map(&mut ebpf, "CALLS")?,
+            funcs: take_map(&mut ebpf, "FUNCS")?,
+            log_writes: take_map(&mut ebpf, "LOG_WRITES")?,
+            stats: take_map(&mut ebpf, "STATS")?,
+            ebpf,
+            links: StdHashMap::new(),
+        })
+    }
+
+    /// Attaches to one process running `exe`. The layout is registered first, so the very
+    /// first hit is already understood.
+    pub fn attach(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        points: &[ProbePoint],
+        layout: TargetLayout,
+        plan: AttachPlan,
+    ) -> Result<(), ProbeError> {
+        self.targets.insert(pid, layout, 0).map_err(|source| ProbeError::Map { map: "TARGETS", source })?;
+        let scope =
+            UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(ProbeError::Missing { what: "PID", name: "0" })?);
+        for point in points {
+            let program = match point.kind {
+                ProbePointKind::ScriptFuncInvoke | ProbePointKind::BuiltinFuncInvoke => match plan.invoke {
+                    Some(p) => p.name(),
+                    None => continue,
+                },
+                ProbePointKind::LogManagerWrite if plan.log_writes => LOG_WRITE_PROGRAM,
+                ProbePointKind::LogManagerWrite => continue,
+            };
+            let link = uprobe(&mut self.ebpf, program)?
+                .attach(UProbeAttachLocation::AbsoluteOffset(point.file_offset), exe, scope)
+                .map_err(|source| ProbeError::Attach {
+                    point: point.kind.display(),
+                    path: exe.display().to_string(),
+                    pid,
+                    source,
+                })?;
+            self.links.entry(pid).or_default().push((program, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches everything attached for `pid`; its counts stay in the maps.
+    pub fn detach(&mut self, pid: u32) {
+        for (program, link) in self.links.remove(&pid).unwrap_or_default() {
+            if let Ok(p) = uprobe(&mut self.ebpf, program) {
+                // A link whose process is gone may already be released; nothing to do then.
+                let _ = p.detach(link);
+            }
+        }
+        let _ = self.targets.remove(&pid);
+    }
+
+    /// Copies the maps. Counters are cumulative: nothing is reset.
+    pub fn snapshot(&self) -> MapSnapshot {
+        MapSnapshot {
+            calls: self.calls.iter().filter_map(Result::ok).collect(),
+            funcs: self.funcs.iter().filter_map(Result::ok).collect(),
+            log_writes: self.log_writes.iter().filter_map(Result::ok).collect(),
+            stats: self.stats.iter().filter_map(Result::ok).collect(),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! What `record` leaves behind: files in the output directory and a table on the terminal.
+pub mod summary_json;
+pub mod top_table;

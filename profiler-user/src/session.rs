@@ -1,0 +1,81 @@
+//! One Zeek process being profiled: who it is, its binary, the probes attached for it, and
+//! the name caches that must be filled while it is alive.
+use crate::{
+    binary::{BinaryError, ZeekBinary, symbols::VTABLE_VPTR_OFFSET},
+    probes::{
+        Probes,
+        loader::{AttachPlan, MapSnapshot, ProbeError},
+    },
+    profile::{Profile, TargetSummary},
+    symbolize::LogStreamNames,
+    target::{MemoryError, ProcessError, ProcessInfo, TargetMemory},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("PID {pid} ({exe}) cannot be profiled")]
+    Binary { pid: u32, exe: String, source: BinaryError },
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+pub struct Session {
+    pub process: ProcessInfo,
+    pub binary: ZeekBinary,
+    plan: AttachPlan,
+    memory: TargetMemory,
+    streams: LogStreamNames,
+}
+
+impl Session {
+    /// Reads what `pid` is and attaches `plan`'s probes to it.
+    pub fn attach(probes: &mut Probes, pid: u32, plan: AttachPlan) -> Result<Self, SessionError> {
+        let process = ProcessInfo::read(pid)?;
+        let binary = ZeekBinary::inspect(&process.exe).map_err(|source| SessionError::Binary {
+            pid,
+            exe: process.exe_link.display().to_string(),
+            source,
+        })?;
+        let bias =
+            if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
+        let vptr = |vtable: Option<u64>| vtable.map_or(0, |a| a.wrapping_add(bias) + VTABLE_VPTR_OFFSET);
+        let layout = binary.layout.target_layout(vptr(binary.script_func_vtable), vptr(binary.builtin_func_vtable));
+        let memory = TargetMemory::open(pid)?;
+        probes.attach(pid, &process.exe, &binary.probe_points, layout, plan)?;
+        Ok(Self { process, binary, plan, memory, streams: LogStreamNames::default() })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    /// Names what only the live process can name (log streams). Call it regularly while the
+    /// process runs, and once more when it stops on its way out. Failures are retried next
+    /// time; what stays unresolved is shown by ordinal.
+    pub fn learn_names(&mut self, snapshot: &MapSnapshot) {
+        let pid = self.pid();
+        for (key, _) in snapshot.log_writes.iter().filter(|(k, _)| k.pid == pid) {
+            let _ = self.streams.learn(&self.memory, key.enum_type, self.binary.layout.enum_type_names);
+        }
+    }
+
+    pub fn summary(&self) -> TargetSummary {
+        TargetSummary {
+            pid: self.pid(),
+            node: self.process.node.clone(),
+            zeek_version: self.binary.version.to_string(),
+            abi: self.binary.layout.abi.to_owned(),
+            layout_source: self.binary.layout.source,
+            binary: self.process.exe_link.display().to_string(),
+            calls_counted: self.plan.invoke.is_some(),
+        }
+    }
+
+    pub fn profile(&self, snapshot: &MapSnapshot) -> Profile {
+        Profile::build(self.summary(), snapshot, &self.streams)
+    }
+}

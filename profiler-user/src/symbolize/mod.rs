@@ -1,0 +1,9 @@
+//! Turning what the probes recorded (name hashes, enum ordinals, raw kinds) into the names
+//! people read. One small decoder per label kind, each cached where the lookup is costly.
+pub mod func_kind;
+pub mod func_name;
+pub mod log_stream;
+
+pub use func_kind::FuncKind;
+pub use func_name::func_name;
+pub use log_stream::LogStreamNames;

@@ -1,0 +1,126 @@
+//! Starting the profiled command ourselves (`record`): under ptrace, so that it stops right
+//! after exec (nothing has run before the probes are attached) and again on its way out,
+//! while its memory can still be read. Nothing else is traced: no syscalls, no breakpoints,
+//! no writes. If zeek-probe dies, the kernel detaches the tracee and it runs on.
+use std::{ffi::OsStr, io, os::unix::process::CommandExt, process::Command};
+
+use nix::{
+    sys::{
+        ptrace::{self, Event, Options},
+        signal::Signal,
+        wait::{WaitStatus, waitpid},
+    },
+    unistd::Pid,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start `{command}`")]
+    Start { command: String, source: io::Error },
+    #[error("`{command}` exited with status {code} before it started running")]
+    ExitedEarly { command: String, code: i32 },
+    #[error("lost control of PID {pid}")]
+    Trace { pid: u32, source: nix::Error },
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl Exit {
+    /// The status a shell would report: the code, or 128 + the signal number.
+    pub fn status(self) -> i32 {
+        match self {
+            Self::Code(c) => c,
+            Self::Signal(s) => 128 + s as i32,
+        }
+    }
+}
+
+pub struct Tracee {
+    pid: Pid,
+}
+
+impl Tracee {
+    /// Starts `program args...`, stopped before its first instruction.
+    pub fn spawn(program: &OsStr, args: &[impl AsRef<OsStr>]) -> Result<Self, LaunchError> {
+        let command = program.to_string_lossy().into_owned();
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // We ignore SIGINT while the command runs; the command must not inherit that.
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                ptrace::traceme().map_err(io::Error::from)
+            });
+        }
+        let child = cmd.spawn().map_err(|source| LaunchError::Start { command: command.clone(), source })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
+        match waitpid(pid, None).map_err(trace_err)? {
+            WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
+            WaitStatus::Exited(_, code) => return Err(LaunchError::ExitedEarly { command, code }),
+            other => {
+                return Err(LaunchError::Start {
+                    command,
+                    source: io::Error::other(format!("unexpected state after exec: {other:?}")),
+                });
+            }
+        }
+        ptrace::setoptions(pid, Options::PTRACE_O_TRACEEXIT | Options::PTRACE_O_TRACEEXEC).map_err(trace_err)?;
+        Ok(Self { pid })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Ends a command that must not run (it cannot be profiled) and reaps it.
+    pub fn kill(self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        // It may pass through its exit stop on the way out.
+        while let Ok(status) = waitpid(self.pid, None) {
+            if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                break;
+            }
+            let _ = ptrace::cont(self.pid, None);
+        }
+    }
+
+    /// Lets the command run to its end. `at_exit` runs once while it is stopped on its way
+    /// out (its memory still readable); signals sent to it are passed on unchanged.
+    pub fn run_to_exit(self, mut at_exit: impl FnMut()) -> Result<Exit, LaunchError> {
+        let pid = self.pid;
+        let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
+        let mut exit_seen = false;
+        ptrace::cont(pid, None).map_err(trace_err)?;
+        loop {
+            match waitpid(pid, None).map_err(trace_err)? {
+                WaitStatus::Exited(_, code) => return Ok(Exit::Code(code)),
+                WaitStatus::Signaled(_, signal, _) => return Ok(Exit::Signal(signal)),
+                WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXIT as i32 => {
+                    if !exit_seen {
+                        exit_seen = true;
+                        at_exit();
+                    }
+                    resume(pid, None)?;
+                }
+                WaitStatus::PtraceEvent(..) => resume(pid, None)?,
+                WaitStatus::Stopped(_, signal) => resume(pid, Some(signal))?,
+                _ => resume(pid, None)?,
+            }
+        }
+    }
+}
+
+/// Resumes the tracee; one that vanished meanwhile (killed) is reported by the next wait.
+fn resume(pid: Pid, signal: Option<Signal>) -> Result<(), LaunchError> {
+    match ptrace::cont(pid, signal) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(source) => Err(LaunchError::Trace { pid: pid.as_raw() as u32, source }),
+    }
+}

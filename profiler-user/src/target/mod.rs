@@ -1,0 +1,10 @@
+//! The running Zeek process: who it is, reading its memory, and starting one under our control.
+pub mod launch;
+pub mod memory;
+pub mod node;
+pub mod process;
+pub mod stats;
+
+pub use launch::{LaunchError, Tracee};
+pub use memory::{MemoryError, TargetMemory};
+pub use process::{ProcessError, ProcessInfo};

@@ -1,0 +1,96 @@
+//! What /proc says about a process: its executable, command line, node name and load bias.
+use std::{fs, io, path::PathBuf};
+
+use super::node::node_name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("no process with PID {pid}: it is not running (check the PID, e.g. with `pgrep zeek`)")]
+    Gone { pid: u32 },
+    #[error("cannot inspect PID {pid}: permission denied (run zeek-probe as root or with CAP_SYS_PTRACE)")]
+    PermissionDenied { pid: u32 },
+    #[error("cannot read /proc/{pid}/{what}")]
+    Read { pid: u32, what: &'static str, source: io::Error },
+    #[error("PID {pid} does not map its executable {exe}: cannot find where it is loaded")]
+    ExeNotMapped { pid: u32, exe: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The executable, readable by us through /proc/PID/root (also across mount namespaces).
+    pub exe: PathBuf,
+    /// The executable's path as the process sees it, for people.
+    pub exe_link: PathBuf,
+    pub cmdline: Vec<String>,
+    pub node: String,
+}
+
+fn proc_read(pid: u32, what: &'static str) -> Result<Vec<u8>, ProcessError> {
+    fs::read(format!("/proc/{pid}/{what}")).map_err(|source| classify(pid, what, source))
+}
+
+fn classify(pid: u32, what: &'static str, source: io::Error) -> ProcessError {
+    match source.kind() {
+        io::ErrorKind::NotFound => ProcessError::Gone { pid },
+        io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied { pid },
+        _ if source.raw_os_error() == Some(libc::ESRCH) => ProcessError::Gone { pid },
+        _ => ProcessError::Read { pid, what, source },
+    }
+}
+
+impl ProcessInfo {
+    pub fn read(pid: u32) -> Result<Self, ProcessError> {
+        if pid == 0 {
+            return Err(ProcessError::Gone { pid });
+        }
+        let exe_link = fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| classify(pid, "exe", e))?;
+        let exe = PathBuf::from(format!("/proc/{pid}/root")).join(exe_link.strip_prefix("/").unwrap_or(&exe_link));
+        let cmdline = proc_read(pid, "cmdline")?
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let environ = proc_read(pid, "environ")?;
+        let comm = String::from_utf8_lossy(&proc_read(pid, "comm")?).trim_end().to_owned();
+        Ok(Self { pid, exe, exe_link, cmdline, node: node_name(&environ, &comm) })
+    }
+
+    /// The load bias of the executable: runtime address minus link-time address. Found from
+    /// the mapping of the file offset of the first loadable segment.
+    pub fn load_bias(&self, first_load_vaddr: u64, first_load_offset: u64) -> Result<u64, ProcessError> {
+        let maps = String::from_utf8_lossy(&proc_read(self.pid, "maps")?).into_owned();
+        let exe_name = self.exe_link.to_string_lossy();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(_perms), Some(offset)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let path = fields.nth(2).unwrap_or("");
+            if path != exe_name {
+                continue;
+            }
+            let (Some(start), Ok(offset)) = (
+                range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()),
+                u64::from_str_radix(offset, 16),
+            ) else {
+                continue;
+            };
+            let page = 4096;
+            if offset == first_load_offset & !(page - 1) {
+                return Ok(start.wrapping_sub(first_load_vaddr & !(page - 1)));
+            }
+        }
+        Err(ProcessError::ExeNotMapped { pid: self.pid, exe: self.exe_link.clone() })
+    }
+
+    /// Whether the process still exists (a zombie counts as gone).
+    pub fn is_alive(pid: u32) -> bool {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+            }
+            Err(_) => false,
+        }
+    }
+}

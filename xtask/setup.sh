@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing zeek-probe needs on a fresh Debian machine.
+# Idempotent and quick when everything is already there. Called by `cargo xtask setup`
+# (and therefore by the README's two commands) before anything else is built.
+set -euo pipefail
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $* (re-run as root or install it by hand)"; exit 1
+  fi
+}
+
+# Debian packages: LLVM 22 for bpf-linker (must match the nightly's LLVM), g++ for the
+# Zeek-shaped fixtures, bpftrace for the benchmark baseline, libzmq for the ZeroMQ side,
+# prometheus for promtool and the end-to-end scrape tests, binutils for strip/objcopy.
+debs=(llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev pkg-config zlib1g-dev libzstd-dev)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The BPF crate builds with nightly and needs the standard library's source for core.
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust-src to the nightly toolchain"
+  rustup component add rust-src --toolchain nightly
+fi
+
+# bpf-linker linked against LLVM 22 (zeek-abi.md §9).
+if ! command -v bpf-linker >/dev/null || ! bpf-linker --version 2>/dev/null | grep -q '0.13'; then
+  say "building bpf-linker 0.13 against LLVM 22 (once, a few minutes)"
+  PATH="/usr/lib/llvm-22/bin:$PATH" cargo +stable install --locked bpf-linker@^0.13 \
+    --no-default-features --features llvm-22
+fi
+say "toolchain ready"
