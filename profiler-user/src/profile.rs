@@ -198,8 +198,10 @@ mod tests {
 
     #[test]
     fn calls_without_a_decodable_name_are_counted_as_unnamed() {
-        let mut snap = MapSnapshot::default();
-        snap.calls = vec![(CallKey { pid: 1, _pad: 0, callee: 12345, caller: CALLER_NATIVE }, 4)];
+        let snap = MapSnapshot {
+            calls: vec![(CallKey { pid: 1, _pad: 0, callee: 12345, caller: CALLER_NATIVE }, 4)],
+            ..Default::default()
+        };
         let p = Profile::build(target(1), &snap, &LogStreamNames::default());
         assert!(p.functions.is_empty());
         assert_eq!(p.probe_health.unnamed_calls, 4);

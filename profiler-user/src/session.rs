@@ -15,12 +15,19 @@ use crate::{
 pub enum SessionError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("PID {pid} ({exe}) cannot be profiled")]
-    Binary { pid: u32, exe: String, source: BinaryError },
+    #[error("PID {pid}")]
+    Binary { pid: u32, source: BinaryError },
+    /// Boxed: aya's errors are large and this travels on every attach.
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Probe(Box<ProbeError>),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+}
+
+impl From<ProbeError> for SessionError {
+    fn from(e: ProbeError) -> Self {
+        Self::Probe(Box::new(e))
+    }
 }
 
 pub struct Session {
@@ -35,11 +42,8 @@ impl Session {
     /// Reads what `pid` is and attaches `plan`'s probes to it.
     pub fn attach(probes: &mut Probes, pid: u32, plan: AttachPlan) -> Result<Self, SessionError> {
         let process = ProcessInfo::read(pid)?;
-        let binary = ZeekBinary::inspect(&process.exe).map_err(|source| SessionError::Binary {
-            pid,
-            exe: process.exe_link.display().to_string(),
-            source,
-        })?;
+        let binary = ZeekBinary::inspect(&process.exe, &process.exe_link)
+            .map_err(|source| SessionError::Binary { pid, source })?;
         let bias =
             if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
         let vptr = |vtable: Option<u64>| vtable.map_or(0, |a| a.wrapping_add(bias) + VTABLE_VPTR_OFFSET);

@@ -1,1 +1,72 @@
-fn main() {}
+//! Developer tasks: `cargo xtask <task>`. The README's two commands are `cargo xtask demo`
+//! and `cargo xtask test`; both install what they need first (`setup`).
+mod bench;
+mod fixtures;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces (rust-src, LLVM 22, bpf-linker, g++, bpftrace, promtool).
+    Setup,
+    /// Build the Zeek-shaped fixture programs into target/fixtures/.
+    Fixtures,
+    /// Profile the default workload (a real `zeek` if installed, else the fixture).
+    Demo,
+    /// Every check and test: formatting, clippy, unit and end-to-end tests.
+    Test,
+    /// Benchmarks: per-call cost with no probe, an empty probe, zeek-probe and bpftrace.
+    Bench,
+}
+
+fn main() {
+    let result = match Cli::parse().task {
+        Task::Setup => run::setup(),
+        Task::Fixtures => run::setup().and_then(|()| fixtures::build_all()),
+        Task::Demo => demo(),
+        Task::Test => test(),
+        Task::Bench => run::setup().and_then(|()| fixtures::build_all()).and_then(|()| bench::run()),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn demo() -> Result<()> {
+    run::setup()?;
+    run::cargo(&["build", "--release", "--package", "zeek-probe"])?;
+    let out = run::workspace_root().join("target/demo");
+    let probe = run::workspace_root().join("target/release/zeek-probe");
+    let mut cmd = std::process::Command::new(&probe);
+    cmd.args(["record", "--count-calls", "--out"]).arg(&out).arg("--");
+    match run::find_in_path("zeek") {
+        Some(zeek) => {
+            eprintln!("xtask: profiling the installed Zeek ({}) on a built-in script", zeek.display());
+            cmd.arg(zeek).arg(run::workspace_root().join("xtask/demo.zeek"));
+        }
+        None => {
+            fixtures::build_all()?;
+            eprintln!("xtask: no zeek installed; profiling the Zeek-shaped fixture workload");
+            cmd.arg(fixtures::path(fixtures::DEFAULT)).args(["--seconds", "3"]);
+        }
+    }
+    run::status(&mut cmd)
+}
+
+fn test() -> Result<()> {
+    run::setup()?;
+    fixtures::build_all()?;
+    run::cargo(&["fmt", "--all", "--check"])?;
+    run::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])
+}

@@ -34,10 +34,6 @@ impl ElfFile {
         Ok(elf)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn parse(&self) -> Result<object::File<'_, &ReadCache<File>>, ElfError> {
         object::File::parse(&self.cache).map_err(|source| ElfError::Parse { path: self.path.clone(), source })
     }
@@ -67,10 +63,10 @@ impl ElfFile {
             if !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown) {
                 continue;
             }
-            if let Ok(name) = sym.name() {
-                if !name.is_empty() {
-                    index.insert(name, Symbol { address: sym.address(), size: sym.size() });
-                }
+            if let Ok(name) = sym.name()
+                && !name.is_empty()
+            {
+                index.insert(name, Symbol { address: sym.address(), size: sym.size() });
             }
         }
         index

@@ -34,33 +34,36 @@ pub struct ZeekBinary {
 pub enum BinaryError {
     #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("{path} is not Zeek: it has no {missing} symbol (is it stripped of .dynsym, or another program?)")]
+    #[error(
+        "{path} is not Zeek: it has no {missing} symbol (another program, or a Zeek build without its exported symbols)"
+    )]
     NotZeek { path: PathBuf, missing: &'static str },
     #[error("{path}: {detail}")]
     Unsupported { path: PathBuf, detail: String },
 }
 
 impl ZeekBinary {
-    /// Reads `path` and decides whether, and how, it can be probed.
-    pub fn inspect(path: &Path) -> Result<Self, BinaryError> {
+    /// Reads `path` and decides whether, and how, it can be probed. Messages name it as
+    /// `shown_as` (a process's executable is read through /proc/PID/root/...).
+    pub fn inspect(path: &Path, shown_as: &Path) -> Result<Self, BinaryError> {
         let elf = ElfFile::open(path)?;
         if !elf.is_x86_64() {
             return Err(BinaryError::Unsupported {
-                path: path.to_path_buf(),
+                path: shown_as.to_path_buf(),
                 detail: "only x86-64 Zeek builds are supported (the probes read x86-64 registers)".into(),
             });
         }
         let symbols = elf.symbols();
         if symbols.address(symbols::SCRIPT_FUNC_INVOKE).is_none() {
-            return Err(BinaryError::NotZeek { path: path.to_path_buf(), missing: "ScriptFunc::Invoke" });
+            return Err(BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "ScriptFunc::Invoke" });
         }
         let version = symbols
             .find_prefix(version::VERSION_SYMBOL_PREFIX)
             .and_then(ZeekVersion::from_symbol)
-            .ok_or_else(|| BinaryError::NotZeek { path: path.to_path_buf(), missing: "zeek_version_*" })?;
+            .ok_or_else(|| BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "zeek_version_*" })?;
         let layout = AbiLayout::for_version(&version)
-            .map_err(|detail| BinaryError::Unsupported { path: path.to_path_buf(), detail })?;
-        let probe_points = probe_points::place(&elf, &symbols)?;
+            .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
+        let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
         Ok(Self {
             path: path.to_path_buf(),

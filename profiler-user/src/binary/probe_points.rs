@@ -48,14 +48,14 @@ pub struct ProbePoint {
 
 /// Places every probe point the binary has. Both `Invoke`s are required; a binary without
 /// `logging::Manager::Write` is still probed, without log counts.
-pub fn place(elf: &ElfFile, symbols: &SymbolIndex) -> Result<Vec<ProbePoint>, BinaryError> {
+pub fn place(elf: &ElfFile, symbols: &SymbolIndex, shown_as: &std::path::Path) -> Result<Vec<ProbePoint>, BinaryError> {
     let mut points = Vec::new();
     for kind in [ProbePointKind::ScriptFuncInvoke, ProbePointKind::BuiltinFuncInvoke, ProbePointKind::LogManagerWrite] {
         let Some(address) = symbols.address(kind.symbol()) else {
             if kind == ProbePointKind::LogManagerWrite {
                 continue;
             }
-            return Err(BinaryError::NotZeek { path: elf.path().to_path_buf(), missing: kind.display() });
+            return Err(BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: kind.display() });
         };
         let skipped = if elf.bytes_at(address, 4)? == ENDBR64 { 4 } else { 0 };
         points.push(ProbePoint { kind, address, file_offset: elf.file_offset(address + skipped)?, skipped });

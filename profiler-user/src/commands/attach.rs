@@ -55,14 +55,15 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let listener = server::bind(args.listen).await?;
+        let address = listener.local_addr().unwrap_or(args.listen);
         eprintln!(
-            "zeek-probe: attached to PID {} (node {}, Zeek {}); metrics on http://{}/metrics",
-            summary.pid, summary.node, summary.zeek_version, args.listen
+            "zeek-probe: attached to PID {} (node {}, Zeek {}); metrics on http://{address}/metrics",
+            summary.pid, summary.node, summary.zeek_version
         );
         let for_scrapes = attached.clone();
         let render: server::Render = Arc::new(move || {
             let metrics = for_scrapes.lock().map(|mut a| a.refresh());
-            metrics.map(|m| exporter::encode(vec![m])).unwrap_or_default()
+            metrics.map(|m| exporter::encode(&[m])).unwrap_or_default()
         });
         let serving = tokio::spawn(server::serve(listener, render));
 

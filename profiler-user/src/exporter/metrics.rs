@@ -1,16 +1,16 @@
-//! Profiles → Prometheus text exposition. Every series carries `node` and `pid`.
-//! Counter names are given without `_total`: the encoder appends it.
-use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
-    registry::Registry,
+//! Profiles → Prometheus text exposition format (0.0.4). Every series carries `node` and `pid`.
+use prometheus::{
+    Encoder, TextEncoder,
+    proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
 use crate::{profile::Profile, target::stats::ProcessStats};
 
 /// `caller` label value for calls made from C++ (no calling script frame).
 pub const NATIVE_CALLER: &str = "<native>";
+
+/// The content type of `encode`'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Everything exported for one target.
 #[derive(Debug, Clone)]
@@ -24,9 +24,6 @@ pub struct TargetMetrics {
 
 type Labels = Vec<(&'static str, String)>;
 
-#[derive(Debug)]
-struct Targets(Vec<TargetMetrics>);
-
 fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
 }
@@ -36,39 +33,61 @@ fn with(mut labels: Labels, extra: &[(&'static str, &str)]) -> Labels {
     labels
 }
 
-fn counters(
-    enc: &mut DescriptorEncoder,
+/// One metric family from its rows. An empty family is left out.
+fn family(
     name: &str,
     help: &str,
+    kind: MetricType,
     rows: impl IntoIterator<Item = (Labels, f64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in rows {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+) -> Option<MetricFamily> {
+    let metrics: Vec<Metric> = rows
+        .into_iter()
+        .map(|(labels, value)| {
+            let mut m = Metric::default();
+            m.set_label(
+                labels
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut pair = LabelPair::default();
+                        pair.set_name(k.to_owned());
+                        pair.set_value(v);
+                        pair
+                    })
+                    .collect(),
+            );
+            match kind {
+                MetricType::COUNTER => {
+                    let mut c = Counter::default();
+                    c.set_value(value);
+                    m.set_counter(c);
+                }
+                _ => {
+                    let mut g = Gauge::default();
+                    g.set_value(value);
+                    m.set_gauge(g);
+                }
+            }
+            m
+        })
+        .collect();
+    if metrics.is_empty() {
+        return None;
     }
-    Ok(())
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    Some(f)
 }
 
-fn gauges(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (Labels, f64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in rows {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-impl Collector for Targets {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let t = &self.0;
-        gauges(
-            &mut enc,
+fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    [
+        family(
             "zeek_probe_target_info",
             "Attached Zeek process (value 1), with version and ABI",
+            GAUGE,
             t.iter().map(|t| {
                 let s = &t.profile.target;
                 let labels = with(
@@ -82,27 +101,27 @@ impl Collector for Targets {
                 );
                 (labels, 1.0)
             }),
-        )?;
-        gauges(
-            &mut enc,
+        ),
+        family(
             "zeek_probe_target_up",
             "1 while the attached Zeek process runs, 0 after it exited",
+            GAUGE,
             t.iter().map(|t| (base_labels(t), if t.up { 1.0 } else { 0.0 })),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_function_calls",
+        ),
+        family(
+            "zeek_probe_function_calls_total",
             "Calls of a script function, event, hook or BIF (with --count-calls)",
+            COUNTER,
             t.iter().flat_map(|t| {
                 t.profile.functions.iter().map(move |f| {
                     (with(base_labels(t), &[("function", &f.name), ("kind", f.kind.as_str())]), f.calls as f64)
                 })
             }),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_caller_calls",
+        ),
+        family(
+            "zeek_probe_caller_calls_total",
             "Calls per caller and callee; caller <native> for calls from C++ (with --count-calls)",
+            COUNTER,
             t.iter().flat_map(|t| {
                 t.profile.callers.iter().map(move |e| {
                     let kind = t.profile.functions.iter().find(|f| f.name == e.callee).map_or("", |f| f.kind.as_str());
@@ -113,52 +132,52 @@ impl Collector for Targets {
                     )
                 })
             }),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_log_writes",
+        ),
+        family(
+            "zeek_probe_log_writes_total",
             "Log::write calls per log stream",
+            COUNTER,
             t.iter().flat_map(|t| {
                 t.profile
                     .log_writes
                     .iter()
                     .map(move |s| (with(base_labels(t), &[("stream", &s.stream)]), s.writes as f64))
             }),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_process_cpu_seconds",
+        ),
+        family(
+            "zeek_probe_process_cpu_seconds_total",
             "User and system CPU time of the Zeek process",
+            COUNTER,
             t.iter().filter_map(|t| Some((base_labels(t), t.process?.cpu_seconds))),
-        )?;
-        gauges(
-            &mut enc,
+        ),
+        family(
             "zeek_probe_process_start_time_seconds",
             "Start time of the Zeek process since the Unix epoch",
+            GAUGE,
             t.iter().filter_map(|t| Some((base_labels(t), t.process?.start_time_seconds))),
-        )?;
-        gauges(
-            &mut enc,
+        ),
+        family(
             "zeek_probe_process_resident_memory_bytes",
             "Resident memory of the Zeek process",
+            GAUGE,
             t.iter().filter_map(|t| Some((base_labels(t), t.process?.resident_bytes as f64))),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_attach_errors",
+        ),
+        family(
+            "zeek_probe_attach_errors_total",
             "Failed attempts to attach probes to the process",
+            COUNTER,
             t.iter().map(|t| (base_labels(t), t.attach_errors as f64)),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_map_full_drops",
+        ),
+        family(
+            "zeek_probe_map_full_drops_total",
             "Counts dropped because a BPF map was full",
+            COUNTER,
             t.iter().map(|t| (base_labels(t), t.profile.probe_health.map_full as f64)),
-        )?;
-        counters(
-            &mut enc,
-            "zeek_probe_unresolved_pointers",
+        ),
+        family(
+            "zeek_probe_unresolved_pointers_total",
             "Reads of the target that failed or gave implausible values, by reason",
+            COUNTER,
             t.iter().flat_map(|t| {
                 let h = &t.profile.probe_health;
                 [
@@ -169,18 +188,18 @@ impl Collector for Targets {
                 ]
                 .map(|(reason, n)| (with(base_labels(t), &[("reason", reason)]), n as f64))
             }),
-        )?;
-        Ok(())
-    }
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The text exposition format of all targets' metrics.
-pub fn encode(targets: Vec<TargetMetrics>) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Targets(targets)));
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
-    out
+pub fn encode(targets: &[TargetMetrics]) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families(targets), &mut out).expect("families are well-formed");
+    String::from_utf8(out).expect("the text encoder writes UTF-8")
 }
 
 #[cfg(test)]
@@ -220,7 +239,7 @@ mod tests {
 
     #[test]
     fn exports_counts_with_node_and_pid() {
-        let text = encode(vec![target()]);
+        let text = encode(&[target()]);
         assert!(
             text.contains(r#"zeek_probe_function_calls_total{node="worker-1",pid="42",function="fmt",kind="bif"} 7"#),
             "{text}"
@@ -232,6 +251,6 @@ mod tests {
         );
         assert!(text.contains(r#"zeek_probe_process_cpu_seconds_total{node="worker-1",pid="42"} 1.5"#), "{text}");
         assert!(text.contains("# TYPE zeek_probe_target_up gauge"), "{text}");
-        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE zeek_probe_function_calls_total counter"), "{text}");
     }
 }

@@ -7,9 +7,6 @@ use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, serve
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// OpenMetrics, which the encoder writes and Prometheus prefers.
-const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 /// Produces the current exposition on each scrape.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -41,7 +38,7 @@ async fn respond(req: Request<Incoming>, render: Render) -> Result<Response<Full
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let text = tokio::task::spawn_blocking(move || render()).await.unwrap_or_default();
-            (StatusCode::OK, METRICS_CONTENT_TYPE, text)
+            (StatusCode::OK, super::metrics::CONTENT_TYPE, text)
         }
         (&Method::GET, "/") => (
             StatusCode::OK,

@@ -2,7 +2,7 @@
 //! target's `EnumType::names`, a libstdc++ `std::map<std::string, zeek_int_t>`, then cached.
 //! Reading the whole map at the first write means every stream is named while the process is
 //! alive, even streams first written just before it exits.
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use crate::target::{MemoryError, TargetMemory};
 
@@ -53,10 +53,8 @@ impl LogStreamNames {
     /// Names every stream of `enum_type` in `mem`'s process unless done already. `names_offset`
     /// is where `EnumType::names` lives in this Zeek's layout.
     pub fn learn(&mut self, mem: &TargetMemory, enum_type: u64, names_offset: u32) -> Result<(), MemoryError> {
-        let key = (mem.pid(), enum_type);
-        if !self.resolved.contains_key(&key) {
-            let names = read_enum_names(mem, enum_type + u64::from(names_offset))?;
-            self.resolved.insert(key, names);
+        if let Entry::Vacant(slot) = self.resolved.entry((mem.pid(), enum_type)) {
+            slot.insert(read_enum_names(mem, enum_type + u64::from(names_offset))?);
         }
         Ok(())
     }

@@ -1,0 +1,89 @@
+//! Shared helpers: finding the binaries, privilege policy, reading truth and summaries.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+use serde_json::Value;
+
+pub fn zeek_probe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zeek-probe"))
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fixture built by `cargo xtask fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = workspace_root().join("target/fixtures").join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo xtask fixtures`", path.display());
+    path
+}
+
+/// Whether privileged tests can run here. Under CI=true a missing privilege is a failure.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("privileged end-to-end tests must run as root in CI");
+    }
+    eprintln!("skipping: needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)");
+    false
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// (name, kind) → calls from a `functions` array.
+pub fn functions(doc: &Value) -> BTreeMap<(String, String), u64> {
+    doc["functions"]
+        .as_array()
+        .expect("functions array")
+        .iter()
+        .map(|f| {
+            (
+                (f["name"].as_str().unwrap().to_owned(), f["kind"].as_str().unwrap().to_owned()),
+                f["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// (caller or "", callee) → calls from a `callers` array.
+pub fn callers(doc: &Value) -> BTreeMap<(String, String), u64> {
+    doc["callers"]
+        .as_array()
+        .expect("callers array")
+        .iter()
+        .map(|c| {
+            let caller = c["caller"].as_str().unwrap_or("").to_owned();
+            ((caller, c["callee"].as_str().unwrap().to_owned()), c["calls"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// stream → writes from a `log_writes` array.
+pub fn log_writes(doc: &Value) -> BTreeMap<String, u64> {
+    doc["log_writes"]
+        .as_array()
+        .expect("log_writes array")
+        .iter()
+        .map(|l| (l["stream"].as_str().unwrap().to_owned(), l["writes"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Asserts a failed run said what went wrong in exactly one line.
+pub fn assert_one_line_error(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected failure, got {:?}; stderr: {stderr}", output.status);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line of error, got: {stderr}");
+    assert!(lines[0].starts_with("zeek-probe: error: "), "{stderr}");
+    assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr}");
+}

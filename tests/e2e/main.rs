@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `zeek-probe` binary, real BPF programs in the kernel, the
+//! Zeek-shaped fixture as the target. They need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE);
+//! without it they are skipped, except under CI=true, where they fail.
+mod attach;
+mod bad_input;
+mod common;
+mod record;

@@ -1,0 +1,63 @@
+//! `zeek-probe record --count-calls` against the fixture's own ground truth.
+use std::process::Command;
+
+use crate::common::*;
+
+#[test]
+fn record_counts_exactly_what_the_fixture_did() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let truth_path = dir.path().join("truth.json");
+    let out = dir.path().join("report");
+    let output = Command::new(zeek_probe())
+        .args(["record", "--count-calls", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(fixture("zeek-shaped-8.2"))
+        .args(["--rounds", "25", "--truth"])
+        .arg(&truth_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "record failed: {:?}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+
+    let truth = read_json(&truth_path);
+    let summary = read_json(&out.join("summary.json"));
+    assert_eq!(summary["target"]["pid"], truth["pid"]);
+    assert_eq!(summary["target"]["zeek_version"], "8.2.2");
+    assert_eq!(summary["target"]["node"], "standalone");
+
+    let expected = functions(&truth);
+    assert!(expected.len() > 15, "the fixture should exercise many functions: {expected:?}");
+    assert!(expected.keys().any(|(n, _)| n.starts_with("lambda_")), "lambdas are part of the workload");
+    assert_eq!(functions(&summary), expected, "calls per function and kind");
+    assert_eq!(callers(&summary), callers(&truth), "calls per caller→callee edge");
+    assert_eq!(log_writes(&summary), log_writes(&truth), "writes per log stream");
+
+    let health = &summary["probe_health"];
+    for field in ["read_failed", "invalid_func", "map_full", "unnamed_calls"] {
+        assert_eq!(health[field], 0, "probe health {field}: {health}");
+    }
+    assert!(stdout.contains("total calls"), "top table printed: {stdout}");
+}
+
+#[test]
+fn record_exits_with_the_commands_status() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture rejects unknown arguments with status 2.
+    let output = Command::new(zeek_probe())
+        .args(["record", "--out"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(fixture("zeek-shaped-8.2"))
+        .arg("--no-such-option")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("summary.json").is_file(), "a report is written even for a failed run");
+}
