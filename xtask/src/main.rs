@@ -46,9 +46,11 @@ fn demo() -> Result<()> {
     run::setup()?;
     run::cargo(&["build", "--release", "--package", "zeek-probe"])?;
     let out = run::workspace_root().join("target/demo");
+    std::fs::create_dir_all(&out)?;
     let probe = run::workspace_root().join("target/release/zeek-probe");
     let mut cmd = std::process::Command::new(&probe);
-    cmd.args(["record", "--count-calls", "--out"]).arg(&out).arg("--");
+    // Zeek writes its logs to the working directory: keep them with the report.
+    cmd.current_dir(&out).args(["record", "--count-calls", "--out"]).arg(&out).arg("--");
     match run::find_in_path("zeek") {
         Some(zeek) => {
             eprintln!("xtask: profiling the installed Zeek ({}) on a built-in script", zeek.display());
