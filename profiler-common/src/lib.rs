@@ -10,5 +10,5 @@ pub mod name_hash;
 pub mod stats;
 
 pub use layout::TargetLayout;
-pub use maps::{CallKey, FuncInfo, LogKey};
+pub use maps::{CallKey, FuncInfo, FuncPtrKey, LogKey};
 pub use stats::{ProbeStat, StatKey};

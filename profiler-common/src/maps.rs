@@ -49,6 +49,15 @@ impl FuncInfo {
     }
 }
 
+/// A function object of one process: key of the `FUNC_HASHES` cache (value: its name hash).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FuncPtrKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub func: u64,
+}
+
 /// Writes to one log stream of one process: key of the `LOG_WRITES` map (value: u64 count).
 /// The stream is the `Log::ID` enum ordinal; its name is read from the `EnumType` in user space.
 #[repr(C)]
@@ -67,4 +76,5 @@ mod pod {
     unsafe impl aya::Pod for super::CallKey {}
     unsafe impl aya::Pod for super::FuncInfo {}
     unsafe impl aya::Pod for super::LogKey {}
+    unsafe impl aya::Pod for super::FuncPtrKey {}
 }

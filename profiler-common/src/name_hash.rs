@@ -10,11 +10,13 @@ const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
 
 /// Hashes a name given as its full length and its first `NAME_MAX` bytes (zero-padded words).
+/// Only the words the name occupies are mixed: most names fit in two or three.
 #[inline(always)]
 pub fn name_hash(full_len: u64, words: &[u64; NAME_WORDS]) -> u64 {
+    let used = full_len.div_ceil(8);
     let mut h = SEED ^ full_len;
     let mut i = 0;
-    while i < NAME_WORDS {
+    while i < NAME_WORDS && (i as u64) < used {
         h = (h ^ words[i]).wrapping_mul(MULTIPLIER);
         h ^= h >> 29;
         i += 1;
@@ -29,4 +31,25 @@ pub fn name_hash_bytes(name: &[u8]) -> u64 {
         words[i / 8] |= (*b as u64) << ((i % 8) * 8);
     }
     name_hash(name.len() as u64, &words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinguishes_names_lengths_and_prefixes() {
+        let a = name_hash_bytes(b"Conn::set_conn");
+        assert_ne!(a, name_hash_bytes(b"Conn::set_con"));
+        assert_ne!(a, name_hash_bytes(b"Conn::set_conn\0"));
+        assert_eq!(a, name_hash_bytes(b"Conn::set_conn"));
+        assert_eq!(a & 1, 1, "odd, never a reserved caller value");
+    }
+
+    #[test]
+    fn long_names_hash_their_prefix_and_full_length() {
+        let long = [b'x'; NAME_MAX + 10];
+        assert_ne!(name_hash_bytes(&long), name_hash_bytes(&long[..NAME_MAX]));
+        assert_ne!(name_hash_bytes(&long), name_hash_bytes(&long[..NAME_MAX + 9]));
+    }
 }

@@ -7,9 +7,9 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use profiler_common::{CallKey, FuncInfo, LogKey, ProbeStat, StatKey, TargetLayout};
+use profiler_common::{CallKey, FuncInfo, FuncPtrKey, LogKey, ProbeStat, StatKey, TargetLayout};
 
 /// Layout and vtables per target PID, written by user space before attaching.
 #[map]
@@ -22,6 +22,13 @@ pub static CALLS: HashMap<CallKey, u64> = HashMap::with_max_entries(65536, 0);
 /// Function name, kind and flavor per name hash, recorded the first time a hash is counted.
 #[map]
 pub static FUNCS: HashMap<u64, FuncInfo> = HashMap::with_max_entries(32768, 0);
+
+/// Name hash of each function object seen entering `Invoke`, refreshed on every entry. It
+/// names callers without reading their names again: a function's own entry always comes
+/// before its frame is anyone's parent, and its address cannot be reused while it runs, so
+/// the entry is never stale for a live caller (lambdas reuse freed addresses all the time).
+#[map]
+pub static FUNC_HASHES: LruHashMap<FuncPtrKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Writes per (pid, Log::ID enum type, ordinal).
 #[map]

@@ -60,11 +60,32 @@ pub fn copy_string_prefix(s: &StdString, dst: *mut u8) -> Option<u32> {
     Some(n)
 }
 
-/// The name hash of the `std::string` at `addr` (see `profiler_common::name_hash`).
+/// libstdc++ keeps strings of up to 15 bytes inline, in a buffer 16 bytes into the string.
+const SSO_BUFFER: u64 = 16;
+const SSO_MAX: u64 = 15;
+
+/// The name hash of the `std::string` at `addr` (see `profiler_common::name_hash`). One read
+/// fetches the header and the inline buffer: short names need no second read.
 #[inline(always)]
 pub fn hash_std_string(addr: u64) -> Option<u64> {
-    let s = read_std_string(addr)?;
+    let [data, len, inline0, inline1] = read::<[u64; 4]>(addr)?;
+    if len == 0 || len > MAX_SANE_NAME_LEN {
+        bump(ProbeStat::InvalidFunc);
+        return None;
+    }
     let mut words = [0u64; NAME_WORDS];
-    copy_string_prefix(&s, words.as_mut_ptr() as *mut u8)?;
-    Some(name_hash(s.len, &words))
+    if data == addr + SSO_BUFFER && len <= SSO_MAX {
+        // Bytes past the length may be left over from older contents: mask them.
+        words[0] = inline0 & low_bytes_mask(len);
+        words[1] = if len > 8 { inline1 & low_bytes_mask(len - 8) } else { 0 };
+    } else {
+        copy_string_prefix(&StdString { data, len }, words.as_mut_ptr() as *mut u8)?;
+    }
+    Some(name_hash(len, &words))
+}
+
+/// A mask of the low `n` bytes of a u64 (all of them for n >= 8).
+#[inline(always)]
+fn low_bytes_mask(n: u64) -> u64 {
+    if n >= 8 { u64::MAX } else { (1u64 << (n * 8)) - 1 }
 }

@@ -7,12 +7,12 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
 use profiler_common::{
-    CallKey, ProbeStat, TargetLayout,
+    CallKey, FuncPtrKey, ProbeStat, TargetLayout,
     maps::{CALLER_NATIVE, CALLER_UNRESOLVED},
 };
 
 use crate::{
-    maps::{CALLS, FUNC_SCRATCH, FUNCS, TARGETS, bump, increment, increment_existing},
+    maps::{CALLS, FUNC_HASHES, FUNC_SCRATCH, FUNCS, TARGETS, bump, increment, increment_existing},
     target_memory::{copy_string_prefix, hash_std_string, read, read_std_string},
 };
 
@@ -33,12 +33,14 @@ fn count_call(ctx: &ProbeContext) -> Option<()> {
     let callee_func: u64 = ctx.arg(1)?;
     let parent_frame: u64 = ctx.arg(3)?;
 
+    // The callee's name is read on every call: its object may be new at a reused address.
     let callee = hash_std_string(callee_func + layout.func_name as u64)?;
+    remember_hash(pid, callee_func, callee);
     let (caller_func, mut caller) = if parent_frame == 0 {
         (0, CALLER_NATIVE)
     } else {
         match read::<u64>(parent_frame + layout.frame_function as u64) {
-            Some(f) => (f, hash_std_string(f + layout.func_name as u64).unwrap_or(CALLER_UNRESOLVED)),
+            Some(f) => (f, caller_hash(pid, layout, f)),
             None => (0, CALLER_UNRESOLVED),
         }
     };
@@ -61,6 +63,42 @@ fn count_call(ctx: &ProbeContext) -> Option<()> {
     key.caller = caller;
     increment(&CALLS, &key);
     Some(())
+}
+
+/// Notes `func`'s name hash for when it calls others; writes only when it changed.
+#[inline(always)]
+fn remember_hash(pid: u32, func: u64, hash: u64) {
+    let key = FuncPtrKey { pid, _pad: 0, func };
+    match FUNC_HASHES.get_ptr_mut(&key) {
+        // SAFETY: the pointer comes from the map; a plain store of our own value.
+        Some(known) => unsafe {
+            if *known != hash {
+                *known = hash;
+            }
+        },
+        None => {
+            // LRU: a full cache evicts; losing an entry only costs a name read later.
+            let _ = FUNC_HASHES.insert(&key, &hash, 0);
+        }
+    }
+}
+
+/// The calling function's name hash: cached from its own entry, else read (a caller that was
+/// already running when the probes were attached).
+#[inline(always)]
+fn caller_hash(pid: u32, layout: &TargetLayout, func: u64) -> u64 {
+    let key = FuncPtrKey { pid, _pad: 0, func };
+    // SAFETY: read-only lookup.
+    if let Some(hash) = unsafe { FUNC_HASHES.get(&key) } {
+        return *hash;
+    }
+    match hash_std_string(func + layout.func_name as u64) {
+        Some(hash) => {
+            let _ = FUNC_HASHES.insert(&key, &hash, 0);
+            hash
+        }
+        None => CALLER_UNRESOLVED,
+    }
 }
 
 /// Records the name, kind and flavor of the function at `func` under `hash` unless known.
