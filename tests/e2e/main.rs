@@ -3,5 +3,6 @@
 //! without it they are skipped, except under CI=true, where they fail.
 mod attach;
 mod bad_input;
+mod binary;
 mod common;
 mod record;

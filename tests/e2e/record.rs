@@ -5,6 +5,15 @@ use crate::common::*;
 
 #[test]
 fn record_counts_exactly_what_the_fixture_did() {
+    assert_exact_counts("zeek-shaped-8.2");
+}
+
+#[test]
+fn record_counts_exactly_on_a_cet_build() {
+    assert_exact_counts("zeek-shaped-8.2-cet");
+}
+
+fn assert_exact_counts(fixture_name: &str) {
     if !privileged() {
         return;
     }
@@ -15,7 +24,7 @@ fn record_counts_exactly_what_the_fixture_did() {
         .args(["record", "--count-calls", "--out"])
         .arg(&out)
         .arg("--")
-        .arg(fixture("zeek-shaped-8.2"))
+        .arg(fixture(fixture_name))
         .args(["--rounds", "25", "--truth"])
         .arg(&truth_path)
         .output()

@@ -13,7 +13,11 @@ pub struct Fixture {
     pub extra_flags: &'static [&'static str],
 }
 
-pub const FIXTURES: &[Fixture] = &[Fixture { name: "zeek-shaped-8.2", abi: 80202, extra_flags: &[] }];
+pub const FIXTURES: &[Fixture] = &[
+    Fixture { name: "zeek-shaped-8.2", abi: 80202, extra_flags: &[] },
+    // Distributions build with CET: every function starts with `endbr64`.
+    Fixture { name: "zeek-shaped-8.2-cet", abi: 80202, extra_flags: &["-fcf-protection=full"] },
+];
 
 /// The fixture the demo and benchmarks use.
 pub const DEFAULT: &str = "zeek-shaped-8.2";

@@ -1,0 +1,38 @@
+//! Inspecting fixture binaries as zeek-probe sees them: version, layout, probe placement.
+//! No privileges needed.
+use zeek_probe::binary::{LayoutSource, ProbePointKind, ZeekBinary};
+
+use crate::common::fixture;
+
+fn inspect(name: &str) -> ZeekBinary {
+    let path = fixture(name);
+    ZeekBinary::inspect(&path, &path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn recognises_the_8_2_fixture() {
+    let b = inspect("zeek-shaped-8.2");
+    assert_eq!(b.version.to_string(), "8.2.2");
+    assert_eq!((b.layout.abi, b.layout.source), ("8.2", LayoutSource::Table));
+    assert!(b.is_pie, "the fixture is linked as PIE, like Zeek");
+    assert!(b.script_func_vtable.is_some() && b.builtin_func_vtable.is_some());
+    let kinds: Vec<ProbePointKind> = b.probe_points.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [ProbePointKind::ScriptFuncInvoke, ProbePointKind::BuiltinFuncInvoke, ProbePointKind::LogManagerWrite]
+    );
+    // Like a real Zeek built without CET: probes go on the first instruction.
+    assert!(b.probe_points.iter().all(|p| p.skipped == 0), "{:?}", b.probe_points);
+}
+
+#[test]
+fn steps_past_endbr64_on_cet_builds() {
+    let plain = inspect("zeek-shaped-8.2");
+    let cet = inspect("zeek-shaped-8.2-cet");
+    for p in &cet.probe_points {
+        assert_eq!(p.skipped, 4, "{:?} starts with endbr64", p.kind);
+    }
+    // The file offset is the address's, plus the skipped prologue.
+    let invoke = &cet.probe_points[0];
+    assert_ne!(invoke.file_offset, plain.probe_points[0].file_offset);
+}
