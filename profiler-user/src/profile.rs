@@ -70,6 +70,34 @@ impl ProbeHealth {
     }
 }
 
+/// One frame of a sampled stack, as people read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct StackFrame {
+    /// Script function/event/hook/BIF name, `lambda@file:line`, a demangled native function,
+    /// or a thread name.
+    pub name: String,
+    /// Source file of a script function, where known.
+    pub file: Option<String>,
+    /// First line in `file` (0 when unknown).
+    pub line: u32,
+}
+
+/// A distinct stack and how many samples landed on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SampledStack {
+    /// Root first, leaf (where the CPU was) last.
+    pub frames: Vec<StackFrame>,
+    pub samples: u64,
+}
+
+/// The sampled part of a profile.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sampling {
+    /// Samples per second per thread; one sample stands for `1 / hz` CPU seconds.
+    pub hz: u64,
+    pub stacks: Vec<SampledStack>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
     pub target: TargetSummary,

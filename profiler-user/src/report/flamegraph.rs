@@ -1,0 +1,1 @@
+//! `flamegraph.svg`, drawn by inferno from the folded stacks.

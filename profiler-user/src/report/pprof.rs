@@ -1,0 +1,1 @@
+//! `profile.pb.gz`: the pprof protobuf format, for `go tool pprof` and Grafana Pyroscope.
