@@ -7,8 +7,10 @@
 pub mod layout;
 pub mod maps;
 pub mod name_hash;
+pub mod samples;
 pub mod stats;
 
 pub use layout::TargetLayout;
 pub use maps::{CallKey, FuncInfo, FuncPtrKey, LogKey};
+pub use samples::{SampleKey, StackKind, StackTrace};
 pub use stats::{ProbeStat, StatKey};

@@ -1,5 +1,8 @@
 //! Keys and values of the BPF maps that carry counts from the kernel to user space.
 
+/// Longest source file name the BPF side copies.
+pub const FILE_MAX: usize = 128;
+
 /// Longest function name the BPF side copies. Longer names are truncated when shown; their
 /// hash still covers the full length, so they stay distinct from their own prefixes.
 pub const NAME_MAX: usize = 128;
@@ -34,12 +37,22 @@ pub struct FuncInfo {
     /// `FuncType::flavor`: 0 function, 1 event, 2 hook.
     pub flavor: u8,
     pub _pad: [u8; 2],
+    /// First line of the definition (0 when unknown).
+    pub line: u32,
     pub name: [u8; NAME_MAX],
+    /// Source file of the definition, NUL-terminated (empty for BIFs and when unknown).
+    pub file: [u8; FILE_MAX],
 }
 
 impl FuncInfo {
     pub const fn zeroed() -> Self {
-        Self { name_len: 0, kind: 0, flavor: 0, _pad: [0; 2], name: [0; NAME_MAX] }
+        Self { name_len: 0, kind: 0, flavor: 0, _pad: [0; 2], line: 0, name: [0; NAME_MAX], file: [0; FILE_MAX] }
+    }
+
+    /// The source file, if one was recorded.
+    pub fn file_bytes(&self) -> &[u8] {
+        let end = self.file.iter().position(|b| *b == 0).unwrap_or(FILE_MAX);
+        &self.file[..end]
     }
 
     /// The copied part of the name.

@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use profiler_common::{CallKey, FuncInfo, FuncPtrKey, LogKey, ProbeStat, StatKey, TargetLayout};
+use profiler_common::{CallKey, FuncInfo, FuncPtrKey, LogKey, ProbeStat, SampleKey, StackTrace, StatKey, TargetLayout};
 
 /// Layout and vtables per target PID, written by user space before attaching.
 #[map]
@@ -23,12 +23,21 @@ pub static CALLS: HashMap<CallKey, u64> = HashMap::with_max_entries(65536, 0);
 #[map]
 pub static FUNCS: HashMap<u64, FuncInfo> = HashMap::with_max_entries(32768, 0);
 
-/// Name hash of each function object seen entering `Invoke`, refreshed on every entry. It
-/// names callers without reading their names again: a function's own entry always comes
-/// before its frame is anyone's parent, and its address cannot be reused while it runs, so
-/// the entry is never stale for a live caller (lambdas reuse freed addresses all the time).
+/// Name hash of each function object seen entering `Invoke` (see `funcs::remember_hash`).
 #[map]
 pub static FUNC_HASHES: LruHashMap<FuncPtrKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// CPU samples per (pid, stack hash).
+#[map]
+pub static SAMPLES: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
+
+/// Each distinct stack, by its hash, recorded the first time it is sampled.
+#[map]
+pub static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(65536, 0);
+
+/// Per-CPU room to assemble a `StackTrace` (larger than the BPF stack).
+#[map]
+pub static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1, 0);
 
 /// Writes per (pid, Log::ID enum type, ordinal).
 #[map]

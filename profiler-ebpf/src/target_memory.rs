@@ -73,7 +73,7 @@ pub fn hash_std_string(addr: u64) -> Option<u64> {
         bump(ProbeStat::InvalidFunc);
         return None;
     }
-    let mut words = [0u64; NAME_WORDS];
+    let mut words = zeroed_words();
     if data == addr + SSO_BUFFER && len <= SSO_MAX {
         // Bytes past the length may be left over from older contents: mask them.
         words[0] = inline0 & low_bytes_mask(len);
@@ -82,6 +82,20 @@ pub fn hash_std_string(addr: u64) -> Option<u64> {
         copy_string_prefix(&StdString { data, len }, words.as_mut_ptr() as *mut u8)?;
     }
     Some(name_hash(len, &words))
+}
+
+/// A zeroed name buffer, written word by word: LLVM would otherwise call `memset`, a byte
+/// loop that the verifier walks once per byte (fatal inside the sampler's frame loop).
+#[inline(always)]
+fn zeroed_words() -> [u64; NAME_WORDS] {
+    let mut words = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
+    let first = words.as_mut_ptr() as *mut u64;
+    for i in 0..NAME_WORDS {
+        // SAFETY: i < NAME_WORDS, inside the array; volatile keeps it from becoming a memset.
+        unsafe { core::ptr::write_volatile(first.add(i), 0) };
+    }
+    // SAFETY: every word was written above.
+    unsafe { words.assume_init() }
 }
 
 /// A mask of the low `n` bytes of a u64 (all of them for n >= 8).

@@ -28,12 +28,18 @@ pub struct ProbeArgs {
     /// Attach an empty program to the call probe points instead (benchmarks: the kernel's floor).
     #[arg(long, hide = true, conflicts_with = "count_calls")]
     pub empty_probes: bool,
+    /// Do not sample CPU (only counts, with --count-calls, and log writes).
+    #[arg(long)]
+    pub no_sample: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     #[command(flatten)]
     pub probes: ProbeArgs,
+    /// CPU samples per second per thread.
+    #[arg(long, default_value_t = 999, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub hz: u64,
     /// Directory for the report files.
     #[arg(long, default_value = "zeek-probe-report")]
     pub out: PathBuf,
@@ -49,6 +55,12 @@ pub struct AttachArgs {
     pub pid: u32,
     #[command(flatten)]
     pub probes: ProbeArgs,
+    /// CPU samples per second per thread.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub hz: u64,
+    /// Write a flame graph of the samples to FILE on exit and on SIGUSR1.
+    #[arg(long, value_name = "FILE")]
+    pub flamegraph: Option<PathBuf>,
     /// Address to serve /metrics on.
     #[arg(long, default_value = "127.0.0.1:9180")]
     pub listen: SocketAddr,

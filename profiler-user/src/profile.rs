@@ -1,5 +1,5 @@
 //! The symbolised result for one target: what `record` reports and `attach` exports.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use profiler_common::{
     ProbeStat,
@@ -8,8 +8,13 @@ use profiler_common::{
 use serde::Serialize;
 
 use crate::{
+    binary::symbols::NativeSymbols,
     probes::loader::MapSnapshot,
-    symbolize::{FuncKind, LogStreamNames, func_name},
+    symbolize::{
+        FuncKind, LogStreamNames, StackDecoder, func_name,
+        stack::{DecodedFrame, display_name},
+    },
+    target::{mappings::Mapping, memory::printable},
 };
 
 /// Caller label for an edge whose caller could not be read.
@@ -25,27 +30,56 @@ pub struct TargetSummary {
     pub binary: String,
     /// Whether every script call was counted (`--count-calls`).
     pub calls_counted: bool,
+    /// The CPU sampling rate, when sampling.
+    pub sample_hz: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FunctionCalls {
+/// One function (or native frame, or thread) with what was counted and sampled for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionStats {
+    /// The name people read: Zeek's name, lambdas as `lambda@file:line`.
     pub name: String,
+    /// Zeek's own name where it differs (lambdas), as its `--profile-scripts` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zeek_name: Option<String>,
     pub kind: FuncKind,
-    pub calls: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Exact calls (with `--count-calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Sampled CPU time with this function on top of the stack.
+    pub self_seconds: f64,
+    /// Sampled CPU time with this function anywhere on the stack (recursion counted once).
+    pub total_seconds: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallerEdge {
     /// `None` for calls from C++ (the event loop), which have no calling script frame.
     pub caller: Option<String>,
     pub callee: String,
-    pub calls: u64,
+    /// Exact calls (with `--count-calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Sampled CPU time in the callee (on top) when called from this caller.
+    pub self_seconds: f64,
+    /// Sampled CPU time below this edge (each sample counted once).
+    pub total_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamWrites {
     pub stream: String,
     pub writes: u64,
+}
+
+/// Sampled CPU time per script file, and per installed package.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceTime {
+    /// A script file, or a package directory under Zeek's site packages folder.
+    pub source: String,
+    pub self_seconds: f64,
 }
 
 /// The probes' own health for this target: what was dropped or could not be resolved.
@@ -57,17 +91,8 @@ pub struct ProbeHealth {
     pub caller_unresolved: u64,
     /// Counted calls whose function name could not be decoded in user space.
     pub unnamed_calls: u64,
-}
-
-impl ProbeHealth {
-    pub fn get(&self, stat: ProbeStat) -> u64 {
-        match stat {
-            ProbeStat::ReadFailed => self.read_failed,
-            ProbeStat::InvalidFunc => self.invalid_func,
-            ProbeStat::MapFull => self.map_full,
-            ProbeStat::CallerUnresolved => self.caller_unresolved,
-        }
-    }
+    /// Samples whose stack could not be decoded.
+    pub unnamed_samples: u64,
 }
 
 /// One frame of a sampled stack, as people read it.
@@ -101,49 +126,78 @@ pub struct Sampling {
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
     pub target: TargetSummary,
-    pub functions: Vec<FunctionCalls>,
+    /// Busiest first: by sampled total time, then calls.
+    pub functions: Vec<FunctionStats>,
     pub callers: Vec<CallerEdge>,
     pub log_writes: Vec<StreamWrites>,
+    /// Sampled self time per script file and per installed package (empty without sampling).
+    pub files: Vec<SourceTime>,
+    pub packages: Vec<SourceTime>,
+    /// The sampled stacks themselves (written as folded stacks, flame graph and pprof).
+    #[serde(skip)]
+    pub sampling: Option<Sampling>,
     pub probe_health: ProbeHealth,
+}
+
+/// What decoding one process's samples needs.
+pub struct SampleContext<'a> {
+    pub hz: u64,
+    pub natives: &'a NativeSymbols,
+    /// Runtime minus link-time addresses of the executable.
+    pub bias: u64,
+    /// The process's mappings, to name code in libraries.
+    pub mappings: &'a [Mapping],
+}
+
+/// A function as named in the output, from what the BPF side recorded.
+#[derive(Clone)]
+struct Named {
+    name: String,
+    zeek_name: Option<String>,
+    kind: FuncKind,
+    file: Option<String>,
+}
+
+fn named(info: &profiler_common::FuncInfo) -> Option<Named> {
+    let zeek_name = func_name(info)?;
+    let kind = FuncKind::from_raw(info.kind, info.flavor)?;
+    let file = printable(info.file_bytes());
+    let name = display_name(zeek_name.clone(), file.as_deref(), info.line);
+    Some(Named { zeek_name: (name != zeek_name).then_some(zeek_name), name, kind, file })
+}
+
+#[derive(Default)]
+struct FunctionRow {
+    zeek_name: Option<String>,
+    file: Option<String>,
+    calls: Option<u64>,
+    self_samples: u64,
+    total_samples: u64,
+}
+
+#[derive(Default)]
+struct EdgeRow {
+    calls: Option<u64>,
+    self_samples: u64,
+    total_samples: u64,
+}
+
+/// The package a script belongs to: the directory under `site/packages/` (zkg's layout).
+pub fn package_of(file: &str) -> Option<&str> {
+    let (_, rest) = file.split_once("/site/packages/")?;
+    rest.split('/').next().filter(|p| !p.is_empty())
 }
 
 impl Profile {
     /// Folds the snapshot's entries for `target.pid` into named, sorted rows.
-    pub fn build(target: TargetSummary, snapshot: &MapSnapshot, streams: &LogStreamNames) -> Self {
+    pub fn build(
+        target: TargetSummary,
+        snapshot: &MapSnapshot,
+        streams: &LogStreamNames,
+        sampling: Option<SampleContext>,
+    ) -> Self {
         let pid = target.pid;
         let mut health = ProbeHealth::default();
-        let mut names: HashMap<u64, Option<(String, FuncKind)>> = HashMap::new();
-        let mut name_of = |hash: u64| -> Option<(String, FuncKind)> {
-            names
-                .entry(hash)
-                .or_insert_with(|| {
-                    let info = snapshot.funcs.get(&hash)?;
-                    Some((func_name(info)?, FuncKind::from_raw(info.kind, info.flavor)?))
-                })
-                .clone()
-        };
-
-        let mut functions: BTreeMap<(String, FuncKind), u64> = BTreeMap::new();
-        let mut edges: BTreeMap<(Option<String>, String), u64> = BTreeMap::new();
-        for (key, calls) in snapshot.calls.iter().filter(|(k, _)| k.pid == pid) {
-            let Some((callee, kind)) = name_of(key.callee) else {
-                health.unnamed_calls += calls;
-                continue;
-            };
-            let caller = match key.caller {
-                CALLER_NATIVE => None,
-                CALLER_UNRESOLVED => Some(UNRESOLVED_CALLER.to_owned()),
-                hash => Some(name_of(hash).map_or_else(|| UNRESOLVED_CALLER.to_owned(), |(n, _)| n)),
-            };
-            *functions.entry((callee.clone(), kind)).or_default() += calls;
-            *edges.entry((caller, callee)).or_default() += calls;
-        }
-
-        let mut log_writes: BTreeMap<String, u64> = BTreeMap::new();
-        for (key, writes) in snapshot.log_writes.iter().filter(|(k, _)| k.pid == pid) {
-            *log_writes.entry(streams.name(pid, key.enum_type, key.ordinal)).or_default() += writes;
-        }
-
         for (key, count) in snapshot.stats.iter().filter(|(k, _)| k.pid == pid) {
             match ProbeStat::try_from(key.stat) {
                 Ok(ProbeStat::ReadFailed) => health.read_failed += count,
@@ -154,23 +208,149 @@ impl Profile {
             }
         }
 
-        let mut functions: Vec<FunctionCalls> =
-            functions.into_iter().map(|((name, kind), calls)| FunctionCalls { name, kind, calls }).collect();
-        functions.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.name.cmp(&b.name)));
-        let mut callers: Vec<CallerEdge> =
-            edges.into_iter().map(|((caller, callee), calls)| CallerEdge { caller, callee, calls }).collect();
-        callers.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| (&a.callee, &a.caller).cmp(&(&b.callee, &b.caller))));
+        let mut functions: BTreeMap<(String, FuncKind), FunctionRow> = BTreeMap::new();
+        let mut edges: BTreeMap<(Option<String>, String), EdgeRow> = BTreeMap::new();
+
+        let mut names: HashMap<u64, Option<Named>> = HashMap::new();
+        let mut name_of = |hash: u64| names.entry(hash).or_insert_with(|| named(snapshot.funcs.get(&hash)?)).clone();
+        for (key, calls) in snapshot.calls.iter().filter(|(k, _)| k.pid == pid) {
+            let Some(callee) = name_of(key.callee) else {
+                health.unnamed_calls += calls;
+                continue;
+            };
+            let caller = match key.caller {
+                CALLER_NATIVE => None,
+                CALLER_UNRESOLVED => Some(UNRESOLVED_CALLER.to_owned()),
+                hash => Some(name_of(hash).map_or_else(|| UNRESOLVED_CALLER.to_owned(), |n| n.name)),
+            };
+            let row = functions.entry((callee.name.clone(), callee.kind)).or_default();
+            *row.calls.get_or_insert(0) += calls;
+            row.zeek_name = callee.zeek_name;
+            row.file = callee.file;
+            *edges.entry((caller, callee.name)).or_default().calls.get_or_insert(0) += calls;
+        }
+
+        let mut files: BTreeMap<String, u64> = BTreeMap::new();
+        let mut sampled = None;
+        if let Some(ctx) = sampling {
+            let mut decoder = StackDecoder::new(&snapshot.funcs, ctx.natives, ctx.bias, ctx.mappings);
+            let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
+            for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
+                let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {
+                    health.unnamed_samples += samples;
+                    continue;
+                };
+                let Some(leaf) = frames.last() else { continue };
+                functions.entry((leaf.frame.name.clone(), leaf.kind)).or_default().self_samples += samples;
+                if let Some(file) = &leaf.frame.file {
+                    *files.entry(file.clone()).or_default() += samples;
+                }
+                let mut seen = HashSet::new();
+                for f in &frames {
+                    if seen.insert((&f.frame.name, f.kind)) {
+                        let row = functions.entry((f.frame.name.clone(), f.kind)).or_default();
+                        row.total_samples += samples;
+                        row.file = row.file.take().or_else(|| f.frame.file.clone());
+                        row.zeek_name = row.zeek_name.take().or_else(|| f.zeek_name.clone());
+                    }
+                }
+                // Script stacks start at a call from C++; other kinds have no call edges.
+                let script = frames.iter().all(|f| !matches!(f.kind, FuncKind::Native | FuncKind::Thread));
+                let mut callers: Vec<Option<&str>> = vec![None];
+                callers.extend(frames.iter().map(|f| Some(f.frame.name.as_str())));
+                let mut seen_edges = HashSet::new();
+                for (i, DecodedFrame { frame, .. }) in frames.iter().enumerate().filter(|_| script) {
+                    let edge = (callers[i].map(str::to_owned), frame.name.clone());
+                    let row = edges.entry(edge.clone()).or_default();
+                    // Inclusive: once per sample however often recursion repeats the edge.
+                    if seen_edges.insert(edge) {
+                        row.total_samples += samples;
+                    }
+                    if i + 1 == frames.len() {
+                        row.self_samples += samples;
+                    }
+                }
+                *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += samples;
+            }
+            let mut stacks: Vec<SampledStack> =
+                stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
+            stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
+            sampled = Some((ctx.hz, Sampling { hz: ctx.hz, stacks }));
+        }
+
+        let hz = sampled.as_ref().map_or(1, |(hz, _)| (*hz).max(1)) as f64;
+        let seconds = |samples: u64| samples as f64 / hz;
+        let mut functions: Vec<FunctionStats> = functions
+            .into_iter()
+            .map(|((name, kind), row)| FunctionStats {
+                name,
+                zeek_name: row.zeek_name,
+                kind,
+                file: row.file,
+                calls: row.calls,
+                self_seconds: seconds(row.self_samples),
+                total_seconds: seconds(row.total_samples),
+            })
+            .collect();
+        functions.sort_by(|a, b| {
+            b.total_seconds.total_cmp(&a.total_seconds).then(b.calls.cmp(&a.calls)).then_with(|| a.name.cmp(&b.name))
+        });
+        let mut callers: Vec<CallerEdge> = edges
+            .into_iter()
+            .map(|((caller, callee), row)| CallerEdge {
+                caller,
+                callee,
+                calls: row.calls,
+                self_seconds: seconds(row.self_samples),
+                total_seconds: seconds(row.total_samples),
+            })
+            .collect();
+        callers.sort_by(|a, b| {
+            b.total_seconds
+                .total_cmp(&a.total_seconds)
+                .then(b.calls.cmp(&a.calls))
+                .then_with(|| (&a.callee, &a.caller).cmp(&(&b.callee, &b.caller)))
+        });
+
+        let mut log_writes: BTreeMap<String, u64> = BTreeMap::new();
+        for (key, writes) in snapshot.log_writes.iter().filter(|(k, _)| k.pid == pid) {
+            *log_writes.entry(streams.name(pid, key.enum_type, key.ordinal)).or_default() += writes;
+        }
         let mut log_writes: Vec<StreamWrites> =
             log_writes.into_iter().map(|(stream, writes)| StreamWrites { stream, writes }).collect();
         log_writes.sort_by(|a, b| b.writes.cmp(&a.writes).then_with(|| a.stream.cmp(&b.stream)));
 
-        Self { target, functions, callers, log_writes, probe_health: health }
+        let mut packages: BTreeMap<String, u64> = BTreeMap::new();
+        for (file, samples) in &files {
+            if let Some(package) = package_of(file) {
+                *packages.entry(package.to_owned()).or_default() += samples;
+            }
+        }
+        let by_time = |m: BTreeMap<String, u64>| {
+            let mut v: Vec<SourceTime> =
+                m.into_iter().map(|(source, n)| SourceTime { source, self_seconds: seconds(n) }).collect();
+            v.sort_by(|a, b| b.self_seconds.total_cmp(&a.self_seconds).then_with(|| a.source.cmp(&b.source)));
+            v
+        };
+
+        Self {
+            target,
+            functions,
+            callers,
+            log_writes,
+            files: by_time(files),
+            packages: by_time(packages),
+            sampling: sampled.map(|(_, s)| s),
+            probe_health: health,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::{CallKey, FuncInfo, LogKey, StatKey, name_hash::name_hash_bytes};
+    use profiler_common::{
+        CallKey, FuncInfo, LogKey, SampleKey, StackKind, StackTrace, StatKey, name_hash::name_hash_bytes,
+    };
 
     use super::*;
 
@@ -192,7 +372,16 @@ mod tests {
             layout_source: crate::binary::LayoutSource::Table,
             binary: "/usr/bin/zeek".into(),
             calls_counted: true,
+            sample_hz: None,
         }
+    }
+
+    fn stack(frames: &[u64]) -> StackTrace {
+        let mut t = StackTrace::zeroed();
+        t.kind = StackKind::Script as u32;
+        t.depth = frames.len() as u32;
+        t.frames[..frames.len()].copy_from_slice(frames);
+        t
     }
 
     #[test]
@@ -211,17 +400,18 @@ mod tests {
         ];
         snap.log_writes = vec![(LogKey { pid: 7, _pad: 0, enum_type: 0x1000, ordinal: 3 }, 5)];
         snap.stats = vec![(StatKey { pid: 7, stat: ProbeStat::MapFull as u32 }, 2)];
-        let p = Profile::build(target(7), &snap, &LogStreamNames::default());
-        assert_eq!(p.functions[0], FunctionCalls { name: "fmt".into(), kind: FuncKind::Bif, calls: 21 });
+        let p = Profile::build(target(7), &snap, &LogStreamNames::default(), None);
+        let fmt = p.functions.iter().find(|f| f.name == "fmt").unwrap();
+        assert_eq!((fmt.kind, fmt.calls), (FuncKind::Bif, Some(21)));
         assert_eq!(p.functions.len(), 3);
-        assert!(p.callers.contains(&CallerEdge { caller: None, callee: "new_connection".into(), calls: 10 }));
-        assert!(p.callers.contains(&CallerEdge {
-            caller: Some(UNRESOLVED_CALLER.into()),
-            callee: "fmt".into(),
-            calls: 1
-        }));
+        let edge = |caller: Option<&str>, callee: &str| {
+            p.callers.iter().find(|e| e.caller.as_deref() == caller && e.callee == callee).map(|e| e.calls)
+        };
+        assert_eq!(edge(None, "new_connection"), Some(Some(10)));
+        assert_eq!(edge(Some(UNRESOLVED_CALLER), "fmt"), Some(Some(1)));
         assert_eq!(p.log_writes, vec![StreamWrites { stream: "Log::ID#3".into(), writes: 5 }]);
         assert_eq!(p.probe_health.map_full, 2);
+        assert!(p.sampling.is_none());
     }
 
     #[test]
@@ -230,8 +420,44 @@ mod tests {
             calls: vec![(CallKey { pid: 1, _pad: 0, callee: 12345, caller: CALLER_NATIVE }, 4)],
             ..Default::default()
         };
-        let p = Profile::build(target(1), &snap, &LogStreamNames::default());
+        let p = Profile::build(target(1), &snap, &LogStreamNames::default(), None);
         assert!(p.functions.is_empty());
         assert_eq!(p.probe_health.unnamed_calls, 4);
+    }
+
+    #[test]
+    fn samples_give_self_and_total_time_with_recursion_counted_once() {
+        let (ev, fib) = (name_hash_bytes(b"zeek_init"), name_hash_bytes(b"fib"));
+        let mut snap = MapSnapshot::default();
+        snap.funcs.insert(ev, info("zeek_init", 0, 1));
+        let mut fib_info = info("fib", 0, 0);
+        fib_info.file[..32].copy_from_slice(b"/z/site/packages/math/fib.zeek\0\0");
+        snap.funcs.insert(fib, fib_info);
+        // 30 samples in fib (recursing), 10 in zeek_init itself.
+        snap.stacks.insert(1, stack(&[ev, fib, fib, fib]));
+        snap.stacks.insert(2, stack(&[ev]));
+        snap.samples = vec![
+            (SampleKey { pid: 3, _pad: 0, stack: 1 }, 30),
+            (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10),
+            (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
+        ];
+        let natives = NativeSymbols::default();
+        let ctx = SampleContext { hz: 10, natives: &natives, bias: 0, mappings: &[] };
+        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
+        let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
+        assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
+        assert_eq!((f("zeek_init").self_seconds, f("zeek_init").total_seconds), (1.0, 4.0));
+        let edge = p.callers.iter().find(|e| e.caller.as_deref() == Some("fib") && e.callee == "fib").unwrap();
+        assert_eq!((edge.self_seconds, edge.total_seconds), (3.0, 3.0));
+        assert_eq!(p.packages, vec![SourceTime { source: "math".into(), self_seconds: 3.0 }]);
+        assert_eq!(p.probe_health.unnamed_samples, 1);
+        let sampling = p.sampling.unwrap();
+        assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
+    }
+
+    #[test]
+    fn packages_are_directories_under_site_packages() {
+        assert_eq!(package_of("/usr/local/zeek/share/zeek/site/packages/zeek-ja4/main.zeek"), Some("zeek-ja4"));
+        assert_eq!(package_of("/usr/local/zeek/share/zeek/base/init-bare.zeek"), None);
     }
 }

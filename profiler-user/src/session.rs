@@ -1,14 +1,17 @@
 //! One Zeek process being profiled: who it is, its binary, the probes attached for it, and
 //! the name caches that must be filled while it is alive.
 use crate::{
-    binary::{BinaryError, ZeekBinary, symbols::VTABLE_VPTR_OFFSET},
+    binary::{BinaryError, ZeekBinary},
     probes::{
         Probes,
-        loader::{AttachPlan, MapSnapshot, ProbeError},
+        loader::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError},
     },
-    profile::{Profile, TargetSummary},
+    profile::{Profile, SampleContext, TargetSummary},
     symbolize::LogStreamNames,
-    target::{MemoryError, ProcessError, ProcessInfo, TargetMemory},
+    target::{
+        MemoryError, ProcessError, ProcessInfo, TargetMemory,
+        mappings::{self, Mapping},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +36,13 @@ impl From<ProbeError> for SessionError {
 pub struct Session {
     pub process: ProcessInfo,
     pub binary: ZeekBinary,
+    /// Runtime minus link-time addresses of the executable.
+    bias: u64,
     plan: AttachPlan,
     memory: TargetMemory,
     streams: LogStreamNames,
+    /// The process's mappings as last read while it ran.
+    mappings: Vec<Mapping>,
 }
 
 impl Session {
@@ -46,11 +53,10 @@ impl Session {
             .map_err(|source| SessionError::Binary { pid, source })?;
         let bias =
             if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
-        let vptr = |vtable: Option<u64>| vtable.map_or(0, |a| a.wrapping_add(bias) + VTABLE_VPTR_OFFSET);
-        let layout = binary.layout.target_layout(vptr(binary.script_func_vtable), vptr(binary.builtin_func_vtable));
+        let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
         let memory = TargetMemory::open(pid)?;
         probes.attach(pid, &process.exe, &binary.probe_points, layout, plan)?;
-        Ok(Self { process, binary, plan, memory, streams: LogStreamNames::default() })
+        Ok(Self { process, binary, bias, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
     }
 
     pub fn pid(&self) -> u32 {
@@ -62,6 +68,11 @@ impl Session {
     /// time; what stays unresolved is shown by ordinal.
     pub fn learn_names(&mut self, snapshot: &MapSnapshot) {
         let pid = self.pid();
+        // Libraries loaded later (plugins) appear as the process runs; a gone process reads empty.
+        let mappings = mappings::read(pid);
+        if !mappings.is_empty() {
+            self.mappings = mappings;
+        }
         for (key, _) in snapshot.log_writes.iter().filter(|(k, _)| k.pid == pid) {
             let _ = self.streams.learn(&self.memory, key.enum_type, self.binary.layout.enum_type_names);
         }
@@ -75,11 +86,18 @@ impl Session {
             abi: self.binary.layout.abi.to_owned(),
             layout_source: self.binary.layout.source,
             binary: self.process.exe_link.display().to_string(),
-            calls_counted: self.plan.invoke.is_some(),
+            calls_counted: self.plan.invoke == Some(InvokeProgram::CountCalls),
+            sample_hz: self.plan.sample,
         }
     }
 
     pub fn profile(&self, snapshot: &MapSnapshot) -> Profile {
-        Profile::build(self.summary(), snapshot, &self.streams)
+        let sampling = self.plan.sample.map(|hz| SampleContext {
+            hz,
+            natives: &self.binary.native_symbols,
+            bias: self.bias,
+            mappings: &self.mappings,
+        });
+        Profile::build(self.summary(), snapshot, &self.streams, sampling)
     }
 }

@@ -40,30 +40,42 @@ pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-/// (name, kind) → calls from a `functions` array.
-pub fn functions(doc: &Value) -> BTreeMap<(String, String), u64> {
+/// Shown name → Zeek's own name (they differ for lambdas, shown as `lambda@file:line`).
+pub fn zeek_names(doc: &Value) -> BTreeMap<String, String> {
     doc["functions"]
         .as_array()
         .expect("functions array")
         .iter()
-        .map(|f| {
-            (
-                (f["name"].as_str().unwrap().to_owned(), f["kind"].as_str().unwrap().to_owned()),
-                f["calls"].as_u64().unwrap(),
-            )
+        .filter_map(|f| Some((f["name"].as_str()?.to_owned(), f["zeek_name"].as_str()?.to_owned())))
+        .collect()
+}
+
+/// (Zeek name, kind) → calls, from a `functions` array (rows without counted calls left out).
+pub fn functions(doc: &Value) -> BTreeMap<(String, String), u64> {
+    let names = zeek_names(doc);
+    doc["functions"]
+        .as_array()
+        .expect("functions array")
+        .iter()
+        .filter_map(|f| {
+            let name = f["name"].as_str().unwrap();
+            let name = names.get(name).map_or(name, String::as_str).to_owned();
+            Some(((name, f["kind"].as_str().unwrap().to_owned()), f["calls"].as_u64()?))
         })
         .collect()
 }
 
-/// (caller or "", callee) → calls from a `callers` array.
+/// (caller Zeek name or "", callee Zeek name) → calls, from a `callers` array.
 pub fn callers(doc: &Value) -> BTreeMap<(String, String), u64> {
+    let names = zeek_names(doc);
+    let zeek = |n: &str| names.get(n).map_or(n, String::as_str).to_owned();
     doc["callers"]
         .as_array()
         .expect("callers array")
         .iter()
-        .map(|c| {
-            let caller = c["caller"].as_str().unwrap_or("").to_owned();
-            ((caller, c["callee"].as_str().unwrap().to_owned()), c["calls"].as_u64().unwrap())
+        .filter_map(|c| {
+            let caller = c["caller"].as_str().map_or_else(String::new, zeek);
+            Some(((caller, zeek(c["callee"].as_str().unwrap())), c["calls"].as_u64()?))
         })
         .collect()
 }

@@ -46,10 +46,13 @@ fn assert_exact_counts(fixture_name: &str) {
     assert_eq!(log_writes(&summary), log_writes(&truth), "writes per log stream");
 
     let health = &summary["probe_health"];
-    for field in ["read_failed", "invalid_func", "map_full", "unnamed_calls"] {
+    for field in ["invalid_func", "map_full", "unnamed_calls", "unnamed_samples"] {
         assert_eq!(health[field], 0, "probe health {field}: {health}");
     }
-    assert!(stdout.contains("total calls"), "top table printed: {stdout}");
+    // The sampler may meet a page that is not resident (BPF cannot fault it in): rare.
+    let calls: u64 = expected.values().sum();
+    assert!(health["read_failed"].as_u64().unwrap() * 1000 < calls, "probe health: {health}");
+    assert!(stdout.contains("every call counted"), "top table printed: {stdout}");
 }
 
 #[test]

@@ -5,19 +5,17 @@
 //! argument register (RSI), `args` the third and the caller's `Frame*` the fourth (RCX);
 //! the frame is null for calls from C++ (zeek-abi.md §1).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
 use profiler_common::{
-    CallKey, FuncPtrKey, ProbeStat, TargetLayout,
+    CallKey, ProbeStat,
     maps::{CALLER_NATIVE, CALLER_UNRESOLVED},
 };
 
 use crate::{
-    maps::{CALLS, FUNC_HASHES, FUNC_SCRATCH, FUNCS, TARGETS, bump, increment, increment_existing},
-    target_memory::{copy_string_prefix, hash_std_string, read, read_std_string},
+    funcs::{caller_hash, remember_func, remember_hash},
+    maps::{CALLS, TARGETS, bump, increment, increment_existing},
+    target_memory::{hash_std_string, read},
 };
-
-const FUNC_KIND_MAX: u8 = 1;
-const FUNC_FLAVOR_MAX: u8 = 2;
 
 #[uprobe]
 pub fn func_invoke(ctx: ProbeContext) -> u32 {
@@ -62,83 +60,5 @@ fn count_call(ctx: &ProbeContext) -> Option<()> {
     }
     key.caller = caller;
     increment(&CALLS, &key);
-    Some(())
-}
-
-/// Notes `func`'s name hash for when it calls others; writes only when it changed.
-#[inline(always)]
-fn remember_hash(pid: u32, func: u64, hash: u64) {
-    let key = FuncPtrKey { pid, _pad: 0, func };
-    match FUNC_HASHES.get_ptr_mut(&key) {
-        // SAFETY: the pointer comes from the map; a plain store of our own value.
-        Some(known) => unsafe {
-            if *known != hash {
-                *known = hash;
-            }
-        },
-        None => {
-            // LRU: a full cache evicts; losing an entry only costs a name read later.
-            let _ = FUNC_HASHES.insert(&key, &hash, 0);
-        }
-    }
-}
-
-/// The calling function's name hash: cached from its own entry, else read (a caller that was
-/// already running when the probes were attached).
-#[inline(always)]
-fn caller_hash(pid: u32, layout: &TargetLayout, func: u64) -> u64 {
-    let key = FuncPtrKey { pid, _pad: 0, func };
-    // SAFETY: read-only lookup.
-    if let Some(hash) = unsafe { FUNC_HASHES.get(&key) } {
-        return *hash;
-    }
-    match hash_std_string(func + layout.func_name as u64) {
-        Some(hash) => {
-            let _ = FUNC_HASHES.insert(&key, &hash, 0);
-            hash
-        }
-        None => CALLER_UNRESOLVED,
-    }
-}
-
-/// Records the name, kind and flavor of the function at `func` under `hash` unless known.
-/// Returns false (and counts it) when the object does not look like a Zeek function.
-#[inline(always)]
-fn remember_func(layout: &TargetLayout, func: u64, hash: u64) -> bool {
-    // SAFETY: read-only lookup.
-    if unsafe { FUNCS.get(&hash) }.is_some() {
-        return true;
-    }
-    let valid = describe_func(layout, func, hash).is_some();
-    if !valid {
-        bump(ProbeStat::InvalidFunc);
-    }
-    valid
-}
-
-#[inline(always)]
-fn describe_func(layout: &TargetLayout, func: u64, hash: u64) -> Option<()> {
-    let vptr: u64 = read(func)?;
-    let known_vtables = layout.script_func_vptr != 0 || layout.builtin_func_vptr != 0;
-    if known_vtables && vptr != layout.script_func_vptr && vptr != layout.builtin_func_vptr {
-        return None;
-    }
-    let kind: u8 = read(func + layout.func_kind as u64)?;
-    let func_type: u64 = read(func + layout.func_type as u64)?;
-    let flavor: u8 = read(func_type + layout.func_type_flavor as u64)?;
-    if kind > FUNC_KIND_MAX || flavor > FUNC_FLAVOR_MAX {
-        return None;
-    }
-    let name = read_std_string(func + layout.func_name as u64)?;
-
-    let info = FUNC_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: per-CPU scratch slot, exclusively ours while this program runs.
-    let info = unsafe { &mut *info };
-    info.name_len = name.len as u32;
-    info.kind = kind;
-    info.flavor = flavor;
-    copy_string_prefix(&name, info.name.as_mut_ptr())?;
-    // A concurrent insert of the same hash by another CPU is as good as ours.
-    let _ = FUNCS.insert(&hash, info, BPF_NOEXIST as u64);
     Some(())
 }

@@ -2,3 +2,4 @@
 pub mod empty;
 pub mod invoke;
 pub mod log_write;
+pub mod sample;

@@ -66,7 +66,10 @@ impl ElfFile {
             if let Ok(name) = sym.name()
                 && !name.is_empty()
             {
-                index.insert(name, Symbol { address: sym.address(), size: sym.size() });
+                index.insert(
+                    name,
+                    Symbol { address: sym.address(), size: sym.size(), is_function: sym.kind() == SymbolKind::Text },
+                );
             }
         }
         index

@@ -26,9 +26,28 @@ pub struct AbiLayout {
     pub val_type: u32,
     /// `EnumType::names`, a `std::map<std::string, zeek_int_t>`.
     pub enum_type_names: u32,
+    /// `Obj::location`.
+    pub obj_location: u32,
     /// Size of one `CallInfo` in `zeek::detail::call_stack`.
     pub call_info_size: u32,
+    /// `CallInfo` holds the `Frame*` (8.1+) rather than the `Func*` at +8.
+    pub call_info_holds_frame: bool,
+    /// `EventMgr::current` (7.2+).
+    pub event_mgr_current: Option<u32>,
+    pub event_handler: u32,
+    pub event_handler_name: u32,
     pub source: LayoutSource,
+}
+
+/// Runtime addresses in one process that the BPF programs need besides offsets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuntimeAddresses {
+    pub script_func_vptr: u64,
+    pub builtin_func_vptr: u64,
+    pub frame_vptr: u64,
+    /// 0 to leave this process's script stacks unsampled.
+    pub call_stack: u64,
+    pub event_mgr: u64,
 }
 
 /// One table row: the first version it applies to, and the layout.
@@ -72,24 +91,38 @@ impl AbiLayout {
             enum_val_int: if debug_enum_val { 40 } else { 32 },
             val_type: 24,
             enum_type_names: 64,
+            obj_location: 8,
             call_info_size: row.call_info_size,
+            call_info_holds_frame: row.call_info_size == 16,
+            event_mgr_current: (n >= 7_02_00).then_some(56),
+            event_handler: 24,
+            event_handler_name: 0,
             source: LayoutSource::Table,
         })
     }
 
-    /// The part the BPF programs need, with the vtables' runtime vptr values.
-    pub fn target_layout(&self, script_func_vptr: u64, builtin_func_vptr: u64) -> TargetLayout {
+    /// The part the BPF programs need, with one process's runtime addresses.
+    pub fn target_layout(&self, addresses: RuntimeAddresses) -> TargetLayout {
         TargetLayout {
+            script_func_vptr: addresses.script_func_vptr,
+            builtin_func_vptr: addresses.builtin_func_vptr,
+            frame_vptr: addresses.frame_vptr,
+            call_stack: addresses.call_stack,
+            event_mgr: addresses.event_mgr,
             func_kind: self.func_kind,
             func_type: self.func_type,
             func_name: self.func_name,
             func_type_flavor: self.func_type_flavor,
+            obj_location: self.obj_location,
             frame_function: self.frame_function,
             enum_val_int: self.enum_val_int,
             val_type: self.val_type,
+            call_info_size: self.call_info_size,
+            call_info_holds_frame: u32::from(self.call_info_holds_frame),
+            event_mgr_current: self.event_mgr_current.unwrap_or(0),
+            event_handler: self.event_handler,
+            event_handler_name: self.event_handler_name,
             _reserved: 0,
-            script_func_vptr,
-            builtin_func_vptr,
         }
     }
 }

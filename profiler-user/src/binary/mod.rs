@@ -9,7 +9,7 @@ pub mod version;
 use std::path::{Path, PathBuf};
 
 pub use elf::{ElfError, ElfFile};
-pub use layout::{AbiLayout, LayoutSource};
+pub use layout::{AbiLayout, LayoutSource, RuntimeAddresses};
 pub use probe_points::{ProbePoint, ProbePointKind};
 pub use version::ZeekVersion;
 
@@ -20,9 +20,15 @@ pub struct ZeekBinary {
     pub version: ZeekVersion,
     pub layout: AbiLayout,
     pub probe_points: Vec<ProbePoint>,
-    /// Link-time addresses of the function vtables (`vtable symbol + 16` is what a vptr holds).
+    /// Link-time addresses of the vtables (`vtable symbol + 16` is what a vptr holds).
     pub script_func_vtable: Option<u64>,
     pub builtin_func_vtable: Option<u64>,
+    pub frame_vtable: Option<u64>,
+    /// Link-time addresses of `zeek::detail::call_stack` and `zeek::event_mgr`.
+    pub call_stack: Option<u64>,
+    pub event_mgr: Option<u64>,
+    /// Function symbols, to name native instruction pointers.
+    pub native_symbols: symbols::NativeSymbols,
     /// Position-independent: runtime addresses are link-time addresses plus a load bias.
     pub is_pie: bool,
     /// First loadable segment: its link-time address and file offset, to find the load bias.
@@ -43,6 +49,20 @@ pub enum BinaryError {
 }
 
 impl ZeekBinary {
+    /// This binary's addresses in a process that loaded it with `bias`; `sample` decides
+    /// whether the sampler reads that process's script stack.
+    pub fn runtime_addresses(&self, bias: u64, sample: bool) -> RuntimeAddresses {
+        let at = |link_time: Option<u64>| link_time.map_or(0, |a| a.wrapping_add(bias));
+        let vptr = |vtable: Option<u64>| vtable.map_or(0, |a| a.wrapping_add(bias) + symbols::VTABLE_VPTR_OFFSET);
+        RuntimeAddresses {
+            script_func_vptr: vptr(self.script_func_vtable),
+            builtin_func_vptr: vptr(self.builtin_func_vtable),
+            frame_vptr: vptr(self.frame_vtable),
+            call_stack: if sample { at(self.call_stack) } else { 0 },
+            event_mgr: at(self.event_mgr),
+        }
+    }
+
     /// Reads `path` and decides whether, and how, it can be probed. Messages name it as
     /// `shown_as` (a process's executable is read through /proc/PID/root/...).
     pub fn inspect(path: &Path, shown_as: &Path) -> Result<Self, BinaryError> {
@@ -72,6 +92,10 @@ impl ZeekBinary {
             probe_points,
             script_func_vtable: symbols.address(symbols::SCRIPT_FUNC_VTABLE),
             builtin_func_vtable: symbols.address(symbols::BUILTIN_FUNC_VTABLE),
+            frame_vtable: symbols.address(symbols::FRAME_VTABLE),
+            call_stack: symbols.address(symbols::CALL_STACK),
+            event_mgr: symbols.address(symbols::EVENT_MGR),
+            native_symbols: symbols.functions(),
             is_pie: elf.is_pie(),
             first_load_vaddr,
             first_load_offset,

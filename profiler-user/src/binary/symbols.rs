@@ -8,6 +8,9 @@ pub const SCRIPT_FUNC_INVOKE: &str =
 pub const BUILTIN_FUNC_INVOKE: &str =
     "_ZNK4zeek6detail11BuiltinFunc6InvokeEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS5_EEPNS0_5FrameE";
 pub const LOG_MANAGER_WRITE: &str = "_ZN4zeek7logging7Manager5WriteEPNS_7EnumValEPNS_9RecordValE";
+pub const CALL_STACK: &str = "_ZN4zeek6detail10call_stackE";
+pub const EVENT_MGR: &str = "_ZN4zeek9event_mgrE";
+pub const FRAME_VTABLE: &str = "_ZTVN4zeek6detail5FrameE";
 pub const SCRIPT_FUNC_VTABLE: &str = "_ZTVN4zeek6detail10ScriptFuncE";
 pub const BUILTIN_FUNC_VTABLE: &str = "_ZTVN4zeek6detail11BuiltinFuncE";
 
@@ -19,6 +22,7 @@ pub const VTABLE_VPTR_OFFSET: u64 = 16;
 pub struct Symbol {
     pub address: u64,
     pub size: u64,
+    pub is_function: bool,
 }
 
 #[derive(Debug, Default)]
@@ -47,11 +51,55 @@ impl SymbolIndex {
         names.first().copied()
     }
 
-    pub fn len(&self) -> usize {
-        self.by_name.len()
+    /// Functions with a size, sorted by address, for naming instruction pointers.
+    pub fn functions(&self) -> NativeSymbols {
+        let mut functions: Vec<(u64, u64, String)> = self
+            .by_name
+            .iter()
+            .filter(|(_, s)| s.size > 0 && s.is_function)
+            .map(|(name, s)| (s.address, s.size, name.clone()))
+            .collect();
+        functions.sort_unstable();
+        NativeSymbols { functions }
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+/// Function symbols by address: link-time address → demangled name.
+#[derive(Debug, Clone, Default)]
+pub struct NativeSymbols {
+    functions: Vec<(u64, u64, String)>,
+}
+
+impl NativeSymbols {
+    /// The function containing the link-time `address`, demangled.
+    pub fn lookup(&self, address: u64) -> Option<String> {
+        let i = self.functions.partition_point(|(start, _, _)| *start <= address).checked_sub(1)?;
+        let (start, size, name) = &self.functions[i];
+        (address < start + size).then(|| demangle(name))
+    }
+}
+
+/// `zeek::Connection::NextPacket(...)` style, without argument lists (they make flame graph
+/// frames unreadable and split one function into several by overload set).
+fn demangle(name: &str) -> String {
+    let options = cpp_demangle::DemangleOptions::new().no_params().no_return_type();
+    cpp_demangle::Symbol::new(name).ok().and_then(|s| s.demangle(&options).ok()).unwrap_or_else(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_addresses_inside_functions_only() {
+        let mut index = SymbolIndex::default();
+        index.insert("_ZN4zeek10Connection10NextPacketEdb", Symbol { address: 0x1000, size: 0x100, is_function: true });
+        index.insert("main", Symbol { address: 0x2000, size: 0x10, is_function: true });
+        index.insert("_ZN4zeek9event_mgrE", Symbol { address: 0x1050, size: 0x80, is_function: false });
+        let functions = index.functions();
+        assert_eq!(functions.lookup(0x1080).as_deref(), Some("zeek::Connection::NextPacket"));
+        assert_eq!(functions.lookup(0x2008).as_deref(), Some("main"));
+        assert_eq!(functions.lookup(0x1100), None, "past the end of NextPacket");
+        assert_eq!(functions.lookup(0x10), None);
     }
 }

@@ -47,7 +47,7 @@ impl Attached {
 
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let mut probes = Probes::load()?;
-    let session = Session::attach(&mut probes, args.pid, args.probes.plan())?;
+    let session = Session::attach(&mut probes, args.pid, args.probes.plan(args.hz))?;
     let summary = session.summary();
     let attached = Arc::new(Mutex::new(Attached { probes, session, process: None, up: true }));
 

@@ -8,7 +8,7 @@ use crate::{
 };
 
 impl ProbeArgs {
-    pub fn plan(&self) -> AttachPlan {
+    pub fn plan(&self, hz: u64) -> AttachPlan {
         let invoke = if self.count_calls {
             Some(InvokeProgram::CountCalls)
         } else if self.empty_probes {
@@ -16,6 +16,8 @@ impl ProbeArgs {
         } else {
             None
         };
-        AttachPlan { invoke, log_writes: !self.empty_probes }
+        // The benchmark's floor measures the call probes alone.
+        let sample = (!self.no_sample && !self.empty_probes).then_some(hz);
+        AttachPlan { invoke, log_writes: !self.empty_probes, sample }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use crate::{
     cli::RecordArgs,
     probes::Probes,
-    report::{summary_json, top_table},
+    report::{self, top_table},
     session::Session,
     target::Tracee,
 };
@@ -14,7 +14,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let mut probes = Probes::load()?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;
-    let mut session = match Session::attach(&mut probes, tracee.pid(), args.probes.plan()) {
+    let started = std::time::Instant::now();
+    let mut session = match Session::attach(&mut probes, tracee.pid(), args.probes.plan(args.hz)) {
         Ok(session) => session,
         Err(err) => {
             // It has not executed a single instruction yet.
@@ -35,9 +36,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
 
-    summary_json::write(&args.out, &profile)
-        .with_context(|| format!("cannot write the report to {}", args.out.display()))?;
+    report::write_all(&args.out, &profile, started.elapsed())?;
     print!("{}", top_table::render(&profile));
-    println!("report: {}", args.out.join(summary_json::FILE_NAME).display());
+    println!(
+        "report: {}/ (summary.json{})",
+        args.out.display(),
+        if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" }
+    );
     Ok(exit.status())
 }

@@ -4,7 +4,10 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
 };
 
-use crate::{profile::Profile, target::stats::ProcessStats};
+use crate::{
+    profile::{FunctionStats, Profile},
+    target::stats::ProcessStats,
+};
 
 /// `caller` label value for calls made from C++ (no calling script frame).
 pub const NATIVE_CALLER: &str = "<native>";
@@ -26,6 +29,10 @@ type Labels = Vec<(&'static str, String)>;
 
 fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
+}
+
+fn function_labels(t: &TargetMetrics, f: &FunctionStats) -> Labels {
+    with(base_labels(t), &[("function", &f.name), ("kind", f.kind.as_str())])
 }
 
 fn with(mut labels: Labels, extra: &[(&'static str, &str)]) -> Labels {
@@ -112,24 +119,36 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
             "zeek_probe_function_calls_total",
             "Calls of a script function, event, hook or BIF (with --count-calls)",
             COUNTER,
-            t.iter().flat_map(|t| {
-                t.profile.functions.iter().map(move |f| {
-                    (with(base_labels(t), &[("function", &f.name), ("kind", f.kind.as_str())]), f.calls as f64)
-                })
-            }),
+            t.iter().flat_map(|t| t.profile.functions.iter().filter_map(move |f| Some((function_labels(t, f), f.calls? as f64)))),
+        ),
+        family(
+            "zeek_probe_function_self_seconds_total",
+            "Sampled CPU time with the function on top of the stack (native code and other threads: kind native, thread)",
+            COUNTER,
+            t.iter()
+                .filter(|t| t.profile.sampling.is_some())
+                .flat_map(|t| t.profile.functions.iter().map(move |f| (function_labels(t, f), f.self_seconds))),
+        ),
+        family(
+            "zeek_probe_function_seconds_total",
+            "Sampled CPU time with the function anywhere on the stack (inclusive, recursion counted once)",
+            COUNTER,
+            t.iter()
+                .filter(|t| t.profile.sampling.is_some())
+                .flat_map(|t| t.profile.functions.iter().map(move |f| (function_labels(t, f), f.total_seconds))),
         ),
         family(
             "zeek_probe_caller_calls_total",
             "Calls per caller and callee; caller <native> for calls from C++ (with --count-calls)",
             COUNTER,
             t.iter().flat_map(|t| {
-                t.profile.callers.iter().map(move |e| {
+                t.profile.callers.iter().filter_map(move |e| {
                     let kind = t.profile.functions.iter().find(|f| f.name == e.callee).map_or("", |f| f.kind.as_str());
                     let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
-                    (
+                    Some((
                         with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)]),
-                        e.calls as f64,
-                    )
+                        e.calls? as f64,
+                    ))
                 })
             }),
         ),
@@ -207,7 +226,7 @@ mod tests {
     use super::*;
     use crate::{
         binary::LayoutSource,
-        profile::{CallerEdge, FunctionCalls, ProbeHealth, StreamWrites, TargetSummary},
+        profile::{CallerEdge, FunctionStats, ProbeHealth, Sampling, StreamWrites, TargetSummary},
         symbolize::FuncKind,
     };
 
@@ -222,13 +241,37 @@ mod tests {
                     layout_source: LayoutSource::Table,
                     binary: "/usr/bin/zeek".into(),
                     calls_counted: true,
+                    sample_hz: Some(99),
                 },
-                functions: vec![FunctionCalls { name: "fmt".into(), kind: FuncKind::Bif, calls: 7 }],
+                functions: vec![FunctionStats {
+                    name: "fmt".into(),
+                    zeek_name: None,
+                    kind: FuncKind::Bif,
+                    file: None,
+                    calls: Some(7),
+                    self_seconds: 0.25,
+                    total_seconds: 0.5,
+                }],
                 callers: vec![
-                    CallerEdge { caller: Some("f".into()), callee: "fmt".into(), calls: 5 },
-                    CallerEdge { caller: None, callee: "fmt".into(), calls: 2 },
+                    CallerEdge {
+                        caller: Some("f".into()),
+                        callee: "fmt".into(),
+                        calls: Some(5),
+                        self_seconds: 0.0,
+                        total_seconds: 0.0,
+                    },
+                    CallerEdge {
+                        caller: None,
+                        callee: "fmt".into(),
+                        calls: Some(2),
+                        self_seconds: 0.0,
+                        total_seconds: 0.0,
+                    },
                 ],
                 log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 3 }],
+                files: vec![],
+                packages: vec![],
+                sampling: Some(Sampling { hz: 99, stacks: vec![] }),
                 probe_health: ProbeHealth::default(),
             },
             process: Some(ProcessStats { cpu_seconds: 1.5, start_time_seconds: 1e9, resident_bytes: 4096 }),
@@ -251,6 +294,18 @@ mod tests {
         );
         assert!(text.contains(r#"zeek_probe_process_cpu_seconds_total{node="worker-1",pid="42"} 1.5"#), "{text}");
         assert!(text.contains("# TYPE zeek_probe_target_up gauge"), "{text}");
+        assert!(
+            text.contains(
+                r#"zeek_probe_function_self_seconds_total{node="worker-1",pid="42",function="fmt",kind="bif"} 0.25"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"zeek_probe_function_seconds_total{node="worker-1",pid="42",function="fmt",kind="bif"} 0.5"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("# TYPE zeek_probe_function_calls_total counter"), "{text}");
     }
 }

@@ -4,13 +4,15 @@ use std::{collections::HashMap as StdHashMap, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, include_bytes_aligned,
-    maps::{HashMap, MapData, MapError},
+    maps::{HashMap, MapData, MapError, ProgramArray},
     programs::{
-        ProgramError, UProbe,
+        PerfEvent, ProgramError, UProbe,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
+    util::online_cpus,
 };
-use profiler_common::{CallKey, FuncInfo, LogKey, StatKey, TargetLayout};
+use profiler_common::{CallKey, FuncInfo, LogKey, SampleKey, StackTrace, StatKey, TargetLayout};
 
 use super::privileges;
 use crate::binary::{ProbePoint, ProbePointKind};
@@ -25,12 +27,20 @@ pub enum ProbeError {
     Load(#[source] aya::EbpfError),
     #[error("BPF program {program}")]
     Program { program: &'static str, source: ProgramError },
+    #[error(
+        "the kernel's verifier rejected BPF program {program}: {summary} (a zeek-probe bug: please report it with `uname -r`)"
+    )]
+    Rejected { program: &'static str, summary: String },
     #[error("BPF map {map}")]
     Map { map: &'static str, source: MapError },
     #[error("cannot attach to {point} in {path} for PID {pid}")]
     Attach { point: &'static str, path: String, pid: u32, source: ProgramError },
     #[error("BPF object has no {what} named {name} (build mismatch)")]
     Missing { what: &'static str, name: &'static str },
+    #[error("cannot start CPU sampling at {hz} Hz (needs a kernel with perf events and the cpu-clock software event)")]
+    Sampling { hz: u64, source: ProgramError },
+    #[error("cannot list the online CPUs")]
+    Cpus { source: std::io::Error },
 }
 
 /// Which program goes on the `Invoke` probe points.
@@ -56,10 +66,15 @@ impl InvokeProgram {
 pub struct AttachPlan {
     pub invoke: Option<InvokeProgram>,
     pub log_writes: bool,
+    /// Sample CPU at this many Hz per thread.
+    pub sample: Option<u64>,
 }
 
 const LOG_WRITE_PROGRAM: &str = "log_write";
-const PROGRAMS: [&str; 3] = ["func_invoke", "empty_probe", LOG_WRITE_PROGRAM];
+const UPROBES: [&str; 3] = ["func_invoke", "empty_probe", LOG_WRITE_PROGRAM];
+const SAMPLER: &str = "cpu_sample";
+/// Walks the script stack a few frames per run, tail-calling itself (`SAMPLE_STEPS[0]`).
+const SAMPLE_STEP: &str = "sample_frames";
 
 /// Everything the maps hold at one moment.
 #[derive(Debug, Default, Clone)]
@@ -68,6 +83,8 @@ pub struct MapSnapshot {
     pub funcs: StdHashMap<u64, FuncInfo>,
     pub log_writes: Vec<(LogKey, u64)>,
     pub stats: Vec<(StatKey, u64)>,
+    pub samples: Vec<(SampleKey, u64)>,
+    pub stacks: StdHashMap<u64, StackTrace>,
 }
 
 pub struct Probes {
@@ -77,7 +94,11 @@ pub struct Probes {
     funcs: HashMap<MapData, u64, FuncInfo>,
     log_writes: HashMap<MapData, LogKey, u64>,
     stats: HashMap<MapData, StatKey, u64>,
+    samples: HashMap<MapData, SampleKey, u64>,
+    stacks: HashMap<MapData, u64, StackTrace>,
     links: StdHashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+    /// The rate the sampler runs at, once started (one sampler serves every target).
+    sampling_hz: Option<u64>,
 }
 
 fn take_map<K: aya::Pod, V: aya::Pod>(
@@ -86,6 +107,25 @@ fn take_map<K: aya::Pod, V: aya::Pod>(
 ) -> Result<HashMap<MapData, K, V>, ProbeError> {
     let map = ebpf.take_map(name).ok_or(ProbeError::Missing { what: "map", name })?;
     HashMap::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+/// A load error as one line: the verifier's log can be a million lines long; its last
+/// lines say why.
+fn load_error(program: &'static str, source: ProgramError) -> ProbeError {
+    match source {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().filter(|l| !l.trim().is_empty()).take(2).collect();
+            let summary = tail.into_iter().rev().collect::<Vec<_>>().join(" / ");
+            ProbeError::Rejected { program, summary: format!("{io_error}: {summary}") }
+        }
+        source => ProbeError::Program { program, source },
+    }
+}
+
+fn perf_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut PerfEvent, ProbeError> {
+    let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
+    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, ProbeError> {
@@ -101,22 +141,59 @@ impl Probes {
             return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
         }
         let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
-        for name in PROGRAMS {
-            uprobe(&mut ebpf, name)?.load().map_err(|source| ProbeError::Program { program: name, source })?;
+        for name in UPROBES {
+            uprobe(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
         }
+        for name in [SAMPLER, SAMPLE_STEP] {
+            perf_program(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
+        }
+        let step = perf_program(&mut ebpf, SAMPLE_STEP)?
+            .fd()
+            .map_err(|source| ProbeError::Program { program: SAMPLE_STEP, source })?
+            .try_clone()
+            .map_err(|source| ProbeError::Program { program: SAMPLE_STEP, source: source.into() })?;
+        let mut steps = ProgramArray::try_from(
+            ebpf.map_mut("SAMPLE_STEPS").ok_or(ProbeError::Missing { what: "map", name: "SAMPLE_STEPS" })?,
+        )
+        .map_err(|source| ProbeError::Map { map: "SAMPLE_STEPS", source })?;
+        steps.set(0, &step, 0).map_err(|source| ProbeError::Map { map: "SAMPLE_STEPS", source })?;
         Ok(Self {
             targets: take_map(&mut ebpf, "TARGETS")?,
             calls: take_map(&mut ebpf, "CALLS")?,
             funcs: take_map(&mut ebpf, "FUNCS")?,
             log_writes: take_map(&mut ebpf, "LOG_WRITES")?,
             stats: take_map(&mut ebpf, "STATS")?,
+            samples: take_map(&mut ebpf, "SAMPLES")?,
+            stacks: take_map(&mut ebpf, "STACKS")?,
             ebpf,
             links: StdHashMap::new(),
+            sampling_hz: None,
         })
     }
 
+    /// Starts the CPU sampler on every online CPU (once; later calls keep the first rate).
+    /// It samples only processes registered with a call stack address.
+    pub fn start_sampling(&mut self, hz: u64) -> Result<u64, ProbeError> {
+        if let Some(running) = self.sampling_hz {
+            return Ok(running);
+        }
+        let program = perf_program(&mut self.ebpf, SAMPLER)?;
+        for cpu in online_cpus().map_err(|(_, source)| ProbeError::Cpus { source })? {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .map_err(|source| ProbeError::Sampling { hz, source })?;
+        }
+        self.sampling_hz = Some(hz);
+        Ok(hz)
+    }
+
     /// Attaches to one process running `exe`. The layout is registered first, so the very
-    /// first hit is already understood.
+    /// first hit is already understood. Sampling starts (for every target) if the plan asks.
     pub fn attach(
         &mut self,
         pid: u32,
@@ -125,6 +202,9 @@ impl Probes {
         layout: TargetLayout,
         plan: AttachPlan,
     ) -> Result<(), ProbeError> {
+        if let Some(hz) = plan.sample {
+            self.start_sampling(hz)?;
+        }
         self.targets.insert(pid, layout, 0).map_err(|source| ProbeError::Map { map: "TARGETS", source })?;
         let scope =
             UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(ProbeError::Missing { what: "PID", name: "0" })?);
@@ -168,6 +248,8 @@ impl Probes {
             funcs: self.funcs.iter().filter_map(Result::ok).collect(),
             log_writes: self.log_writes.iter().filter_map(Result::ok).collect(),
             stats: self.stats.iter().filter_map(Result::ok).collect(),
+            samples: self.samples.iter().filter_map(Result::ok).collect(),
+            stacks: self.stacks.iter().filter_map(Result::ok).collect(),
         }
     }
 }

@@ -1,1 +1,306 @@
 //! `profile.pb.gz`: the pprof protobuf format, for `go tool pprof` and Grafana Pyroscope.
+use std::{collections::HashMap, fs, io, io::Write as _, path::Path};
+
+use flate2::{Compression, write::GzEncoder};
+use prost::Message as _;
+
+use crate::profile::{Sampling, StackFrame};
+
+pub const FILE_NAME: &str = "profile.pb.gz";
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// The gzip-compressed `Profile` message of `sampling`, covering `duration_nanos` of wall time.
+///
+/// Each sample carries two values, its count and the CPU time it stands for. CPU time comes last,
+/// so it is the default view (pprof shows the last sample type unless told otherwise).
+pub fn encode(sampling: &Sampling, duration_nanos: i64) -> Vec<u8> {
+    // Without a rate a sample stands for no known CPU time: the counts are still right.
+    let period = NANOS_PER_SECOND.checked_div(sampling.hz).unwrap_or(0);
+    let mut strings = StringTable::default();
+    let mut functions = FunctionTable::default();
+    let sample = sampling
+        .stacks
+        .iter()
+        .map(|stack| proto::Sample {
+            // pprof lists a sample's locations leaf first; ours are root first.
+            location_id: stack.frames.iter().rev().map(|frame| functions.id(frame, &mut strings)).collect(),
+            value: vec![saturating_i64(stack.samples), saturating_i64(stack.samples.saturating_mul(period))],
+        })
+        .collect();
+    let cpu_nanoseconds = strings.value_type("cpu", "nanoseconds");
+    let profile = proto::Profile {
+        sample_type: vec![strings.value_type("samples", "count"), cpu_nanoseconds.clone()],
+        period_type: Some(cpu_nanoseconds),
+        period: saturating_i64(period),
+        duration_nanos,
+        sample,
+        location: functions.locations(),
+        function: functions.functions,
+        string_table: strings.strings,
+    };
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    // Writing into a Vec cannot fail, so neither can compressing into one.
+    gzip.write_all(&profile.encode_to_vec()).expect("gzip into memory cannot fail");
+    gzip.finish().expect("gzip into memory cannot fail")
+}
+
+pub fn write(dir: &Path, sampling: &Sampling, duration_nanos: i64) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::write(dir.join(FILE_NAME), encode(sampling, duration_nanos))
+}
+
+/// pprof's string table: every string once, referred to by index, with "" at index 0.
+struct StringTable {
+    strings: Vec<String>,
+    index_of: HashMap<String, i64>,
+}
+
+impl Default for StringTable {
+    fn default() -> Self {
+        Self { strings: vec![String::new()], index_of: HashMap::from([(String::new(), 0)]) }
+    }
+}
+
+impl StringTable {
+    fn index(&mut self, s: &str) -> i64 {
+        if let Some(&index) = self.index_of.get(s) {
+            return index;
+        }
+        let index = saturating_i64(self.strings.len() as u64);
+        self.strings.push(s.to_owned());
+        self.index_of.insert(s.to_owned(), index);
+        index
+    }
+
+    fn value_type(&mut self, r#type: &str, unit: &str) -> proto::ValueType {
+        proto::ValueType { r#type: self.index(r#type), unit: self.index(unit) }
+    }
+}
+
+/// One pprof function per distinct frame, numbered from 1 in order of first appearance.
+#[derive(Default)]
+struct FunctionTable<'a> {
+    functions: Vec<proto::Function>,
+    id_of: HashMap<&'a StackFrame, u64>,
+}
+
+impl<'a> FunctionTable<'a> {
+    fn id(&mut self, frame: &'a StackFrame, strings: &mut StringTable) -> u64 {
+        if let Some(&id) = self.id_of.get(frame) {
+            return id;
+        }
+        let id = self.functions.len() as u64 + 1;
+        let name = strings.index(&frame.name);
+        self.functions.push(proto::Function {
+            id,
+            name,
+            // We only have the demangled name; it is also what a symbolised binary would show.
+            system_name: name,
+            filename: frame.file.as_deref().map_or(0, |file| strings.index(file)),
+            start_line: i64::from(frame.line),
+        });
+        self.id_of.insert(frame, id);
+        id
+    }
+
+    /// One location per function, with the same id: a frame is a function, not an address.
+    fn locations(&self) -> Vec<proto::Location> {
+        self.functions
+            .iter()
+            .map(|f| proto::Location { id: f.id, line: vec![proto::Line { function_id: f.id, line: f.start_line }] })
+            .collect()
+    }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The messages of github.com/google/pprof/proto/profile.proto that we fill, with its field numbers.
+/// Fields we never set are left out; decoders treat them as absent.
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+    }
+
+    /// Indices into the string table.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        /// Leaf first.
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        /// One per sample type, in the same order.
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+        #[prost(int64, tag = "5")]
+        pub start_line: i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use flate2::read::GzDecoder;
+
+    use super::*;
+    use crate::profile::SampledStack;
+
+    fn frame(name: &str, file: Option<&str>, line: u32) -> StackFrame {
+        StackFrame { name: name.into(), file: file.map(Into::into), line }
+    }
+
+    fn decode(gzipped: &[u8]) -> proto::Profile {
+        let mut bytes = Vec::new();
+        GzDecoder::new(gzipped).read_to_end(&mut bytes).unwrap();
+        proto::Profile::decode(bytes.as_slice()).unwrap()
+    }
+
+    fn string(profile: &proto::Profile, index: i64) -> &str {
+        &profile.string_table[usize::try_from(index).unwrap()]
+    }
+
+    /// The function names of a sample's locations, in the order the sample lists them.
+    fn names(profile: &proto::Profile, sample: &proto::Sample) -> Vec<String> {
+        sample
+            .location_id
+            .iter()
+            .map(|id| {
+                let location = profile.location.iter().find(|l| l.id == *id).unwrap();
+                assert_eq!(location.line.len(), 1);
+                let function = profile.function.iter().find(|f| f.id == location.line[0].function_id).unwrap();
+                string(profile, function.name).to_owned()
+            })
+            .collect()
+    }
+
+    fn two_stacks() -> Sampling {
+        let zeek = frame("zeek", None, 0);
+        let handler = frame("new_connection", Some("base/init.zeek"), 12);
+        Sampling {
+            hz: 1000,
+            stacks: vec![
+                SampledStack { frames: vec![zeek.clone(), handler.clone(), frame("fmt", None, 0)], samples: 3 },
+                SampledStack { frames: vec![zeek, handler], samples: 5 },
+            ],
+        }
+    }
+
+    #[test]
+    fn header_describes_counts_and_cpu_time() {
+        let p = decode(&encode(&two_stacks(), 2_000_000_000));
+        assert_eq!(p.string_table[0], "");
+        let types: Vec<(&str, &str)> =
+            p.sample_type.iter().map(|t| (string(&p, t.r#type), string(&p, t.unit))).collect();
+        assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+        let period_type = p.period_type.as_ref().unwrap();
+        assert_eq!((string(&p, period_type.r#type), string(&p, period_type.unit)), ("cpu", "nanoseconds"));
+        assert_eq!(p.period, 1_000_000);
+        assert_eq!(p.duration_nanos, 2_000_000_000);
+    }
+
+    #[test]
+    fn values_add_up_to_the_input() {
+        let p = decode(&encode(&two_stacks(), 0));
+        assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 8);
+        assert_eq!(p.sample.iter().map(|s| s.value[1]).sum::<i64>(), 8 * 1_000_000);
+    }
+
+    #[test]
+    fn locations_resolve_to_named_functions_leaf_first() {
+        let p = decode(&encode(&two_stacks(), 0));
+        assert_eq!(names(&p, &p.sample[0]), ["fmt", "new_connection", "zeek"]);
+        assert_eq!(names(&p, &p.sample[1]), ["new_connection", "zeek"]);
+        let handler = p.function.iter().find(|f| string(&p, f.name) == "new_connection").unwrap();
+        assert_eq!((string(&p, handler.filename), handler.start_line), ("base/init.zeek", 12));
+    }
+
+    #[test]
+    fn stacks_sharing_frames_share_functions() {
+        let p = decode(&encode(&two_stacks(), 0));
+        assert_eq!(p.function.len(), 3);
+        assert_eq!(p.location.len(), 3);
+        assert_eq!(p.function.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(p.sample[0].location_id[1..], p.sample[1].location_id[..]);
+    }
+
+    #[test]
+    fn same_name_in_another_file_is_another_function() {
+        let sampling = Sampling {
+            hz: 99,
+            stacks: vec![SampledStack {
+                frames: vec![frame("f", Some("a.zeek"), 1), frame("f", Some("b.zeek"), 1)],
+                samples: 1,
+            }],
+        };
+        assert_eq!(decode(&encode(&sampling, 0)).function.len(), 2);
+    }
+
+    #[test]
+    fn without_a_rate_cpu_time_is_zero() {
+        let p = decode(&encode(&Sampling { hz: 0, ..two_stacks() }, 0));
+        assert_eq!(p.period, 0);
+        assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 8);
+        assert!(p.sample.iter().all(|s| s.value[1] == 0));
+    }
+
+    #[test]
+    fn writes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &two_stacks(), 5).unwrap();
+        assert_eq!(decode(&fs::read(dir.path().join(FILE_NAME)).unwrap()).duration_nanos, 5);
+    }
+}

@@ -1,4 +1,5 @@
-//! The table `record` prints when the command has ended: the busiest functions and log streams.
+//! The table `record` prints when the command has ended: where the CPU went (sampled self and
+//! total shares), exact calls when counted, and the busiest log streams.
 use std::fmt::Write as _;
 
 use crate::profile::Profile;
@@ -14,17 +15,49 @@ pub fn render(profile: &Profile) -> String {
         "zeek-probe: PID {} (node {}), Zeek {} (ABI {}), {}",
         t.pid, t.node, t.zeek_version, t.abi, t.binary
     );
-    if t.calls_counted {
-        let total: u64 = profile.functions.iter().map(|f| f.calls).sum();
-        let _ = writeln!(out, "\n{:>12}  {:>6}  {:<8}  function", "calls", "share", "kind");
-        for f in profile.functions.iter().take(TOP_ROWS) {
-            let share = 100.0 * f.calls as f64 / total.max(1) as f64;
-            let _ = writeln!(out, "{:>12}  {:>5.1}%  {:<8}  {}", f.calls, share, f.kind.as_str(), f.name);
+    let sampled: u64 = profile.sampling.as_ref().map_or(0, |s| s.stacks.iter().map(|s| s.samples).sum());
+    let total_calls: u64 = profile.functions.iter().filter_map(|f| f.calls).sum();
+    match (&profile.sampling, t.calls_counted) {
+        (Some(s), _) => {
+            let _ = writeln!(
+                out,
+                "{sampled} CPU samples at {} Hz ({:.2} s of CPU){}",
+                s.hz,
+                sampled as f64 / s.hz.max(1) as f64,
+                if t.calls_counted { ", every call counted" } else { "" }
+            );
         }
-        more(&mut out, profile.functions.len(), "functions");
-        let _ = writeln!(out, "{:>12}  total calls", total);
-    } else {
-        let _ = writeln!(out, "\nscript calls were not counted (add --count-calls to count every call)");
+        (None, true) => {
+            let _ = writeln!(out, "{total_calls} calls counted (CPU not sampled)");
+        }
+        (None, false) => {
+            let _ = writeln!(out, "nothing sampled or counted: only log writes");
+        }
+    }
+
+    let rows: Vec<_> = profile.functions.iter().filter(|f| f.total_seconds > 0.0 || f.calls.is_some()).collect();
+    if !rows.is_empty() {
+        let cpu_seconds = sampled as f64 / profile.sampling.as_ref().map_or(1, |s| s.hz.max(1)) as f64;
+        let share = |seconds: f64| {
+            if cpu_seconds > 0.0 { format!("{:5.1}%", 100.0 * seconds / cpu_seconds) } else { "    -".into() }
+        };
+        let _ = writeln!(out, "\n{:>7}  {:>7}  {:>12}  {:<8}  function", "self", "total", "calls", "kind");
+        for f in rows.iter().take(TOP_ROWS) {
+            let calls = f.calls.map_or_else(|| "-".to_owned(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "{:>7}  {:>7}  {:>12}  {:<8}  {}",
+                share(f.self_seconds),
+                share(f.total_seconds),
+                calls,
+                f.kind.as_str(),
+                f.name
+            );
+        }
+        more(&mut out, rows.len(), "functions");
+    }
+    if let Some(top) = profile.packages.first() {
+        let _ = writeln!(out, "\nbusiest package: {} ({:.2} s self CPU)", top.source, top.self_seconds);
     }
     if profile.log_writes.is_empty() {
         let _ = writeln!(out, "\nno log writes seen");
@@ -42,6 +75,7 @@ pub fn render(profile: &Profile) -> String {
         (h.map_full, "drops (map full)"),
         (h.caller_unresolved, "unresolved callers"),
         (h.unnamed_calls, "calls without a name"),
+        (h.unnamed_samples, "samples without a stack"),
     ];
     let problems: Vec<String> =
         problems.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
@@ -61,11 +95,22 @@ mod tests {
     use super::*;
     use crate::{
         binary::LayoutSource,
-        profile::{FunctionCalls, ProbeHealth, StreamWrites, TargetSummary},
+        profile::{FunctionStats, ProbeHealth, SampledStack, Sampling, StackFrame, StreamWrites, TargetSummary},
         symbolize::FuncKind,
     };
 
-    fn profile(calls_counted: bool) -> Profile {
+    fn function(
+        name: &str,
+        kind: FuncKind,
+        calls: Option<u64>,
+        self_seconds: f64,
+        total_seconds: f64,
+    ) -> FunctionStats {
+        FunctionStats { name: name.into(), zeek_name: None, kind, file: None, calls, self_seconds, total_seconds }
+    }
+
+    fn profile(calls_counted: bool, sampled: bool) -> Profile {
+        let frame = |name: &str| StackFrame { name: name.into(), file: None, line: 0 };
         Profile {
             target: TargetSummary {
                 pid: 42,
@@ -75,29 +120,38 @@ mod tests {
                 layout_source: LayoutSource::Table,
                 binary: "/usr/bin/zeek".into(),
                 calls_counted,
+                sample_hz: sampled.then_some(100),
             },
             functions: vec![
-                FunctionCalls { name: "fmt".into(), kind: FuncKind::Bif, calls: 75 },
-                FunctionCalls { name: "new_connection".into(), kind: FuncKind::Event, calls: 25 },
+                function("new_connection", FuncKind::Event, calls_counted.then_some(25), 0.5, 2.0),
+                function("fmt", FuncKind::Bif, calls_counted.then_some(75), 1.5, 1.5),
             ],
             callers: vec![],
             log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 9 }],
+            files: vec![],
+            packages: vec![],
+            sampling: sampled.then(|| Sampling {
+                hz: 100,
+                stacks: vec![SampledStack { frames: vec![frame("new_connection"), frame("fmt")], samples: 200 }],
+            }),
             probe_health: ProbeHealth { map_full: 3, ..Default::default() },
         }
     }
 
     #[test]
-    fn shows_shares_streams_and_health() {
-        let text = render(&profile(true));
-        assert!(text.contains("75   75.0%  bif       fmt"), "{text}");
-        assert!(text.contains("25   25.0%  event     new_connection"), "{text}");
-        assert!(text.contains("100  total calls"), "{text}");
+    fn shows_self_total_calls_streams_and_health() {
+        let text = render(&profile(true, true));
+        assert!(text.contains("200 CPU samples at 100 Hz (2.00 s of CPU), every call counted"), "{text}");
+        assert!(text.contains(" 25.0%   100.0%            25  event     new_connection"), "{text}");
+        assert!(text.contains(" 75.0%    75.0%            75  bif       fmt"), "{text}");
         assert!(text.contains("9  Conn::LOG"), "{text}");
         assert!(text.contains("probe health: 3 drops (map full)"), "{text}");
     }
 
     #[test]
-    fn says_when_calls_were_not_counted() {
-        assert!(render(&profile(false)).contains("add --count-calls"));
+    fn counts_alone_show_dashes_for_shares() {
+        let text = render(&profile(true, false));
+        assert!(text.contains("100 calls counted (CPU not sampled)"), "{text}");
+        assert!(text.contains("    -        -            75  bif       fmt"), "{text}");
     }
 }

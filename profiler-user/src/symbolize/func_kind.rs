@@ -8,6 +8,10 @@ pub enum FuncKind {
     Event,
     Hook,
     Bif,
+    /// Zeek's C++ outside scripts (sampled only).
+    Native,
+    /// A thread other than Zeek's main thread (sampled only).
+    Thread,
 }
 
 impl FuncKind {
@@ -28,6 +32,8 @@ impl FuncKind {
             Self::Event => "event",
             Self::Hook => "hook",
             Self::Bif => "bif",
+            Self::Native => "native",
+            Self::Thread => "thread",
         }
     }
 }

@@ -3,7 +3,9 @@
 pub mod func_kind;
 pub mod func_name;
 pub mod log_stream;
+pub mod stack;
 
 pub use func_kind::FuncKind;
 pub use func_name::func_name;
 pub use log_stream::LogStreamNames;
+pub use stack::StackDecoder;

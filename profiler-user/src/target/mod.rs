@@ -1,5 +1,6 @@
 //! The running Zeek process: who it is, reading its memory, and starting one under our control.
 pub mod launch;
+pub mod mappings;
 pub mod memory;
 pub mod node;
 pub mod process;

@@ -1,7 +1,7 @@
 //! What /proc says about a process: its executable, command line, node name and load bias.
 use std::{fs, io, path::PathBuf};
 
-use super::node::node_name;
+use super::{mappings, node::node_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -59,29 +59,14 @@ impl ProcessInfo {
     /// The load bias of the executable: runtime address minus link-time address. Found from
     /// the mapping of the file offset of the first loadable segment.
     pub fn load_bias(&self, first_load_vaddr: u64, first_load_offset: u64) -> Result<u64, ProcessError> {
+        let page = 4096;
         let maps = String::from_utf8_lossy(&proc_read(self.pid, "maps")?).into_owned();
-        let exe_name = self.exe_link.to_string_lossy();
-        for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(_perms), Some(offset)) = (fields.next(), fields.next(), fields.next()) else {
-                continue;
-            };
-            let path = fields.nth(2).unwrap_or("");
-            if path != exe_name {
-                continue;
-            }
-            let (Some(start), Ok(offset)) = (
-                range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()),
-                u64::from_str_radix(offset, 16),
-            ) else {
-                continue;
-            };
-            let page = 4096;
-            if offset == first_load_offset & !(page - 1) {
-                return Ok(start.wrapping_sub(first_load_vaddr & !(page - 1)));
-            }
-        }
-        Err(ProcessError::ExeNotMapped { pid: self.pid, exe: self.exe_link.clone() })
+        let exe = self.exe_link.to_string_lossy();
+        mappings::parse(&maps)
+            .into_iter()
+            .find(|m| m.path == exe && m.offset == first_load_offset & !(page - 1))
+            .map(|m| m.start.wrapping_sub(first_load_vaddr & !(page - 1)))
+            .ok_or_else(|| ProcessError::ExeNotMapped { pid: self.pid, exe: self.exe_link.clone() })
     }
 
     /// Whether the process still exists (a zombie counts as gone).

@@ -1,0 +1,76 @@
+//! CPU samples: what the sampler saw on a target thread, kept as counts per distinct stack.
+
+/// Deepest script stack kept; deeper stacks keep their innermost frames.
+pub const MAX_STACK_DEPTH: usize = 64;
+
+/// What a sampled stack describes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackKind {
+    /// The main thread inside script code: `frames` are function name hashes.
+    Script = 0,
+    /// The main thread outside scripts: `leaf` is the user-space instruction pointer.
+    Native = 1,
+    /// The main thread dispatching an event outside its script bodies: `leaf` is the
+    /// event name's hash.
+    EventDispatch = 2,
+    /// Another thread (logging writers, I/O): named by `comm`.
+    Thread = 3,
+}
+
+impl TryFrom<u32> for StackKind {
+    type Error = u32;
+
+    fn try_from(v: u32) -> Result<Self, u32> {
+        match v {
+            0 => Ok(Self::Script),
+            1 => Ok(Self::Native),
+            2 => Ok(Self::EventDispatch),
+            3 => Ok(Self::Thread),
+            other => Err(other),
+        }
+    }
+}
+
+/// Samples of one stack of one process: key of the `SAMPLES` map (value: u64 count).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    pub pid: u32,
+    pub _pad: u32,
+    /// Hash of the `StackTrace`, key of the `STACKS` map.
+    pub stack: u64,
+}
+
+/// A distinct stack: value of the `STACKS` map, recorded the first time it is sampled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTrace {
+    /// A `StackKind`.
+    pub kind: u32,
+    /// Used entries of `frames`.
+    pub depth: u32,
+    /// Native: user instruction pointer. EventDispatch: event name hash. Otherwise 0.
+    pub leaf: u64,
+    /// Thread name (Thread kind).
+    pub comm: [u8; 16],
+    /// Function name hashes, outermost first; `CALLER_UNRESOLVED` for an unreadable frame.
+    pub frames: [u64; MAX_STACK_DEPTH],
+}
+
+impl StackTrace {
+    pub const fn zeroed() -> Self {
+        Self { kind: 0, depth: 0, leaf: 0, comm: [0; 16], frames: [0; MAX_STACK_DEPTH] }
+    }
+
+    pub fn frames(&self) -> &[u64] {
+        &self.frames[..(self.depth as usize).min(MAX_STACK_DEPTH)]
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `#[repr(C)]` plain-old-data with explicit padding.
+    unsafe impl aya::Pod for super::SampleKey {}
+    unsafe impl aya::Pod for super::StackTrace {}
+}

@@ -1,0 +1,275 @@
+//! CPU sampling: a `perf_event` program on the software CPU clock of every CPU. For a target's
+//! main thread it reads Zeek's script call stack (`zeek::detail::call_stack`); with no script
+//! running it names the event being dispatched (7.2+) or the native instruction pointer; other
+//! threads are named by their thread name. Counts accumulate per distinct stack in maps that
+//! user space reads when it likes: nothing wakes it per sample. The cost follows the sample
+//! rate, not Zeek's call rate.
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_stack},
+    macros::{map, perf_event},
+    maps::{PerCpuArray, ProgramArray},
+    programs::PerfEventContext,
+};
+use profiler_common::{
+    SampleKey, StackKind, StackTrace, TargetLayout, maps::CALLER_UNRESOLVED, samples::MAX_STACK_DEPTH,
+};
+
+use crate::{
+    funcs::{remember_event_name, remember_func},
+    maps::{SAMPLES, STACK_SCRATCH, STACKS, TARGETS, increment, increment_existing},
+    target_memory::{hash_std_string, read},
+};
+
+/// More entries than this is not a call stack but a misread vector.
+const MAX_SANE_ENTRIES: u64 = 1 << 20;
+/// `call_stack` entries read per program run. The verifier walks every iteration, so the
+/// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17).
+const FRAMES_PER_STEP: u32 = 8;
+/// Index of `sample_frames` in `SAMPLE_STEPS`.
+const STEP_PROGRAM: u32 = 0;
+
+/// Where the frame walk of the current sample stands, between tail calls.
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    begin: u64,
+    next: u64,
+    entries: u64,
+    previous_frame: u64,
+}
+
+#[map]
+static SAMPLE_CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
+
+/// Holds `sample_frames` (set by user space), the step program tail-called per frame batch.
+#[map]
+static SAMPLE_STEPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+#[perf_event]
+pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
+    let _ = start_sample(&ctx);
+    0
+}
+
+#[perf_event]
+pub fn sample_frames(ctx: PerfEventContext) -> u32 {
+    let _ = continue_sample(&ctx);
+    0
+}
+
+/// The layout of the sampled process, if it is a target whose stacks are wanted.
+#[inline(always)]
+fn target() -> Option<(u32, &'static TargetLayout)> {
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: read-only use of the map value while this program runs.
+    let layout = unsafe { TARGETS.get(&pid) }?;
+    (layout.call_stack != 0).then_some((pid, layout))
+}
+
+#[inline(always)]
+fn scratch() -> Option<(&'static mut StackTrace, &'static mut Cursor)> {
+    let trace = STACK_SCRATCH.get_ptr_mut(0)?;
+    let cursor = SAMPLE_CURSOR.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch slots, exclusively ours while this sample is taken (BPF
+    // programs do not nest on one CPU, and a tail call keeps the CPU).
+    Some(unsafe { (&mut *trace, &mut *cursor) })
+}
+
+#[inline(always)]
+fn start_sample(ctx: &PerfEventContext) -> Option<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, layout) = target()?;
+    let (trace, cursor) = scratch()?;
+    trace.kind = StackKind::Script as u32;
+    trace.depth = 0;
+    trace.leaf = 0;
+    trace.comm = [0; 16];
+
+    if pid_tgid as u32 != pid {
+        trace.kind = StackKind::Thread as u32;
+        trace.comm = bpf_get_current_comm().ok()?;
+        return finish(pid, trace);
+    }
+    let entries = call_stack_entries(layout, cursor);
+    if entries == 0 {
+        name_outside_scripts(ctx, layout, trace);
+        return finish(pid, trace);
+    }
+    // SAFETY: a tail call either does not return or fails; on failure we count what we have.
+    unsafe { SAMPLE_STEPS.tail_call(ctx, STEP_PROGRAM) };
+    finish(pid, trace)
+}
+
+/// Reads `call_stack`'s bounds into the cursor; returns how many entries will be walked.
+/// Deeper stacks keep their innermost `MAX_STACK_DEPTH` entries.
+#[inline(always)]
+fn call_stack_entries(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
+    let Some([begin, end]) = read::<[u64; 2]>(layout.call_stack) else { return 0 };
+    let size = layout.call_info_size as u64;
+    if size == 0 || end < begin {
+        return 0;
+    }
+    let entries = (end - begin) / size;
+    if entries > MAX_SANE_ENTRIES {
+        return 0;
+    }
+    let first = entries.saturating_sub(MAX_STACK_DEPTH as u64);
+    *cursor = Cursor { begin, next: first, entries, previous_frame: 0 };
+    if layout.call_info_holds_frame != 0 && bottom_frame_reused(layout, cursor) {
+        cursor.next += 1;
+    }
+    entries
+}
+
+/// Whether the outermost entry's frame is also a frame further up the stack. A BIF that
+/// throws leaves a stale entry at the bottom of `call_stack` whose freed `Frame` may be
+/// reused by a live call: it would show that call twice, once as an invented root.
+#[inline(always)]
+fn bottom_frame_reused(layout: &TargetLayout, cursor: &Cursor) -> bool {
+    let size = layout.call_info_size as u64;
+    let Some(bottom) = read::<u64>(cursor.begin + cursor.next * size + 8) else { return false };
+    for i in 1..MAX_STACK_DEPTH as u64 {
+        let index = cursor.next + i;
+        if index >= cursor.entries {
+            break;
+        }
+        if read::<u64>(cursor.begin + index * size + 8) == Some(bottom) {
+            return true;
+        }
+    }
+    false
+}
+
+/// One step of the frame walk: up to `FRAMES_PER_STEP` entries, outermost first, then the
+/// next step or the end. At this point in `Invoke` the callee is pushed already.
+#[inline(always)]
+fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
+    let (pid, layout) = target()?;
+    let (trace, cursor) = scratch()?;
+    for _ in 0..FRAMES_PER_STEP {
+        if cursor.next >= cursor.entries {
+            break;
+        }
+        let entry = cursor.begin + cursor.next * layout.call_info_size as u64;
+        cursor.next += 1;
+        let Some(func) = entry_function(layout, entry, &mut cursor.previous_frame) else { continue };
+        let hash = match hash_std_string(func + layout.func_name as u64) {
+            Some(h) if remember_func(layout, func, h) => h,
+            _ => CALLER_UNRESOLVED,
+        };
+        let slot = trace.depth as usize;
+        if slot < MAX_STACK_DEPTH {
+            trace.frames[slot] = hash;
+            trace.depth += 1;
+        }
+    }
+    if cursor.next < cursor.entries {
+        // SAFETY: as above; a failed tail call (limit reached) keeps the frames read so far.
+        unsafe { SAMPLE_STEPS.tail_call(ctx, STEP_PROGRAM) };
+    }
+    if trace.depth == 0 {
+        // Every entry was stale: Zeek is outside scripts.
+        name_outside_scripts(ctx, layout, trace);
+    }
+    finish(pid, trace)
+}
+
+/// Counts the sample under its stack, recording the stack the first time it is seen.
+#[inline(always)]
+fn finish(pid: u32, trace: &StackTrace) -> Option<()> {
+    let key = SampleKey { pid, _pad: 0, stack: stack_hash(trace) };
+    if increment_existing(&SAMPLES, &key) {
+        return Some(());
+    }
+    // SAFETY: read-only lookup.
+    if unsafe { STACKS.get(&key.stack) }.is_none() {
+        let _ = STACKS.insert(&key.stack, trace, BPF_NOEXIST as u64);
+    }
+    increment(&SAMPLES, &key);
+    Some(())
+}
+
+/// The function of one `CallInfo`, or `None` for an entry to leave out: a stale one left by
+/// an exception (its freed frame no longer has the Frame vtable) or a repeat of the frame
+/// just read (freed memory reused by the live frame above it).
+#[inline(always)]
+fn entry_function(layout: &TargetLayout, entry: u64, previous_frame: &mut u64) -> Option<u64> {
+    let pointer: u64 = read(entry + 8)?;
+    if layout.call_info_holds_frame == 0 {
+        return Some(pointer);
+    }
+    if layout.frame_vptr != 0 && read::<u64>(pointer)? != layout.frame_vptr {
+        return None;
+    }
+    if pointer == *previous_frame {
+        return None;
+    }
+    *previous_frame = pointer;
+    read(pointer + layout.frame_function as u64)
+}
+
+/// With no script running: the event being dispatched where Zeek records it (7.2+), else the
+/// native instruction pointer (symbolised in user space).
+#[inline(always)]
+fn name_outside_scripts(ctx: &PerfEventContext, layout: &TargetLayout, trace: &mut StackTrace) {
+    if layout.event_mgr != 0 && layout.event_mgr_current != 0 {
+        let handler = read::<u64>(layout.event_mgr + layout.event_mgr_current as u64)
+            .filter(|event| *event != 0)
+            .and_then(|event| read::<u64>(event + layout.event_handler as u64));
+        if let Some(handler) = handler.filter(|h| *h != 0) {
+            let name = handler + layout.event_handler_name as u64;
+            if let Some(hash) = hash_std_string(name) {
+                remember_event_name(name, hash);
+                trace.kind = StackKind::EventDispatch as u32;
+                trace.leaf = hash;
+                return;
+            }
+        }
+    }
+    // Without frame pointers only the first user frame (the instruction pointer) is reliable.
+    let mut ip = [0u64; 1];
+    // SAFETY: the buffer is 8 bytes, as passed.
+    let n = unsafe { bpf_get_stack(ctx.as_ptr(), ip.as_mut_ptr().cast(), 8, BPF_F_USER_STACK as u64) };
+    trace.kind = StackKind::Native as u32;
+    trace.leaf = if n >= 8 { ip[0] } else { 0 };
+}
+
+/// Identifies a stack by its contents (FNV-style over kind, leaf, thread name and frames).
+#[inline(always)]
+fn stack_hash(trace: &StackTrace) -> u64 {
+    const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ ((trace.kind as u64) << 32 | trace.depth as u64);
+    h = (h ^ trace.leaf).wrapping_mul(MULTIPLIER);
+    h = (h ^ u64::from_le_bytes([
+        trace.comm[0],
+        trace.comm[1],
+        trace.comm[2],
+        trace.comm[3],
+        trace.comm[4],
+        trace.comm[5],
+        trace.comm[6],
+        trace.comm[7],
+    ]))
+    .wrapping_mul(MULTIPLIER);
+    h = (h ^ u64::from_le_bytes([
+        trace.comm[8],
+        trace.comm[9],
+        trace.comm[10],
+        trace.comm[11],
+        trace.comm[12],
+        trace.comm[13],
+        trace.comm[14],
+        trace.comm[15],
+    ]))
+    .wrapping_mul(MULTIPLIER);
+    for i in 0..MAX_STACK_DEPTH {
+        if i >= trace.depth as usize {
+            break;
+        }
+        h = (h ^ trace.frames[i]).wrapping_mul(MULTIPLIER);
+        h ^= h >> 29;
+    }
+    h
+}

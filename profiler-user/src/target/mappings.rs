@@ -1,0 +1,84 @@
+//! The target's memory map (/proc/PID/maps): where its executable and libraries are loaded.
+use std::fs;
+
+/// One file-backed mapping (or the vDSO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// File offset mapped at `start`.
+    pub offset: u64,
+    pub path: String,
+}
+
+/// Parses the text of /proc/PID/maps, keeping file-backed mappings.
+pub fn parse(maps: &str) -> Vec<Mapping> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let _perms = fields.next()?;
+            let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let path = fields.nth(2)?;
+            // Files, and the vDSO (clock_gettime and friends run there).
+            if !path.starts_with('/') && path != "[vdso]" {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                offset,
+                path: path.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The file-backed mappings of `pid`, empty once it is gone.
+pub fn read(pid: u32) -> Vec<Mapping> {
+    fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
+}
+
+/// The library (file name) an address belongs to.
+pub fn library_of(mappings: &[Mapping], address: u64) -> Option<&str> {
+    let m = mappings.iter().find(|m| (m.start..m.end).contains(&address))?;
+    Some(m.path.rsplit('/').next().unwrap_or(&m.path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\\
+55d0c0000000-55d0c0010000 r--p 00000000 fd:00 123 /usr/local/zeek/bin/zeek
+55d0c0010000-55d0c0200000 r-xp 00010000 fd:00 123 /usr/local/zeek/bin/zeek
+7f0000000000-7f0000020000 r-xp 00028000 fd:00 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]
+7f0000100000-7f0000101000 rw-p 00000000 00:00 0
+";
+
+    #[test]
+    fn keeps_file_backed_mappings() {
+        let m = parse(MAPS);
+        assert_eq!(m.len(), 4);
+        assert_eq!(
+            m[1],
+            Mapping {
+                start: 0x55d0c0010000,
+                end: 0x55d0c0200000,
+                offset: 0x10000,
+                path: "/usr/local/zeek/bin/zeek".into()
+            }
+        );
+    }
+
+    #[test]
+    fn names_the_library_of_an_address() {
+        let m = parse(MAPS);
+        assert_eq!(library_of(&m, 0x7f0000000100), Some("libc.so.6"));
+        assert_eq!(library_of(&m, 0x7ffd00000100), None);
+        assert_eq!(library_of(&m, 0x7ffd00100100), Some("[vdso]"));
+    }
+}
