@@ -6,3 +6,4 @@ mod bad_input;
 mod binary;
 mod common;
 mod record;
+mod sampling;

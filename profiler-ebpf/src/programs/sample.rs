@@ -117,19 +117,30 @@ fn call_stack_entries(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
     }
     let first = entries.saturating_sub(MAX_STACK_DEPTH as u64);
     *cursor = Cursor { begin, next: first, entries, previous_frame: 0 };
-    if layout.call_info_holds_frame != 0 && bottom_frame_reused(layout, cursor) {
+    if layout.call_info_holds_frame != 0 && first == 0 && bottom_is_stale(layout, cursor) {
         cursor.next += 1;
     }
     entries
 }
 
-/// Whether the outermost entry's frame is also a frame further up the stack. A BIF that
-/// throws leaves a stale entry at the bottom of `call_stack` whose freed `Frame` may be
-/// reused by a live call: it would show that call twice, once as an invented root.
+/// Whether the bottom entry is a leftover of an exception thrown through a BIF, which stays
+/// at the bottom of `call_stack`: its `Frame` is freed (no Frame vtable any more), or reused
+/// by a live call further up (it would show that call twice). Not caught: the instants in
+/// which its memory holds a frame being set up for a call not pushed yet.
 #[inline(always)]
-fn bottom_frame_reused(layout: &TargetLayout, cursor: &Cursor) -> bool {
+fn bottom_is_stale(layout: &TargetLayout, cursor: &Cursor) -> bool {
+    let Some(frame) = read::<u64>(cursor.begin + 8) else { return false };
+    if layout.frame_vptr != 0 && read::<u64>(frame) != Some(layout.frame_vptr) {
+        return true;
+    }
+    bottom_frame_reused(layout, cursor, frame)
+}
+
+/// Whether the outermost entry's frame is also a frame further up the stack (a stale entry
+/// whose freed `Frame` a live call reuses: it would show that call twice).
+#[inline(always)]
+fn bottom_frame_reused(layout: &TargetLayout, cursor: &Cursor, bottom: u64) -> bool {
     let size = layout.call_info_size as u64;
-    let Some(bottom) = read::<u64>(cursor.begin + cursor.next * size + 8) else { return false };
     for i in 1..MAX_STACK_DEPTH as u64 {
         let index = cursor.next + i;
         if index >= cursor.entries {

@@ -1,5 +1,6 @@
 //! `zeek-probe attach --pid PID`: probe a running Zeek and serve its metrics until stopped.
 use std::{
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -11,6 +12,7 @@ use crate::{
     cli::AttachArgs,
     exporter::{self, TargetMetrics, server},
     probes::Probes,
+    report::flamegraph,
     session::Session,
     target::{ProcessInfo, stats::ProcessStats},
 };
@@ -45,6 +47,20 @@ impl Attached {
     }
 }
 
+/// Writes the flame graph of everything sampled so far, if one was asked for. A failure is
+/// reported and the exporter carries on.
+fn write_flamegraph(attached: &Mutex<Attached>, path: Option<&Path>) {
+    let Some(path) = path else { return };
+    let Ok(metrics) = attached.lock().map(|mut a| a.refresh()) else { return };
+    let Some(sampling) = metrics.profile.sampling else { return };
+    let t = &metrics.profile.target;
+    let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
+    match flamegraph::write_file(path, &sampling, &title) {
+        Ok(()) => eprintln!("zeek-probe: flame graph written to {}", path.display()),
+        Err(err) => eprintln!("zeek-probe: {:#}", anyhow::Error::from(err)),
+    }
+}
+
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let mut probes = Probes::load()?;
     let session = Session::attach(&mut probes, args.pid, args.probes.plan(args.hz))?;
@@ -69,6 +85,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
 
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let mut flamegraph_request = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
         let deadline = async {
             match args.duration {
                 Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
@@ -88,12 +105,14 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     })
                     .await;
                 }
+                _ = flamegraph_request.recv() => write_flamegraph(&attached, args.flamegraph.as_deref()),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = &mut deadline => break,
             }
         }
         serving.abort();
+        write_flamegraph(&attached, args.flamegraph.as_deref());
         Ok(0)
     })
 }

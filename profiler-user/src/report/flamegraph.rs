@@ -24,6 +24,12 @@ pub enum FlamegraphError {
 
 /// Writes the flame graph of `sampling` to `dir/flamegraph.svg`, headed by `title`.
 pub fn write(dir: &Path, sampling: &Sampling, title: &str) -> Result<(), FlamegraphError> {
+    fs::create_dir_all(dir).map_err(|source| FlamegraphError::Write { path: dir.to_owned(), source })?;
+    write_file(&dir.join(FILE_NAME), sampling, title)
+}
+
+/// Writes the flame graph of `sampling` to `path`, headed by `title`.
+pub fn write_file(path: &Path, sampling: &Sampling, title: &str) -> Result<(), FlamegraphError> {
     let subtitle = format!("{} Hz CPU samples", sampling.hz);
     let folded = folded::render(sampling);
     // inferno refuses a profile without samples (and draws an error picture); a run that never
@@ -41,9 +47,7 @@ pub fn write(dir: &Path, sampling: &Sampling, title: &str) -> Result<(), Flamegr
         flamegraph::from_lines(&mut options, folded.lines(), &mut svg).map_err(FlamegraphError::Draw)?;
         svg
     };
-    fs::create_dir_all(dir).map_err(|source| FlamegraphError::Write { path: dir.to_owned(), source })?;
-    let path = dir.join(FILE_NAME);
-    fs::write(&path, svg).map_err(|source| FlamegraphError::Write { path, source })
+    fs::write(path, svg).map_err(|source| FlamegraphError::Write { path: path.to_owned(), source })
 }
 
 fn no_samples_svg(title: &str, subtitle: &str) -> String {
