@@ -2,9 +2,15 @@
 //! run on the fixture's tight call loop (this machine is shared and noisy: only ratios of
 //! interleaved runs mean anything). No assertions: it reports.
 //!
-//! (a) no probe, (b) an empty BPF program on the same probe points (the kernel's floor),
-//! (c) `zeek-probe --count-calls`, (d) bpftrace counting calls per function name.
-use std::process::Command;
+//! Per-call counting: (a) no probe, (b) an empty BPF program on the same probe points (the
+//! kernel's floor), (c) `zeek-probe --count-calls`, (d) bpftrace counting calls per name.
+//! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none, and what
+//! zeek-probe itself uses (CPU, peak memory) while sampling a running target.
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 
@@ -42,9 +48,10 @@ impl Variant {
         let fixture = fixtures::path(fixtures::DEFAULT);
         let probe = run::workspace_root().join("target/release/zeek-probe");
         let out = run::workspace_root().join("target/bench-report");
+        // Per-call cost only: no sampling on top.
         let record = |flag: &str| {
             let mut c = Command::new(&probe);
-            c.args(["record", flag, "--out"]).arg(&out).arg("--").arg(&fixture).args(["--tight-loop", CALLS]);
+            c.args(["record", flag, "--no-sample", "--out"]).arg(&out).arg("--").arg(&fixture).args(["--tight-loop", CALLS]);
             c
         };
         match self {
@@ -85,6 +92,11 @@ fn median(v: &mut [f64]) -> f64 {
 
 pub fn run() -> Result<()> {
     run::cargo(&["build", "--release", "--package", "zeek-probe"])?;
+    per_call()?;
+    sampling()
+}
+
+fn per_call() -> Result<()> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Variant::ALL.len()];
     for round in 0..ROUNDS {
         // Rotate the order so no variant always runs first (cold) or last.
@@ -111,5 +123,92 @@ pub fn run() -> Result<()> {
     println!("  c/b = {}   (target <= 1.10)", ratio(medians[2], medians[1]));
     println!("  c/d = {}   (target <= 1.00)", ratio(medians[2], medians[3]));
     println!("  c/a = {}   (slowdown of the call loop itself)", ratio(medians[2], medians[0]));
+    Ok(())
+}
+
+/// Sampling rates compared against no profiling.
+const SAMPLING_RATES: [Option<u64>; 4] = [None, Some(99), Some(999), Some(4999)];
+const WORKLOAD_SECONDS: &str = "3";
+
+/// Rounds per second of the fixture's workload, unprofiled or under `record --hz`.
+fn throughput(hz: Option<u64>, dir: &Path) -> Result<f64> {
+    let truth = dir.join("truth.json");
+    let fixture = fixtures::path(fixtures::DEFAULT);
+    let mut cmd = match hz {
+        None => Command::new(&fixture),
+        Some(hz) => {
+            let mut c = Command::new(run::workspace_root().join("target/release/zeek-probe"));
+            c.args(["record", "--hz", &hz.to_string(), "--out"]).arg(dir.join("report")).arg("--").arg(&fixture);
+            c
+        }
+    };
+    let status = cmd.args(["--seconds", WORKLOAD_SECONDS, "--truth"]).arg(&truth).stdout(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(&truth)?)?;
+    let rounds = truth["rounds"].as_f64().context("truth has rounds")?;
+    let wall = truth["wall_seconds"].as_f64().context("truth has wall_seconds")?;
+    Ok(rounds / wall)
+}
+
+/// zeek-probe's own CPU seconds and peak resident memory (KiB) while attached to a running
+/// fixture at `hz` for the whole workload.
+fn own_cost(hz: u64) -> Result<(f64, i64)> {
+    let fixture = Command::new(fixtures::path(fixtures::DEFAULT)).args(["--seconds", "4"]).spawn()?;
+    let mut probe = Command::new(run::workspace_root().join("target/release/zeek-probe"));
+    probe
+        .args(["attach", "--hz", &hz.to_string(), "--listen", "127.0.0.1:0", "--duration", "5", "--pid"])
+        .arg(fixture.id().to_string())
+        .stderr(Stdio::null());
+    let child = probe.spawn()?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals; the pid is our child's.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let mut fixture = fixture;
+    fixture.wait()?;
+    if waited < 0 {
+        bail!("cannot wait for zeek-probe: {}", std::io::Error::last_os_error());
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((seconds(usage.ru_utime) + seconds(usage.ru_stime), usage.ru_maxrss))
+}
+
+fn sampling() -> Result<()> {
+    let dir = run::workspace_root().join("target/bench-sampling");
+    std::fs::create_dir_all(&dir)?;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); SAMPLING_RATES.len()];
+    for round in 0..3 {
+        for i in 0..SAMPLING_RATES.len() {
+            let idx = (i + round) % SAMPLING_RATES.len();
+            match throughput(SAMPLING_RATES[idx], &dir) {
+                Ok(rate) => rates[idx].push(rate),
+                Err(err) => eprintln!("xtask: bench: {err:#}"),
+            }
+        }
+    }
+    let medians: Vec<Option<f64>> = rates.iter_mut().map(|r| (!r.is_empty()).then(|| median(r))).collect();
+    println!(
+        "\nsampling cost: fixture workload throughput ({WORKLOAD_SECONDS} s runs, median of 3 interleaved rounds)"
+    );
+    for (hz, m) in SAMPLING_RATES.iter().zip(&medians) {
+        let label = hz.map_or_else(|| "no profiling".to_owned(), |hz| format!("sampling at {hz} Hz"));
+        match (m, medians[0]) {
+            (Some(rate), Some(base)) => println!("  {label:<22} {rate:>9.1} rounds/s   slowdown {:.3}", base / rate),
+            _ => println!("  {label:<22} (did not run)"),
+        }
+    }
+    println!("  target: slowdown <= 1.01 at 999 Hz");
+    std::thread::sleep(Duration::from_millis(100));
+    for hz in [99, 999] {
+        match own_cost(hz) {
+            Ok((cpu, rss)) => {
+                println!("  zeek-probe itself at {hz} Hz over 5 s: {cpu:.2} s CPU, peak {:.1} MiB", rss as f64 / 1024.0)
+            }
+            Err(err) => eprintln!("xtask: bench: {err:#}"),
+        }
+    }
     Ok(())
 }
