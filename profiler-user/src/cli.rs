@@ -58,6 +58,13 @@ pub struct AttachArgs {
     /// CPU samples per second per thread.
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub hz: u64,
+    /// Also export sampled CPU seconds per caller→callee edge (the busiest edges, see
+    /// --caller-series).
+    #[arg(long)]
+    pub caller_metrics: bool,
+    /// With --caller-metrics: series per node before the rest is summed into caller="<other>".
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub caller_series: usize,
     /// Write a flame graph of the samples to FILE on exit and on SIGUSR1.
     #[arg(long, value_name = "FILE")]
     pub flamegraph: Option<PathBuf>,

@@ -85,7 +85,10 @@ fn attach_serves_metrics_matching_the_truth() {
     let pid = fixture.0.id();
     let mut exporter = Reaped(
         Command::new(zeek_probe())
-            .args(["attach", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "120", "--pid"])
+            .args(["attach", "--count-calls", "--caller-metrics", "--hz", "499", "--listen", "127.0.0.1:0"])
+            .args(["--duration", "120", "--flamegraph"])
+            .arg(dir.path().join("flame.svg"))
+            .arg("--pid")
             .arg(pid.to_string())
             .stderr(Stdio::piped())
             .spawn()
@@ -181,8 +184,25 @@ fn attach_serves_metrics_matching_the_truth() {
     let cpu = samples(&text, "zeek_probe_process_cpu_seconds_total");
     assert!(cpu.len() == 1 && cpu[0].1 > 0.5, "the fixture burnt CPU for 2 s: {cpu:?}");
 
-    // SIGTERM ends the exporter cleanly.
+    // Sampled CPU: self and inclusive seconds per function, per caller edge, native code.
+    let self_seconds: BTreeMap<String, f64> = samples(&text, "zeek_probe_function_self_seconds_total")
+        .into_iter()
+        .map(|(l, v)| (l["function"].clone(), v))
+        .collect();
+    assert!(self_seconds.get("fib").is_some_and(|s| *s > 0.05), "fib sampled: {self_seconds:?}");
+    assert!(self_seconds.get("zeek::Connection::NextPacket").is_some_and(|s| *s > 0.3), "native: {self_seconds:?}");
+    let inclusive = samples(&text, "zeek_probe_function_seconds_total");
+    let event_total = inclusive.iter().find(|(l, _)| l["function"] == "new_connection").map(|(_, v)| *v);
+    assert!(event_total.is_some_and(|t| t >= self_seconds["new_connection"]), "inclusive ≥ self");
+    let edges = samples(&text, "zeek_probe_caller_seconds_total");
+    assert!(
+        edges.iter().any(|(l, v)| l["caller"] == "new_connection" && l["function"] == "Conn::set_conn" && *v > 0.0)
+    );
+
+    // SIGTERM ends the exporter cleanly, writing the flame graph on the way out.
     signal(exporter.0.id(), libc::SIGTERM);
     let status = exporter.0.wait().unwrap();
     assert!(status.success(), "exporter exit: {status:?}");
+    let svg = std::fs::read_to_string(dir.path().join("flame.svg")).expect("flame graph written on exit");
+    assert!(svg.contains("fib") && svg.contains("[native]"), "flame graph frames");
 }

@@ -51,7 +51,11 @@ impl Variant {
         // Per-call cost only: no sampling on top.
         let record = |flag: &str| {
             let mut c = Command::new(&probe);
-            c.args(["record", flag, "--no-sample", "--out"]).arg(&out).arg("--").arg(&fixture).args(["--tight-loop", CALLS]);
+            c.args(["record", flag, "--no-sample", "--out"])
+                .arg(&out)
+                .arg("--")
+                .arg(&fixture)
+                .args(["--tight-loop", CALLS]);
             c
         };
         match self {

@@ -25,6 +25,7 @@ struct Attached {
     session: Session,
     process: Option<ProcessStats>,
     up: bool,
+    caller_series: Option<usize>,
 }
 
 impl Attached {
@@ -43,7 +44,13 @@ impl Attached {
                 }
             }
         }
-        TargetMetrics { profile: self.session.profile(&snapshot), process: self.process, up: self.up, attach_errors: 0 }
+        TargetMetrics {
+            profile: self.session.profile(&snapshot),
+            process: self.process,
+            up: self.up,
+            attach_errors: 0,
+            caller_series: self.caller_series,
+        }
     }
 }
 
@@ -65,7 +72,13 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let mut probes = Probes::load()?;
     let session = Session::attach(&mut probes, args.pid, args.probes.plan(args.hz))?;
     let summary = session.summary();
-    let attached = Arc::new(Mutex::new(Attached { probes, session, process: None, up: true }));
+    let attached = Arc::new(Mutex::new(Attached {
+        probes,
+        session,
+        process: None,
+        up: true,
+        caller_series: args.caller_metrics.then_some(args.caller_series),
+    }));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;

@@ -23,6 +23,35 @@ pub struct TargetMetrics {
     pub process: Option<ProcessStats>,
     pub up: bool,
     pub attach_errors: u64,
+    /// Export sampled seconds per caller edge, at most this many series (the rest summed).
+    pub caller_series: Option<usize>,
+}
+
+/// Label value standing for everything past the caller series limit.
+pub const OTHER: &str = "<other>";
+
+/// The busiest caller edges' (self, total) seconds, the rest summed into one `<other>` row.
+fn caller_seconds(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
+    let Some(limit) = t.caller_series.filter(|_| t.profile.sampling.is_some()) else { return Vec::new() };
+    let kind_of = |name: &str| t.profile.functions.iter().find(|f| f.name == name).map_or("", |f| f.kind.as_str());
+    // `callers` is sorted by total time, busiest first.
+    let mut sampled = t.profile.callers.iter().filter(|e| e.total_seconds > 0.0);
+    let mut rows: Vec<(Labels, (f64, f64))> = sampled
+        .by_ref()
+        .take(limit)
+        .map(|e| {
+            let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
+            let labels =
+                with(base_labels(t), &[("function", &e.callee), ("kind", kind_of(&e.callee)), ("caller", caller)]);
+            (labels, (e.self_seconds, e.total_seconds))
+        })
+        .collect();
+    let rest = sampled.fold((0.0, 0.0, 0), |(s, tot, n), e| (s + e.self_seconds, tot + e.total_seconds, n + 1));
+    if rest.2 > 0 {
+        let labels = with(base_labels(t), &[("function", OTHER), ("kind", ""), ("caller", OTHER)]);
+        rows.push((labels, (rest.0, rest.1)));
+    }
+    rows
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -153,6 +182,18 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
             }),
         ),
         family(
+            "zeek_probe_caller_self_seconds_total",
+            "Sampled CPU time in the function when called from the caller (with --caller-metrics, busiest edges)",
+            COUNTER,
+            t.iter().flat_map(|t| caller_seconds(t).into_iter().map(|(l, (s, _))| (l, s))),
+        ),
+        family(
+            "zeek_probe_caller_seconds_total",
+            "Sampled CPU time below the caller→function edge (with --caller-metrics, busiest edges)",
+            COUNTER,
+            t.iter().flat_map(|t| caller_seconds(t).into_iter().map(|(l, (_, total))| (l, total))),
+        ),
+        family(
             "zeek_probe_log_writes_total",
             "Log::write calls per log stream",
             COUNTER,
@@ -277,7 +318,34 @@ mod tests {
             process: Some(ProcessStats { cpu_seconds: 1.5, start_time_seconds: 1e9, resident_bytes: 4096 }),
             up: true,
             attach_errors: 0,
+            caller_series: None,
         }
+    }
+
+    #[test]
+    fn caller_seconds_are_capped_with_the_rest_summed() {
+        let mut t = target();
+        let edge = |caller: &str, total: f64| CallerEdge {
+            caller: Some(caller.into()),
+            callee: "fmt".into(),
+            calls: None,
+            self_seconds: total / 2.0,
+            total_seconds: total,
+        };
+        t.profile.callers = vec![edge("a", 4.0), edge("b", 2.0), edge("c", 1.0), edge("d", 1.0)];
+        assert!(!encode(&[t.clone()]).contains("zeek_probe_caller_seconds_total"), "off by default");
+        t.caller_series = Some(2);
+        let text = encode(&[t]);
+        assert!(
+            text.contains(
+                r#"zeek_probe_caller_seconds_total{node="worker-1",pid="42",function="fmt",kind="bif",caller="a"} 4"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"caller="b"} 2"#), "{text}");
+        assert!(!text.contains(r#"caller="c""#), "{text}");
+        assert!(text.contains(r#"zeek_probe_caller_seconds_total{node="worker-1",pid="42",function="<other>",kind="",caller="<other>"} 2"#), "{text}");
+        assert!(text.contains(r#"zeek_probe_caller_self_seconds_total{node="worker-1",pid="42",function="<other>",kind="",caller="<other>"} 1"#), "{text}");
     }
 
     #[test]
