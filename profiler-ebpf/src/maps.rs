@@ -51,6 +51,15 @@ pub static STATS: HashMap<StatKey, u64> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static FUNC_SCRATCH: PerCpuArray<FuncInfo> = PerCpuArray::with_max_entries(1, 0);
 
+/// The current process's id and layout, if it is a target (the PID filter of every program).
+#[inline(always)]
+pub fn current_target() -> Option<(u32, &'static TargetLayout)> {
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: read-only use of the map value while the program runs.
+    let layout = unsafe { TARGETS.get(&pid) }?;
+    Some((pid, layout))
+}
+
 /// Counts a health event for the current process. Only on error paths: it costs a lookup.
 #[inline(always)]
 pub fn bump(stat: ProbeStat) {

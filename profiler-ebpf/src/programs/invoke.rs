@@ -5,7 +5,7 @@
 //! argument register (RSI), `args` the third and the caller's `Frame*` the fourth (RCX);
 //! the frame is null for calls from C++ (zeek-abi.md §1).
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
 use profiler_common::{
     CallKey, ProbeStat,
     maps::{CALLER_NATIVE, CALLER_UNRESOLVED},
@@ -13,7 +13,7 @@ use profiler_common::{
 
 use crate::{
     funcs::{caller_hash, remember_func, remember_hash},
-    maps::{CALLS, TARGETS, bump, increment, increment_existing},
+    maps::{CALLS, bump, current_target, increment, increment_existing},
     target_memory::{hash_std_string, read},
 };
 
@@ -25,9 +25,7 @@ pub fn func_invoke(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn count_call(ctx: &ProbeContext) -> Option<()> {
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: read-only use of the map value while this program runs.
-    let layout = unsafe { TARGETS.get(&pid) }?;
+    let (pid, layout) = current_target()?;
     let callee_func: u64 = ctx.arg(1)?;
     let parent_frame: u64 = ctx.arg(3)?;
 

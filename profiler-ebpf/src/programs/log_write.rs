@@ -2,11 +2,11 @@
 //! `this` is RDI, the stream id RSI. The stream's name is resolved in user space from the
 //! `EnumType` recorded in the key.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
 use profiler_common::{LogKey, ProbeStat};
 
 use crate::{
-    maps::{LOG_WRITES, TARGETS, bump, increment},
+    maps::{LOG_WRITES, bump, current_target, increment},
     target_memory::read,
 };
 
@@ -21,9 +21,7 @@ pub fn log_write(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn count_log_write(ctx: &ProbeContext) -> Option<()> {
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: read-only use of the map value while this program runs.
-    let layout = unsafe { TARGETS.get(&pid) }?;
+    let (pid, layout) = current_target()?;
     let stream_id: u64 = ctx.arg(1)?;
     let ordinal: i64 = read(stream_id + layout.enum_val_int as u64)?;
     let enum_type: u64 = read(stream_id + layout.val_type as u64)?;

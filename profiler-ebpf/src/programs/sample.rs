@@ -19,7 +19,7 @@ use profiler_common::{
 
 use crate::{
     funcs::{remember_event_name, remember_func},
-    maps::{SAMPLES, STACK_SCRATCH, STACKS, TARGETS, increment, increment_existing},
+    maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
     target_memory::{hash_std_string, read},
 };
 
@@ -62,10 +62,7 @@ pub fn sample_frames(ctx: PerfEventContext) -> u32 {
 /// The layout of the sampled process, if it is a target whose stacks are wanted.
 #[inline(always)]
 fn target() -> Option<(u32, &'static TargetLayout)> {
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: read-only use of the map value while this program runs.
-    let layout = unsafe { TARGETS.get(&pid) }?;
-    (layout.call_stack != 0).then_some((pid, layout))
+    current_target().filter(|(_, layout)| layout.call_stack != 0)
 }
 
 #[inline(always)]
