@@ -2,7 +2,7 @@
 //! No privileges needed.
 use zeek_probe::binary::{LayoutSource, ProbePointKind, ZeekBinary};
 
-use crate::common::fixture;
+use crate::common::{GENERATIONS, fixture};
 
 fn inspect(name: &str) -> ZeekBinary {
     let path = fixture(name);
@@ -23,6 +23,20 @@ fn recognises_the_8_2_fixture() {
     );
     // Like a real Zeek built without CET: probes go on the first instruction.
     assert!(b.probe_points.iter().all(|p| p.skipped == 0), "{:?}", b.probe_points);
+}
+
+#[test]
+fn knows_every_abi_generation() {
+    for (name, version, abi) in GENERATIONS {
+        let b = inspect(name);
+        assert_eq!((b.version.to_string().as_str(), b.layout.abi), (version, abi), "{name}");
+        // CallInfo holds the Frame* from 8.1 on, the Func* before (zeek-abi.md §2).
+        let holds_frame = matches!(abi, "8.1" | "8.2");
+        assert_eq!(b.layout.call_info_holds_frame, holds_frame, "{name}");
+        assert_eq!(b.layout.call_info_size, if holds_frame { 16 } else { 24 }, "{name}");
+        assert_eq!(b.layout.event_mgr_current.is_some(), abi >= "7.2", "{name}");
+        assert!(b.call_stack.is_some() && b.event_mgr.is_some(), "{name}");
+    }
 }
 
 #[test]

@@ -15,6 +15,16 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Every ABI generation's fixture, with the version and ABI zeek-probe must report for it.
+pub const GENERATIONS: [(&str, &str, &str); 6] = [
+    ("zeek-shaped-6.0", "6.0.0", "6.0"),
+    ("zeek-shaped-7.0", "7.0.0", "7.0"),
+    ("zeek-shaped-7.2", "7.2.0", "7.2"),
+    ("zeek-shaped-8.0", "8.0.0", "8.0"),
+    ("zeek-shaped-8.1", "8.1.0", "8.1"),
+    ("zeek-shaped-8.2", "8.2.2", "8.2"),
+];
+
 /// A fixture built by `cargo xtask fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     let path = workspace_root().join("target/fixtures").join(name);

@@ -13,7 +13,13 @@ pub struct Fixture {
     pub extra_flags: &'static [&'static str],
 }
 
+/// One per ABI generation (zeek-abi.md §2), plus variants.
 pub const FIXTURES: &[Fixture] = &[
+    Fixture { name: "zeek-shaped-6.0", abi: 60000, extra_flags: &[] },
+    Fixture { name: "zeek-shaped-7.0", abi: 70000, extra_flags: &[] },
+    Fixture { name: "zeek-shaped-7.2", abi: 70200, extra_flags: &[] },
+    Fixture { name: "zeek-shaped-8.0", abi: 80000, extra_flags: &[] },
+    Fixture { name: "zeek-shaped-8.1", abi: 80100, extra_flags: &[] },
     Fixture { name: "zeek-shaped-8.2", abi: 80202, extra_flags: &[] },
     // Distributions build with CET: every function starts with `endbr64`.
     Fixture { name: "zeek-shaped-8.2-cet", abi: 80202, extra_flags: &["-fcf-protection=full"] },
