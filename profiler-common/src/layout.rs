@@ -19,6 +19,9 @@ pub struct TargetLayout {
     pub call_stack: u64,
     /// Runtime address of `zeek::event_mgr` (0: unknown).
     pub event_mgr: u64,
+    /// Runtime address of `g_frame_stack`, a `std::vector<Frame*>` of the script frames only
+    /// (0: not maintained, 8.0 on).
+    pub frame_stack: u64,
     /// `Func::kind` (read as u8: 0 script, 1 BIF).
     pub func_kind: u32,
     /// `Func::type`, a `FuncType*`.

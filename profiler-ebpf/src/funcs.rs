@@ -9,7 +9,9 @@ use crate::{
     target_memory::{StdString, copy_string_prefix, hash_std_string, read, read_std_string},
 };
 
-const FUNC_KIND_MAX: u8 = 1;
+/// `Func::kind` of built-in functions.
+pub const FUNC_KIND_BIF: u8 = 1;
+const FUNC_KIND_MAX: u8 = FUNC_KIND_BIF;
 const FUNC_FLAVOR_MAX: u8 = 2;
 /// `FuncType::flavor` of events, for names recorded from an `EventHandler`.
 pub const FLAVOR_EVENT: u8 = 1;

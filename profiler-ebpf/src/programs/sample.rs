@@ -18,7 +18,7 @@ use profiler_common::{
 };
 
 use crate::{
-    funcs::{remember_event_name, remember_func},
+    funcs::{FLAVOR_EVENT, FUNC_KIND_BIF, remember_event_name, remember_func},
     maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
     target_memory::{hash_std_string, read},
 };
@@ -37,7 +37,14 @@ pub struct Cursor {
     begin: u64,
     next: u64,
     entries: u64,
+    /// Bytes per entry of the walked vector, and where in an entry its pointer is.
+    entry_size: u64,
+    pointer_offset: u64,
+    /// 1 when the pointer is a `Frame*` (its function at `frame_function`), 0 a `Func*`.
+    via_frame: u64,
     previous_frame: u64,
+    /// Name hash of a BIF running on top of the walked script frames (0: none).
+    bif_leaf: u64,
 }
 
 #[map]
@@ -89,7 +96,7 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
         trace.comm = bpf_get_current_comm().ok()?;
         return finish(pid, trace);
     }
-    let entries = call_stack_entries(layout, cursor);
+    let entries = plan_walk(layout, cursor);
     if entries == 0 {
         name_outside_scripts(ctx, layout, trace);
         return finish(pid, trace);
@@ -99,25 +106,82 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     finish(pid, trace)
 }
 
-/// Reads `call_stack`'s bounds into the cursor; returns how many entries will be walked.
-/// Deeper stacks keep their innermost `MAX_STACK_DEPTH` entries.
+/// The bounds of a `std::vector` of `entry_size`-byte entries; `None` when implausible.
 #[inline(always)]
-fn call_stack_entries(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
-    let Some([begin, end]) = read::<[u64; 2]>(layout.call_stack) else { return 0 };
-    let size = layout.call_info_size as u64;
-    if size == 0 || end < begin {
-        return 0;
+fn vector_entries(address: u64, entry_size: u64) -> Option<(u64, u64)> {
+    let [begin, end] = read::<[u64; 2]>(address)?;
+    if entry_size == 0 || end < begin {
+        return None;
     }
-    let entries = (end - begin) / size;
-    if entries > MAX_SANE_ENTRIES {
-        return 0;
-    }
+    let entries = (end - begin) / entry_size;
+    (entries <= MAX_SANE_ENTRIES).then_some((begin, entries))
+}
+
+/// Chooses what to walk and sets the cursor; returns how many entries there are. Deeper
+/// stacks keep their innermost `MAX_STACK_DEPTH` entries.
+///
+/// An exception thrown through a BIF leaves an entry at the bottom of `call_stack` that is
+/// never popped. Before 8.0, Zeek also keeps `g_frame_stack`, the script frames alone, which
+/// stays balanced: it is walked instead, plus the BIF running on top of it, if any. From 8.0
+/// on, `call_stack` is walked with its leftovers recognised and skipped.
+#[inline(always)]
+fn plan_walk(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
+    let call_info = layout.call_info_size as u64;
+    let Some((call_stack, calls)) = vector_entries(layout.call_stack, call_info) else { return 0 };
+    let (begin, entries, entry_size, pointer_offset, via_frame, bif_leaf) = if layout.frame_stack != 0 {
+        let Some((frames, entries)) = vector_entries(layout.frame_stack, 8) else { return 0 };
+        let bif_leaf = if calls > 0 { bif_hash(layout, call_stack + (calls - 1) * call_info) } else { 0 };
+        (frames, entries, 8, 0, 1, bif_leaf)
+    } else {
+        (call_stack, calls, call_info, 8, u64::from(layout.call_info_holds_frame), 0)
+    };
     let first = entries.saturating_sub(MAX_STACK_DEPTH as u64);
-    *cursor = Cursor { begin, next: first, entries, previous_frame: 0 };
-    if layout.call_info_holds_frame != 0 && first == 0 && bottom_is_stale(layout, cursor) {
-        cursor.next += 1;
+    *cursor = Cursor { begin, next: first, entries, entry_size, pointer_offset, via_frame, previous_frame: 0, bif_leaf };
+    if first == 0 && layout.frame_stack == 0 {
+        let stale = if layout.call_info_holds_frame != 0 {
+            bottom_is_stale(layout, cursor)
+        } else {
+            layout.event_mgr_current != 0 && bottom_event_not_dispatched(layout, cursor)
+        };
+        cursor.next = u64::from(stale).min(entries);
     }
     entries
+}
+
+/// The name hash of the BIF of a `CallInfo` holding a `Func*` (before 8.1), 0 if it is not a
+/// BIF or cannot be read.
+#[inline(always)]
+fn bif_hash(layout: &TargetLayout, entry: u64) -> u64 {
+    let Some(func) = read::<u64>(entry + 8) else { return 0 };
+    if read::<u8>(func + layout.func_kind as u64) != Some(FUNC_KIND_BIF) {
+        return 0;
+    }
+    match hash_std_string(func + layout.func_name as u64) {
+        Some(hash) if remember_func(layout, func, hash) => hash,
+        _ => 0,
+    }
+}
+
+/// 7.2 and 8.0: an event at the bottom must be the one being dispatched, and an event never
+/// calls itself: otherwise it is a leftover.
+#[inline(always)]
+fn bottom_event_not_dispatched(layout: &TargetLayout, cursor: &Cursor) -> bool {
+    let Some(func) = read::<u64>(cursor.begin + 8) else { return false };
+    let flavor =
+        read::<u64>(func + layout.func_type as u64).and_then(|t| read::<u8>(t + layout.func_type_flavor as u64));
+    if flavor != Some(FLAVOR_EVENT) {
+        return false;
+    }
+    if cursor.entries > 1 && read::<u64>(cursor.begin + layout.call_info_size as u64 + 8) == Some(func) {
+        return true;
+    }
+    let current = read::<u64>(layout.event_mgr + layout.event_mgr_current as u64).unwrap_or(0);
+    if current == 0 {
+        return true;
+    }
+    let dispatched = read::<u64>(current + layout.event_handler as u64)
+        .and_then(|handler| hash_std_string(handler + layout.event_handler_name as u64));
+    dispatched.is_some() && dispatched != hash_std_string(func + layout.func_name as u64)
 }
 
 /// Whether the bottom entry is a leftover of an exception thrown through a BIF, which stays
@@ -160,9 +224,9 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
         if cursor.next >= cursor.entries {
             break;
         }
-        let entry = cursor.begin + cursor.next * layout.call_info_size as u64;
+        let entry = cursor.begin + cursor.next * cursor.entry_size;
         cursor.next += 1;
-        let Some(func) = entry_function(layout, entry, &mut cursor.previous_frame) else { continue };
+        let Some(func) = entry_function(layout, cursor, entry) else { continue };
         let hash = match hash_std_string(func + layout.func_name as u64) {
             Some(h) if remember_func(layout, func, h) => h,
             _ => CALLER_UNRESOLVED,
@@ -176,6 +240,11 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
     if cursor.next < cursor.entries {
         // SAFETY: as above; a failed tail call (limit reached) keeps the frames read so far.
         unsafe { SAMPLE_STEPS.tail_call(ctx, STEP_PROGRAM) };
+    }
+    let slot = trace.depth as usize;
+    if cursor.bif_leaf != 0 && slot < MAX_STACK_DEPTH {
+        trace.frames[slot] = cursor.bif_leaf;
+        trace.depth += 1;
     }
     if trace.depth == 0 {
         // Every entry was stale: Zeek is outside scripts.
@@ -199,22 +268,22 @@ fn finish(pid: u32, trace: &StackTrace) -> Option<()> {
     Some(())
 }
 
-/// The function of one `CallInfo`, or `None` for an entry to leave out: a stale one left by
-/// an exception (its freed frame no longer has the Frame vtable) or a repeat of the frame
-/// just read (freed memory reused by the live frame above it).
+/// The function of one entry, or `None` for an entry to leave out: a frame that is no frame
+/// (freed: no Frame vtable any more) or a repeat of the frame just read (freed memory reused
+/// by the live frame above it).
 #[inline(always)]
-fn entry_function(layout: &TargetLayout, entry: u64, previous_frame: &mut u64) -> Option<u64> {
-    let pointer: u64 = read(entry + 8)?;
-    if layout.call_info_holds_frame == 0 {
+fn entry_function(layout: &TargetLayout, cursor: &mut Cursor, entry: u64) -> Option<u64> {
+    let pointer: u64 = read(entry + cursor.pointer_offset)?;
+    if cursor.via_frame == 0 {
         return Some(pointer);
     }
     if layout.frame_vptr != 0 && read::<u64>(pointer)? != layout.frame_vptr {
         return None;
     }
-    if pointer == *previous_frame {
+    if pointer == cursor.previous_frame {
         return None;
     }
-    *previous_frame = pointer;
+    cursor.previous_frame = pointer;
     read(pointer + layout.frame_function as u64)
 }
 

@@ -34,6 +34,8 @@ pub struct AbiLayout {
     pub call_info_holds_frame: bool,
     /// `EventMgr::current` (7.2+).
     pub event_mgr_current: Option<u32>,
+    /// `ScriptFunc::Invoke` keeps `g_frame_stack` in step with `call_stack` (before 8.0).
+    pub frame_stack_maintained: bool,
     pub event_handler: u32,
     pub event_handler_name: u32,
     pub source: LayoutSource,
@@ -48,6 +50,7 @@ pub struct RuntimeAddresses {
     /// 0 to leave this process's script stacks unsampled.
     pub call_stack: u64,
     pub event_mgr: u64,
+    pub frame_stack: u64,
 }
 
 /// One table row: the first version it applies to, and the layout.
@@ -95,6 +98,7 @@ impl AbiLayout {
             call_info_size: row.call_info_size,
             call_info_holds_frame: row.call_info_size == 16,
             event_mgr_current: (n >= 7_02_00).then_some(56),
+            frame_stack_maintained: n < 8_00_00,
             event_handler: 24,
             event_handler_name: 0,
             source: LayoutSource::Table,
@@ -109,6 +113,7 @@ impl AbiLayout {
             frame_vptr: addresses.frame_vptr,
             call_stack: addresses.call_stack,
             event_mgr: addresses.event_mgr,
+            frame_stack: addresses.frame_stack,
             func_kind: self.func_kind,
             func_type: self.func_type,
             func_name: self.func_name,

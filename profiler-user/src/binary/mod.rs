@@ -24,9 +24,11 @@ pub struct ZeekBinary {
     pub script_func_vtable: Option<u64>,
     pub builtin_func_vtable: Option<u64>,
     pub frame_vtable: Option<u64>,
-    /// Link-time addresses of `zeek::detail::call_stack` and `zeek::event_mgr`.
+    /// Link-time addresses of `zeek::detail::call_stack`, `zeek::event_mgr` and (where Zeek
+    /// still maintains it) `g_frame_stack`.
     pub call_stack: Option<u64>,
     pub event_mgr: Option<u64>,
+    pub frame_stack: Option<u64>,
     /// Function symbols, to name native instruction pointers.
     pub native_symbols: symbols::NativeSymbols,
     /// Position-independent: runtime addresses are link-time addresses plus a load bias.
@@ -60,6 +62,7 @@ impl ZeekBinary {
             frame_vptr: vptr(self.frame_vtable),
             call_stack: if sample { at(self.call_stack) } else { 0 },
             event_mgr: at(self.event_mgr),
+            frame_stack: at(self.frame_stack),
         }
     }
 
@@ -85,6 +88,7 @@ impl ZeekBinary {
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
         let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
+        let frame_stack = symbols.address(symbols::FRAME_STACK).filter(|_| layout.frame_stack_maintained);
         Ok(Self {
             path: path.to_path_buf(),
             version,
@@ -95,6 +99,7 @@ impl ZeekBinary {
             frame_vtable: symbols.address(symbols::FRAME_VTABLE),
             call_stack: symbols.address(symbols::CALL_STACK),
             event_mgr: symbols.address(symbols::EVENT_MGR),
+            frame_stack,
             native_symbols: symbols.functions(),
             is_pie: elf.is_pie(),
             first_load_vaddr,

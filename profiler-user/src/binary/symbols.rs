@@ -10,6 +10,8 @@ pub const BUILTIN_FUNC_INVOKE: &str =
 pub const LOG_MANAGER_WRITE: &str = "_ZN4zeek7logging7Manager5WriteEPNS_7EnumValEPNS_9RecordValE";
 pub const CALL_STACK: &str = "_ZN4zeek6detail10call_stackE";
 pub const EVENT_MGR: &str = "_ZN4zeek9event_mgrE";
+/// A global outside any namespace, so not mangled.
+pub const FRAME_STACK: &str = "g_frame_stack";
 pub const FRAME_VTABLE: &str = "_ZTVN4zeek6detail5FrameE";
 pub const SCRIPT_FUNC_VTABLE: &str = "_ZTVN4zeek6detail10ScriptFuncE";
 pub const BUILTIN_FUNC_VTABLE: &str = "_ZTVN4zeek6detail11BuiltinFuncE";
