@@ -18,6 +18,21 @@ pub enum Command {
     Record(RecordArgs),
     /// Attach to a running Zeek process and serve Prometheus metrics.
     Attach(AttachArgs),
+    /// Say whether and how zeek-probe can profile a Zeek binary or process on this host.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A running Zeek process.
+    #[arg(long, conflicts_with = "path")]
+    pub pid: Option<u32>,
+    /// A Zeek executable.
+    #[arg(required_unless_present = "pid")]
+    pub path: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +97,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Record(args) => commands::record::run(args),
         Command::Attach(args) => commands::attach::run(args),
+        Command::Check(args) => commands::check::run(args),
     };
     match result {
         Ok(status) => status,

@@ -32,6 +32,8 @@ pub struct TargetSummary {
     pub calls_counted: bool,
     /// The CPU sampling rate, when sampling.
     pub sample_hz: Option<u64>,
+    /// ZAM-compiled scripts: inlined functions' time lands in their callers.
+    pub zam: bool,
 }
 
 /// One function (or native frame, or thread) with what was counted and sampled for it.
@@ -373,6 +375,7 @@ mod tests {
             binary: "/usr/bin/zeek".into(),
             calls_counted: true,
             sample_hz: None,
+            zam: false,
         }
     }
 

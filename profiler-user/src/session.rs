@@ -88,6 +88,7 @@ impl Session {
             binary: self.process.exe_link.display().to_string(),
             calls_counted: self.plan.invoke == Some(InvokeProgram::CountCalls),
             sample_hz: self.plan.sample,
+            zam: self.process.zam,
         }
     }
 

@@ -4,6 +4,7 @@
 mod attach;
 mod bad_input;
 mod binary;
+mod check;
 mod common;
 mod record;
 mod sampling;

@@ -136,7 +136,8 @@ fn plan_walk(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
         (call_stack, calls, call_info, 8, u64::from(layout.call_info_holds_frame), 0)
     };
     let first = entries.saturating_sub(MAX_STACK_DEPTH as u64);
-    *cursor = Cursor { begin, next: first, entries, entry_size, pointer_offset, via_frame, previous_frame: 0, bif_leaf };
+    *cursor =
+        Cursor { begin, next: first, entries, entry_size, pointer_offset, via_frame, previous_frame: 0, bif_leaf };
     if first == 0 && layout.frame_stack == 0 {
         let stale = if layout.call_info_holds_frame != 0 {
             bottom_is_stale(layout, cursor)

@@ -3,6 +3,7 @@
 pub mod elf;
 pub mod layout;
 pub mod probe_points;
+pub mod prologue;
 pub mod symbols;
 pub mod version;
 
@@ -77,6 +78,14 @@ impl ZeekBinary {
             });
         }
         let symbols = elf.symbols();
+        if symbols.address(symbols::SCRIPT_FUNC_INVOKE).is_none()
+            && symbols.find_prefix(symbols::LIBCXX_SCRIPT_FUNC_INVOKE).is_some()
+        {
+            return Err(BinaryError::Unsupported {
+                path: shown_as.to_path_buf(),
+                detail: "built with libc++; zeek-probe reads libstdc++'s std::string and std::vector (build Zeek with GCC or -stdlib=libstdc++)".into(),
+            });
+        }
         if symbols.address(symbols::SCRIPT_FUNC_INVOKE).is_none() {
             return Err(BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "ScriptFunc::Invoke" });
         }

@@ -3,6 +3,7 @@
 use super::{
     BinaryError,
     elf::ElfFile,
+    prologue::CostClass,
     symbols::{self, SymbolIndex},
 };
 
@@ -44,6 +45,8 @@ pub struct ProbePoint {
     pub file_offset: u64,
     /// Bytes skipped at the function start (4 for `endbr64`, else 0).
     pub skipped: u64,
+    /// What a hit costs, from the probed instruction.
+    pub cost: CostClass,
 }
 
 /// Places every probe point the binary has. Both `Invoke`s are required; a binary without
@@ -57,8 +60,10 @@ pub fn place(elf: &ElfFile, symbols: &SymbolIndex, shown_as: &std::path::Path) -
             }
             return Err(BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: kind.display() });
         };
-        let skipped = if elf.bytes_at(address, 4)? == ENDBR64 { 4 } else { 0 };
-        points.push(ProbePoint { kind, address, file_offset: elf.file_offset(address + skipped)?, skipped });
+        let prologue = elf.bytes_at(address, 12)?;
+        let skipped = if prologue.starts_with(&ENDBR64) { 4 } else { 0 };
+        let cost = CostClass::of(&prologue[skipped as usize..]);
+        points.push(ProbePoint { kind, address, file_offset: elf.file_offset(address + skipped)?, skipped, cost });
     }
     Ok(points)
 }

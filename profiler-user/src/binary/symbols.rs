@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 pub const SCRIPT_FUNC_INVOKE: &str =
     "_ZNK4zeek6detail10ScriptFunc6InvokeEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS5_EEPNS0_5FrameE";
+/// `ScriptFunc::Invoke` as libc++ mangles it (`std::__1::vector`): a build zeek-probe cannot read.
+pub const LIBCXX_SCRIPT_FUNC_INVOKE: &str = "_ZNK4zeek6detail10ScriptFunc6InvokeEPNSt3__16vector";
 pub const BUILTIN_FUNC_INVOKE: &str =
     "_ZNK4zeek6detail11BuiltinFunc6InvokeEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS5_EEPNS0_5FrameE";
 pub const LOG_MANAGER_WRITE: &str = "_ZN4zeek7logging7Manager5WriteEPNS_7EnumValEPNS_9RecordValE";

@@ -133,6 +133,7 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
                         ("abi", &s.abi),
                         ("binary", &s.binary),
                         ("calls_counted", if s.calls_counted { "true" } else { "false" }),
+                        ("zam", if s.zam { "true" } else { "false" }),
                     ],
                 );
                 (labels, 1.0)
@@ -283,6 +284,7 @@ mod tests {
                     binary: "/usr/bin/zeek".into(),
                     calls_counted: true,
                     sample_hz: Some(99),
+                    zam: false,
                 },
                 functions: vec![FunctionStats {
                     name: "fmt".into(),

@@ -15,6 +15,9 @@ pub fn render(profile: &Profile) -> String {
         "zeek-probe: PID {} (node {}), Zeek {} (ABI {}), {}",
         t.pid, t.node, t.zeek_version, t.abi, t.binary
     );
+    if t.zam {
+        let _ = writeln!(out, "ZAM-optimised scripts: inlined functions' time and calls land in their callers");
+    }
     let sampled: u64 = profile.sampling.as_ref().map_or(0, |s| s.stacks.iter().map(|s| s.samples).sum());
     let total_calls: u64 = profile.functions.iter().filter_map(|f| f.calls).sum();
     match (&profile.sampling, t.calls_counted) {
@@ -121,6 +124,7 @@ mod tests {
                 binary: "/usr/bin/zeek".into(),
                 calls_counted,
                 sample_hz: sampled.then_some(100),
+                zam: false,
             },
             functions: vec![
                 function("new_connection", FuncKind::Event, calls_counted.then_some(25), 0.5, 2.0),

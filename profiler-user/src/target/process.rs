@@ -24,6 +24,17 @@ pub struct ProcessInfo {
     pub exe_link: PathBuf,
     pub cmdline: Vec<String>,
     pub node: String,
+    /// Runs scripts compiled by ZAM (`-O ZAM`): small functions are inlined into their
+    /// callers, whose time then includes theirs.
+    pub zam: bool,
+}
+
+/// Whether a Zeek command line or environment turns on ZAM script optimisation.
+pub fn uses_zam(cmdline: &[String], environ: &[u8]) -> bool {
+    let flag = cmdline.windows(2).any(|w| matches!((w[0].as_str(), w[1].as_str()), ("-O" | "--optimize", "ZAM")));
+    let joined = cmdline.iter().any(|a| a == "-OZAM" || a == "--optimize=ZAM");
+    let env = environ.split(|b| *b == 0).any(|e| e.starts_with(b"ZEEK_ZAM"));
+    flag || joined || env
 }
 
 fn proc_read(pid: u32, what: &'static str) -> Result<Vec<u8>, ProcessError> {
@@ -46,14 +57,15 @@ impl ProcessInfo {
         }
         let exe_link = fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| classify(pid, "exe", e))?;
         let exe = PathBuf::from(format!("/proc/{pid}/root")).join(exe_link.strip_prefix("/").unwrap_or(&exe_link));
-        let cmdline = proc_read(pid, "cmdline")?
+        let cmdline: Vec<String> = proc_read(pid, "cmdline")?
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let environ = proc_read(pid, "environ")?;
         let comm = String::from_utf8_lossy(&proc_read(pid, "comm")?).trim_end().to_owned();
-        Ok(Self { pid, exe, exe_link, cmdline, node: node_name(&environ, &comm) })
+        let zam = uses_zam(&cmdline, &environ);
+        Ok(Self { pid, exe, exe_link, cmdline, node: node_name(&environ, &comm), zam })
     }
 
     /// The load bias of the executable: runtime address minus link-time address. Found from
@@ -77,5 +89,30 @@ impl ProcessInfo {
             }
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recognises_zam_however_it_is_asked_for() {
+        assert!(uses_zam(&args(&["zeek", "-O", "ZAM", "-r", "x.pcap"]), b""));
+        assert!(uses_zam(&args(&["zeek", "--optimize=ZAM"]), b""));
+        assert!(uses_zam(&args(&["zeek", "-OZAM"]), b""));
+        assert!(uses_zam(&args(&["zeek"]), b"PATH=/bin\0ZEEK_ZAM=1\0"));
+        assert!(!uses_zam(&args(&["zeek", "-O", "gen-C++", "-r", "ZAM.pcap"]), b"PATH=/bin\0"));
+    }
+
+    #[test]
+    fn reads_itself() {
+        let me = ProcessInfo::read(std::process::id()).unwrap();
+        assert!(me.exe.is_file());
+        assert!(!me.zam);
     }
 }

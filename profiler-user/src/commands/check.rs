@@ -1,0 +1,191 @@
+//! `zeek-probe check (--pid PID | PATH) [--json]`: can zeek-probe profile this Zeek here, and
+//! how? Version and ABI, where each offset comes from, every probe point with its placement
+//! and cost, what sampling can read, kernel features and privileges; the last line is the
+//! verdict. Needs no privileges for a PATH.
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::{
+    binary::{ProbePoint, ZeekBinary},
+    cli::CheckArgs,
+    probes::{kernel_features::KernelFeatures, privileges},
+    target::ProcessInfo,
+};
+
+#[derive(Serialize)]
+struct Offset {
+    field: &'static str,
+    offset: u32,
+}
+
+#[derive(Serialize)]
+struct CheckReport {
+    binary: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    zeek_version: String,
+    plugin_api: u32,
+    debug_build: bool,
+    abi: &'static str,
+    stdlib: &'static str,
+    layout_source: crate::binary::LayoutSource,
+    offsets: Vec<Offset>,
+    probe_points: Vec<ProbePoint>,
+    samples_script_stacks: bool,
+    names_dispatched_events: bool,
+    /// Known only for a running process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zam: Option<bool>,
+    kernel: KernelFeatures,
+    missing_privileges: Vec<&'static str>,
+    ready: bool,
+    verdict: String,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
+    let (path, shown, process) = match (args.pid, args.path) {
+        (Some(pid), _) => {
+            let p = ProcessInfo::read(pid)?;
+            (p.exe.clone(), p.exe_link.clone(), Some(p))
+        }
+        (None, Some(path)) => (path.clone(), path, None),
+        (None, None) => anyhow::bail!("say what to check: --pid PID or the path of a zeek binary"),
+    };
+    let binary = match (ZeekBinary::inspect(&path, &shown), &process) {
+        (Ok(binary), _) => binary,
+        (Err(err), Some(p)) => return Err(anyhow::Error::from(err).context(format!("PID {}", p.pid))),
+        (Err(err), None) => return Err(err.into()),
+    };
+    let report = assess(&binary, shown, process.as_ref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(if report.ready { 0 } else { 1 })
+}
+
+fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) -> CheckReport {
+    let l = &binary.layout;
+    let mut offsets = vec![
+        Offset { field: "Obj::location", offset: l.obj_location },
+        Offset { field: "Func::kind", offset: l.func_kind },
+        Offset { field: "Func::type", offset: l.func_type },
+        Offset { field: "Func::name", offset: l.func_name },
+        Offset { field: "FuncType::flavor", offset: l.func_type_flavor },
+        Offset { field: "Frame::function", offset: l.frame_function },
+        Offset { field: "Val::type", offset: l.val_type },
+        Offset { field: "EnumVal::int_val", offset: l.enum_val_int },
+        Offset { field: "EnumType::names", offset: l.enum_type_names },
+        Offset { field: "sizeof(CallInfo)", offset: l.call_info_size },
+        Offset { field: "Event::handler", offset: l.event_handler },
+        Offset { field: "EventHandler::name", offset: l.event_handler_name },
+    ];
+    if let Some(current) = l.event_mgr_current {
+        offsets.push(Offset { field: "EventMgr::current", offset: current });
+    }
+    let kernel = KernelFeatures::probe();
+    let missing_privileges = privileges::missing();
+    let mut problems = kernel.problems();
+    if !missing_privileges.is_empty() {
+        problems.push(format!("run as root or grant {}", missing_privileges.join(", ")));
+    }
+    let samples_script_stacks = binary.call_stack.is_some();
+    let ready = problems.is_empty();
+    let verdict = if ready {
+        format!("ready: zeek-probe can profile this Zeek {} here", binary.version)
+    } else {
+        format!("not ready: {}", problems.join("; "))
+    };
+    CheckReport {
+        binary: shown,
+        pid: process.map(|p| p.pid),
+        node: process.map(|p| p.node.clone()),
+        zeek_version: binary.version.to_string(),
+        plugin_api: binary.version.plugin_api,
+        debug_build: binary.version.debug,
+        abi: l.abi,
+        stdlib: "libstdc++",
+        layout_source: l.source,
+        offsets,
+        probe_points: binary.probe_points.clone(),
+        samples_script_stacks,
+        names_dispatched_events: l.event_mgr_current.is_some() && binary.event_mgr.is_some(),
+        zam: process.map(|p| p.zam),
+        kernel,
+        missing_privileges,
+        ready,
+        verdict,
+    }
+}
+
+fn render(r: &CheckReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "binary:   {}", r.binary.display());
+    if let (Some(pid), Some(node)) = (r.pid, &r.node) {
+        let _ = writeln!(out, "process:  PID {pid}, node {node}");
+    }
+    let build = if r.debug_build { "debug build" } else { "release build" };
+    let _ = writeln!(
+        out,
+        "zeek:     {} (plugin API {}), ABI {}, {build}, {}",
+        r.zeek_version, r.plugin_api, r.abi, r.stdlib
+    );
+    let _ = writeln!(out, "layout:   from the built-in table for ABI {} (no DWARF reading yet)", r.abi);
+    for o in &r.offsets {
+        let _ = writeln!(out, "          {:<22} {:>4}", o.field, o.offset);
+    }
+    let _ = writeln!(out, "probes:");
+    for p in &r.probe_points {
+        let skipped = if p.skipped > 0 { format!(" (past a {}-byte endbr64)", p.skipped) } else { String::new() };
+        let _ = writeln!(
+            out,
+            "          {:<36} file offset {:#x}{skipped}: {}",
+            p.kind.display(),
+            p.file_offset,
+            p.cost.cost()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "sampling: script stacks {}, dispatched events {}",
+        if r.samples_script_stacks { "yes" } else { "no (no call_stack symbol)" },
+        if r.names_dispatched_events { "named" } else { "not named (Zeek < 7.2)" }
+    );
+    match r.zam {
+        Some(true) => {
+            let _ = writeln!(out, "ZAM:      on: inlined functions' time and calls land in their callers");
+        }
+        Some(false) => {
+            let _ = writeln!(out, "ZAM:      off");
+        }
+        None => {}
+    }
+    let k = &r.kernel;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "kernel:   {}: BPF {}, uprobes {}, perf events {}, BTF {}, uprobe_multi {}",
+        k.release,
+        yes(k.bpf_syscall),
+        yes(k.uprobes),
+        yes(k.perf_events),
+        yes(k.btf),
+        yes(k.uprobe_multi)
+    );
+    let _ = writeln!(
+        out,
+        "privileges: {}",
+        if r.missing_privileges.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("missing {}", r.missing_privileges.join(", "))
+        }
+    );
+    let _ = writeln!(out, "{}", r.verdict);
+    out
+}

@@ -1,0 +1,87 @@
+//! `zeek-probe check`: version, ABI, offset source, probe placement and verdict for every
+//! fixture generation and variant; one-line errors for what is not Zeek.
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn check_json(args: &[&str]) -> (Option<i32>, Value) {
+    let output = Command::new(zeek_probe()).arg("check").args(args).arg("--json").output().unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code(), report)
+}
+
+#[test]
+fn reports_version_abi_and_placement_for_every_generation() {
+    if !privileged() {
+        return;
+    }
+    for (name, version, abi) in GENERATIONS {
+        let path = fixture(name);
+        let (status, r) = check_json(&[path.to_str().unwrap()]);
+        assert_eq!(status, Some(0), "{name}: {r}");
+        assert_eq!((r["zeek_version"].as_str(), r["abi"].as_str()), (Some(version), Some(abi)), "{name}");
+        assert_eq!(r["layout_source"], "table", "{name}");
+        assert_eq!(r["stdlib"], "libstdc++");
+        assert_eq!(r["probe_points"].as_array().unwrap().len(), 3, "{name}");
+        assert!(r["probe_points"].as_array().unwrap().iter().all(|p| p["cost"] == "emulated" && p["skipped"] == 0));
+        assert_eq!(r["names_dispatched_events"], abi >= "7.2", "{name}");
+        assert!(r["verdict"].as_str().unwrap().starts_with("ready"), "{name}: {r}");
+    }
+    let cet = fixture("zeek-shaped-8.2-cet");
+    let (_, r) = check_json(&[cet.to_str().unwrap()]);
+    assert!(r["probe_points"].as_array().unwrap().iter().all(|p| p["skipped"] == 4 && p["cost"] == "emulated"), "{r}");
+}
+
+#[test]
+fn a_running_process_gets_its_node_and_zam_state() {
+    if !privileged() {
+        return;
+    }
+    let mut zeek = Command::new(fixture("zeek-shaped-8.2"))
+        .args(["--wait-for-signal", "--rounds", "1"])
+        .env("CLUSTER_NODE", "worker-3")
+        .env("ZEEK_ZAM", "1")
+        .spawn()
+        .unwrap();
+    let (status, r) = check_json(&["--pid", &zeek.id().to_string()]);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(zeek.id() as i32, libc::SIGUSR1) };
+    zeek.wait().unwrap();
+    assert_eq!(status, Some(0), "{r}");
+    assert_eq!((r["node"].as_str(), r["zam"].as_bool()), (Some("worker-3"), Some(true)), "{r}");
+
+    let text =
+        Command::new(zeek_probe()).args(["check", fixture("zeek-shaped-8.2").to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.lines().last().unwrap().starts_with("ready: "), "the verdict is the last line: {text}");
+}
+
+#[test]
+fn without_privileges_the_verdict_says_what_is_missing() {
+    if !privileged() {
+        return;
+    }
+    let output = Command::new("setpriv")
+        .args(["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"])
+        .arg(zeek_probe())
+        .arg("check")
+        .arg(fixture("zeek-shaped-8.2"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("not ready: run as root or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE"));
+}
+
+#[test]
+fn what_is_not_zeek_gets_one_line() {
+    let output = Command::new(zeek_probe()).args(["check", "/bin/true"]).output().unwrap();
+    assert_one_line_error(&output, "/bin/true is not Zeek: it has no ScriptFunc::Invoke symbol");
+    let output = Command::new(zeek_probe()).args(["check", "/nonexistent/zeek"]).output().unwrap();
+    assert_one_line_error(&output, "cannot open /nonexistent/zeek");
+}
