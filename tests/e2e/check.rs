@@ -31,9 +31,17 @@ fn reports_version_abi_and_placement_for_every_generation() {
         assert_eq!(r["names_dispatched_events"], abi >= "7.2", "{name}");
         assert!(r["verdict"].as_str().unwrap().starts_with("ready"), "{name}: {r}");
     }
-    let cet = fixture("zeek-shaped-8.2-cet");
-    let (_, r) = check_json(&[cet.to_str().unwrap()]);
-    assert!(r["probe_points"].as_array().unwrap().iter().all(|p| p["skipped"] == 4 && p["cost"] == "emulated"), "{r}");
+    for name in VARIANTS {
+        let (status, r) = check_json(&[fixture(name).to_str().unwrap()]);
+        assert_eq!(status, Some(0), "{name}: {r}");
+        let points = r["probe_points"].as_array().unwrap();
+        let skipped = if name.ends_with("-cet") { 4 } else { 0 };
+        assert!(points.iter().all(|p| p["skipped"] == skipped && p["cost"] == "emulated"), "{name}: {r}");
+        assert_eq!(r["debug_build"], name.ends_with("-debug"), "{name}");
+        // Debug builds before 8.2 move the EnumVal ordinal from +32 to +40.
+        let int_val = r["offsets"].as_array().unwrap().iter().find(|o| o["field"] == "EnumVal::int_val").unwrap();
+        assert_eq!(int_val["offset"], if name == "zeek-shaped-7.0-debug" { 40 } else { 32 }, "{name}");
+    }
 }
 
 #[test]

@@ -12,8 +12,10 @@ fn record_counts_exactly_on_every_abi_generation() {
 }
 
 #[test]
-fn record_counts_exactly_on_a_cet_build() {
-    assert_exact_counts("zeek-shaped-8.2-cet");
+fn record_counts_exactly_on_cet_stripped_and_debug_builds() {
+    for fixture in VARIANTS {
+        assert_exact_counts(fixture);
+    }
 }
 
 /// Records `fixture_name` with every call counted and compares with its truth; returns the summary.

@@ -11,18 +11,32 @@ pub struct Fixture {
     /// `ZEEK_ABI` for the source: major * 10000 + minor * 100 + patch.
     pub abi: u32,
     pub extra_flags: &'static [&'static str],
+    /// Strip `.symtab` and debug information afterwards, keeping `.dynsym` (distribution packages).
+    pub stripped: bool,
+}
+
+const CET: &[&str] = &["-fcf-protection=full"];
+const DEBUG: &[&str] = &["-DZEEK_DEBUG_BUILD"];
+
+const fn generation(name: &'static str, abi: u32) -> Fixture {
+    Fixture { name, abi, extra_flags: &[], stripped: false }
 }
 
 /// One per ABI generation (zeek-abi.md §2), plus variants.
 pub const FIXTURES: &[Fixture] = &[
-    Fixture { name: "zeek-shaped-6.0", abi: 60000, extra_flags: &[] },
-    Fixture { name: "zeek-shaped-7.0", abi: 70000, extra_flags: &[] },
-    Fixture { name: "zeek-shaped-7.2", abi: 70200, extra_flags: &[] },
-    Fixture { name: "zeek-shaped-8.0", abi: 80000, extra_flags: &[] },
-    Fixture { name: "zeek-shaped-8.1", abi: 80100, extra_flags: &[] },
-    Fixture { name: "zeek-shaped-8.2", abi: 80202, extra_flags: &[] },
-    // Distributions build with CET: every function starts with `endbr64`.
-    Fixture { name: "zeek-shaped-8.2-cet", abi: 80202, extra_flags: &["-fcf-protection=full"] },
+    generation("zeek-shaped-6.0", 60000),
+    generation("zeek-shaped-7.0", 70000),
+    generation("zeek-shaped-7.2", 70200),
+    generation("zeek-shaped-8.0", 80000),
+    generation("zeek-shaped-8.1", 80100),
+    generation("zeek-shaped-8.2", 80202),
+    // Distributions build with CET (every function starts with `endbr64`) and strip.
+    Fixture { extra_flags: CET, ..generation("zeek-shaped-8.2-cet", 80202) },
+    Fixture { extra_flags: CET, ..generation("zeek-shaped-7.0-cet", 70000) },
+    Fixture { stripped: true, ..generation("zeek-shaped-8.2-stripped", 80202) },
+    Fixture { stripped: true, ..generation("zeek-shaped-7.0-stripped", 70000) },
+    Fixture { extra_flags: DEBUG, ..generation("zeek-shaped-8.2-debug", 80202) },
+    Fixture { extra_flags: DEBUG, ..generation("zeek-shaped-7.0-debug", 70000) },
 ];
 
 /// The fixture the demo and benchmarks use.
@@ -64,6 +78,9 @@ pub fn build_all() -> Result<()> {
             .arg(&out)
             .arg(workspace_root().join("tests/fixture/zeek_shaped.cc"));
         status(&mut cmd)?;
+        if f.stripped {
+            status(Command::new("strip").arg("--strip-all").arg(&out))?;
+        }
     }
     Ok(())
 }

@@ -129,12 +129,7 @@ fn render(r: &CheckReport) -> String {
     if let (Some(pid), Some(node)) = (r.pid, &r.node) {
         let _ = writeln!(out, "process:  PID {pid}, node {node}");
     }
-    let build = if r.debug_build { "debug build" } else { "release build" };
-    let _ = writeln!(
-        out,
-        "zeek:     {} (plugin API {}), ABI {}, {build}, {}",
-        r.zeek_version, r.plugin_api, r.abi, r.stdlib
-    );
+    let _ = writeln!(out, "zeek:     {} (plugin API {}), ABI {}, {}", r.zeek_version, r.plugin_api, r.abi, r.stdlib);
     let _ = writeln!(out, "layout:   from the built-in table for ABI {} (no DWARF reading yet)", r.abi);
     for o in &r.offsets {
         let _ = writeln!(out, "          {:<22} {:>4}", o.field, o.offset);
