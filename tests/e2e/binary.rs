@@ -1,6 +1,6 @@
 //! Inspecting fixture binaries as zeek-probe sees them: version, layout, probe placement.
 //! No privileges needed.
-use zeek_probe::binary::{LayoutSource, ProbePointKind, ZeekBinary};
+use zeek_probe::binary::{AbiLayout, LayoutSource, Mismatch, ProbePointKind, ZeekBinary, dwarf};
 
 use crate::common::{GENERATIONS, fixture};
 
@@ -13,7 +13,8 @@ fn inspect(name: &str) -> ZeekBinary {
 fn recognises_the_8_2_fixture() {
     let b = inspect("zeek-shaped-8.2");
     assert_eq!(b.version.to_string(), "8.2.2");
-    assert_eq!((b.layout.abi, b.layout.source), ("8.2", LayoutSource::Table));
+    assert_eq!((b.layout.abi, b.layout.source), ("8.2", LayoutSource::Dwarf));
+    assert!(b.layout_mismatches.is_empty(), "the table agrees with DWARF: {:?}", b.layout_mismatches);
     assert!(b.is_pie, "the fixture is linked as PIE, like Zeek");
     assert!(b.script_func_vtable.is_some() && b.builtin_func_vtable.is_some());
     let kinds: Vec<ProbePointKind> = b.probe_points.iter().map(|p| p.kind).collect();
@@ -37,6 +38,25 @@ fn knows_every_abi_generation() {
         assert_eq!(b.layout.event_mgr_current.is_some(), abi >= "7.2", "{name}");
         assert!(b.call_stack.is_some() && b.event_mgr.is_some(), "{name}");
     }
+}
+
+#[test]
+fn dwarf_gives_every_field_and_catches_a_wrong_table_entry() {
+    for (name, _, _) in GENERATIONS {
+        let offsets = dwarf::read(&fixture(name)).unwrap().expect("the fixtures are built with -g");
+        for field in dwarf::FIELDS {
+            assert!(offsets.get(field).is_some(), "{name}: {field:?} not found in DWARF");
+        }
+        let b = inspect(name);
+        let mut wrong = AbiLayout::for_version(&b.version).unwrap();
+        wrong.func_name = 80;
+        assert_eq!(wrong.apply_dwarf(&offsets), [Mismatch { field: "zeek::Func::name".into(), table: 80, dwarf: 72 }]);
+        assert_eq!((wrong.func_name, wrong.source), (72, LayoutSource::Dwarf), "{name}: DWARF wins");
+    }
+    // Stripped: no DWARF anywhere, the table is used.
+    let stripped = inspect("zeek-shaped-8.2-stripped");
+    assert_eq!((stripped.layout.source, stripped.dwarf_file.as_ref()), (LayoutSource::Table, None));
+    assert_eq!(stripped.layout, AbiLayout::for_version(&stripped.version).unwrap());
 }
 
 #[test]

@@ -24,7 +24,8 @@ fn reports_version_abi_and_placement_for_every_generation() {
         let (status, r) = check_json(&[path.to_str().unwrap()]);
         assert_eq!(status, Some(0), "{name}: {r}");
         assert_eq!((r["zeek_version"].as_str(), r["abi"].as_str()), (Some(version), Some(abi)), "{name}");
-        assert_eq!(r["layout_source"], "table", "{name}");
+        assert_eq!(r["layout_source"], "dwarf", "{name}");
+        assert_eq!(r["layout_mismatches"].as_array().map(Vec::len), Some(0), "{name}: {r}");
         assert_eq!(r["stdlib"], "libstdc++");
         assert_eq!(r["probe_points"].as_array().unwrap().len(), 3, "{name}");
         assert!(r["probe_points"].as_array().unwrap().iter().all(|p| p["cost"] == "emulated" && p["skipped"] == 0));
@@ -38,6 +39,12 @@ fn reports_version_abi_and_placement_for_every_generation() {
         let skipped = if name.ends_with("-cet") { 4 } else { 0 };
         assert!(points.iter().all(|p| p["skipped"] == skipped && p["cost"] == "emulated"), "{name}: {r}");
         assert_eq!(r["debug_build"], name.ends_with("-debug"), "{name}");
+        assert_eq!(r["layout_source"], if name.ends_with("-stripped") { "table" } else { "dwarf" }, "{name}");
+        if name.ends_with("-debuglink") {
+            // Stripped of its DWARF, found again through .gnu_debuglink.
+            let dwarf_file = r["dwarf_file"].as_str().unwrap_or_default();
+            assert!(dwarf_file.ends_with("zeek-shaped-8.2-debuglink.debug"), "{name}: {r}");
+        }
         // Debug builds before 8.2 move the EnumVal ordinal from +32 to +40.
         let int_val = r["offsets"].as_array().unwrap().iter().find(|o| o["field"] == "EnumVal::int_val").unwrap();
         assert_eq!(int_val["offset"], if name == "zeek-shaped-7.0-debug" { 40 } else { 32 }, "{name}");

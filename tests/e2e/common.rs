@@ -27,13 +27,14 @@ pub const GENERATIONS: [(&str, &str, &str); 6] = [
 
 /// Build variants of two generations: CET prologues, stripped of .symtab and DWARF, debug
 /// builds (whose `EnumVal` layout differs before 8.2).
-pub const VARIANTS: [&str; 6] = [
+pub const VARIANTS: [&str; 7] = [
     "zeek-shaped-8.2-cet",
     "zeek-shaped-7.0-cet",
     "zeek-shaped-8.2-stripped",
     "zeek-shaped-7.0-stripped",
     "zeek-shaped-8.2-debug",
     "zeek-shaped-7.0-debug",
+    "zeek-shaped-8.2-debuglink",
 ];
 
 /// A fixture built by `cargo xtask fixtures`.

@@ -11,15 +11,25 @@ pub struct Fixture {
     /// `ZEEK_ABI` for the source: major * 10000 + minor * 100 + patch.
     pub abi: u32,
     pub extra_flags: &'static [&'static str],
-    /// Strip `.symtab` and debug information afterwards, keeping `.dynsym` (distribution packages).
-    pub stripped: bool,
+    pub debug_info: DebugInfo,
+}
+
+/// Where the fixture's DWARF ends up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DebugInfo {
+    /// In the binary (`-g`, like RelWithDebInfo builds).
+    Embedded,
+    /// Removed with `.symtab`; `.dynsym` kept (distribution packages).
+    Stripped,
+    /// Moved to `<name>.debug` beside it, found through `.gnu_debuglink` (`-dbg` packages).
+    Separate,
 }
 
 const CET: &[&str] = &["-fcf-protection=full"];
 const DEBUG: &[&str] = &["-DZEEK_DEBUG_BUILD"];
 
 const fn generation(name: &'static str, abi: u32) -> Fixture {
-    Fixture { name, abi, extra_flags: &[], stripped: false }
+    Fixture { name, abi, extra_flags: &[], debug_info: DebugInfo::Embedded }
 }
 
 /// One per ABI generation (zeek-abi.md §2), plus variants.
@@ -33,8 +43,9 @@ pub const FIXTURES: &[Fixture] = &[
     // Distributions build with CET (every function starts with `endbr64`) and strip.
     Fixture { extra_flags: CET, ..generation("zeek-shaped-8.2-cet", 80202) },
     Fixture { extra_flags: CET, ..generation("zeek-shaped-7.0-cet", 70000) },
-    Fixture { stripped: true, ..generation("zeek-shaped-8.2-stripped", 80202) },
-    Fixture { stripped: true, ..generation("zeek-shaped-7.0-stripped", 70000) },
+    Fixture { debug_info: DebugInfo::Stripped, ..generation("zeek-shaped-8.2-stripped", 80202) },
+    Fixture { debug_info: DebugInfo::Stripped, ..generation("zeek-shaped-7.0-stripped", 70000) },
+    Fixture { debug_info: DebugInfo::Separate, ..generation("zeek-shaped-8.2-debuglink", 80202) },
     Fixture { extra_flags: DEBUG, ..generation("zeek-shaped-8.2-debug", 80202) },
     Fixture { extra_flags: DEBUG, ..generation("zeek-shaped-7.0-debug", 70000) },
 ];
@@ -78,8 +89,19 @@ pub fn build_all() -> Result<()> {
             .arg(&out)
             .arg(workspace_root().join("tests/fixture/zeek_shaped.cc"));
         status(&mut cmd)?;
-        if f.stripped {
-            status(Command::new("strip").arg("--strip-all").arg(&out))?;
+        match f.debug_info {
+            DebugInfo::Embedded => {}
+            DebugInfo::Stripped => status(Command::new("strip").arg("--strip-all").arg(&out))?,
+            DebugInfo::Separate => {
+                let debug = out.with_file_name(format!("{}.debug", f.name));
+                status(Command::new("objcopy").arg("--only-keep-debug").arg(&out).arg(&debug))?;
+                status(Command::new("strip").arg("--strip-debug").arg(&out))?;
+                // Relative to the binary's directory, as packagers do.
+                let link = format!("--add-gnu-debuglink={}", debug.display());
+                status(
+                    Command::new("objcopy").arg(link).arg(&out).current_dir(workspace_root().join("target/fixtures")),
+                )?;
+            }
         }
     }
     Ok(())

@@ -2,7 +2,10 @@
 //! (zeek-abi.md §2). A new Zeek release is a new row here.
 use profiler_common::TargetLayout;
 
-use super::version::ZeekVersion;
+use super::{
+    dwarf::{DwarfOffsets, Field},
+    version::ZeekVersion,
+};
 
 /// Where an `AbiLayout` came from, shown in every output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -10,6 +13,16 @@ use super::version::ZeekVersion;
 pub enum LayoutSource {
     /// The built-in table for the detected version.
     Table,
+    /// The binary's debug information (DWARF), checked against the table.
+    Dwarf,
+}
+
+/// A table offset that DWARF contradicts (DWARF wins).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mismatch {
+    pub field: String,
+    pub table: u32,
+    pub dwarf: u32,
 }
 
 /// Field offsets for one Zeek ABI generation.
@@ -105,6 +118,46 @@ impl AbiLayout {
         })
     }
 
+    /// Takes every offset DWARF knows; returns where the table disagreed. The source becomes
+    /// DWARF once DWARF supplied anything.
+    pub fn apply_dwarf(&mut self, dwarf: &DwarfOffsets) -> Vec<Mismatch> {
+        let mut mismatches = Vec::new();
+        let mut found = false;
+        let mut take = |field: Field, slot: &mut u32| {
+            if let Some(value) = dwarf.get(field) {
+                found = true;
+                if *slot != value {
+                    let name = if field.1.is_empty() {
+                        format!("sizeof({})", field.0)
+                    } else {
+                        format!("{}::{}", field.0, field.1)
+                    };
+                    mismatches.push(Mismatch { field: name, table: *slot, dwarf: value });
+                    *slot = value;
+                }
+            }
+        };
+        take(("zeek::Obj", "location"), &mut self.obj_location);
+        take(("zeek::Func", "kind"), &mut self.func_kind);
+        take(("zeek::Func", "type"), &mut self.func_type);
+        take(("zeek::Func", "name"), &mut self.func_name);
+        take(("zeek::FuncType", "flavor"), &mut self.func_type_flavor);
+        take(("zeek::detail::Frame", "function"), &mut self.frame_function);
+        take(("zeek::Val", "type"), &mut self.val_type);
+        take(("zeek::detail::IntValImplementation", "int_val"), &mut self.enum_val_int);
+        take(("zeek::EnumType", "names"), &mut self.enum_type_names);
+        take(("zeek::Event", "handler"), &mut self.event_handler);
+        take(("zeek::EventHandler", "name"), &mut self.event_handler_name);
+        take(("zeek::detail::CallInfo", ""), &mut self.call_info_size);
+        if let Some(current) = self.event_mgr_current.as_mut() {
+            take(("zeek::EventMgr", "current"), current);
+        }
+        if found {
+            self.source = LayoutSource::Dwarf;
+        }
+        mismatches
+    }
+
     /// The part the BPF programs need, with one process's runtime addresses.
     pub fn target_layout(&self, addresses: RuntimeAddresses) -> TargetLayout {
         TargetLayout {
@@ -156,6 +209,28 @@ mod tests {
         assert_eq!(l.enum_val_int, 40);
         let l = AbiLayout::for_version(&version("zeek_version_8_2_2_plugin_7_debug")).unwrap();
         assert_eq!(l.enum_val_int, 32);
+    }
+
+    #[test]
+    fn dwarf_wins_and_every_disagreement_is_reported() {
+        let mut layout = AbiLayout::for_version(&version("zeek_version_8_2_2_plugin_7")).unwrap();
+        let dwarf = DwarfOffsets::from_values(
+            "zeek.debug".into(),
+            [(("zeek::Func", "name"), 80), (("zeek::Func", "kind"), 56), (("zeek::detail::CallInfo", ""), 24)].into(),
+        );
+        let mismatches = layout.apply_dwarf(&dwarf);
+        assert_eq!(
+            mismatches,
+            [
+                Mismatch { field: "zeek::Func::name".into(), table: 72, dwarf: 80 },
+                Mismatch { field: "sizeof(zeek::detail::CallInfo)".into(), table: 16, dwarf: 24 },
+            ]
+        );
+        assert_eq!((layout.func_name, layout.call_info_size, layout.source), (80, 24, LayoutSource::Dwarf));
+        let empty = DwarfOffsets::from_values("none".into(), Default::default());
+        let mut table = AbiLayout::for_version(&version("zeek_version_8_2_2_plugin_7")).unwrap();
+        assert!(table.apply_dwarf(&empty).is_empty());
+        assert_eq!(table.source, LayoutSource::Table, "nothing found: still the table");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a Zeek executable is, read from the file alone: its symbols, its version and ABI, the
 //! object layouts the probes rely on, and where exactly each probe goes.
+pub mod dwarf;
 pub mod elf;
 pub mod layout;
 pub mod probe_points;
@@ -10,7 +11,7 @@ pub mod version;
 use std::path::{Path, PathBuf};
 
 pub use elf::{ElfError, ElfFile};
-pub use layout::{AbiLayout, LayoutSource, RuntimeAddresses};
+pub use layout::{AbiLayout, LayoutSource, Mismatch, RuntimeAddresses};
 pub use probe_points::{ProbePoint, ProbePointKind};
 pub use version::ZeekVersion;
 
@@ -20,6 +21,12 @@ pub struct ZeekBinary {
     pub path: PathBuf,
     pub version: ZeekVersion,
     pub layout: AbiLayout,
+    /// The file the layout's DWARF came from, if any (the binary or a separate debug file).
+    pub dwarf_file: Option<PathBuf>,
+    /// Table offsets DWARF contradicted (DWARF was used).
+    pub layout_mismatches: Vec<Mismatch>,
+    /// Why DWARF could not be used, when it was there but unreadable.
+    pub dwarf_error: Option<String>,
     pub probe_points: Vec<ProbePoint>,
     /// Link-time addresses of the vtables (`vtable symbol + 16` is what a vptr holds).
     pub script_func_vtable: Option<u64>,
@@ -93,8 +100,13 @@ impl ZeekBinary {
             .find_prefix(version::VERSION_SYMBOL_PREFIX)
             .and_then(ZeekVersion::from_symbol)
             .ok_or_else(|| BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "zeek_version_*" })?;
-        let layout = AbiLayout::for_version(&version)
+        let mut layout = AbiLayout::for_version(&version)
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
+        let (dwarf_file, layout_mismatches, dwarf_error) = match dwarf::read(path) {
+            Ok(Some(offsets)) => (Some(offsets.file.clone()), layout.apply_dwarf(&offsets), None),
+            Ok(None) => (None, Vec::new(), None),
+            Err(err) => (None, Vec::new(), Some(format!("{:#}", anyhow::Error::from(err)))),
+        };
         let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
         let frame_stack = symbols.address(symbols::FRAME_STACK).filter(|_| layout.frame_stack_maintained);
@@ -102,6 +114,9 @@ impl ZeekBinary {
             path: path.to_path_buf(),
             version,
             layout,
+            dwarf_file,
+            layout_mismatches,
+            dwarf_error,
             probe_points,
             script_func_vtable: symbols.address(symbols::SCRIPT_FUNC_VTABLE),
             builtin_func_vtable: symbols.address(symbols::BUILTIN_FUNC_VTABLE),

@@ -32,6 +32,12 @@ struct CheckReport {
     abi: &'static str,
     stdlib: &'static str,
     layout_source: crate::binary::LayoutSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dwarf_file: Option<PathBuf>,
+    /// Table offsets DWARF contradicted; DWARF's are used.
+    layout_mismatches: Vec<crate::binary::Mismatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dwarf_error: Option<String>,
     offsets: Vec<Offset>,
     probe_points: Vec<ProbePoint>,
     samples_script_stacks: bool,
@@ -110,6 +116,9 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
         abi: l.abi,
         stdlib: "libstdc++",
         layout_source: l.source,
+        dwarf_file: binary.dwarf_file.clone(),
+        layout_mismatches: binary.layout_mismatches.clone(),
+        dwarf_error: binary.dwarf_error.clone(),
         offsets,
         probe_points: binary.probe_points.clone(),
         samples_script_stacks,
@@ -130,7 +139,26 @@ fn render(r: &CheckReport) -> String {
         let _ = writeln!(out, "process:  PID {pid}, node {node}");
     }
     let _ = writeln!(out, "zeek:     {} (plugin API {}), ABI {}, {}", r.zeek_version, r.plugin_api, r.abi, r.stdlib);
-    let _ = writeln!(out, "layout:   from the built-in table for ABI {} (no DWARF reading yet)", r.abi);
+    match &r.dwarf_file {
+        Some(file) => {
+            let _ = writeln!(
+                out,
+                "layout:   from DWARF in {}, checked against the table for ABI {}",
+                file.display(),
+                r.abi
+            );
+        }
+        None => {
+            let _ = writeln!(out, "layout:   from the built-in table for ABI {} (no debug information found)", r.abi);
+        }
+    }
+    if let Some(err) = &r.dwarf_error {
+        let _ = writeln!(out, "          debug information unreadable, table used: {err}");
+    }
+    for m in &r.layout_mismatches {
+        let _ =
+            writeln!(out, "          table says {} is at {}, DWARF says {}: using DWARF", m.field, m.table, m.dwarf);
+    }
     for o in &r.offsets {
         let _ = writeln!(out, "          {:<22} {:>4}", o.field, o.offset);
     }
