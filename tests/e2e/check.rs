@@ -25,6 +25,8 @@ fn reports_version_abi_and_placement_for_every_generation() {
         assert_eq!(status, Some(0), "{name}: {r}");
         assert_eq!((r["zeek_version"].as_str(), r["abi"].as_str()), (Some(version), Some(abi)), "{name}");
         assert_eq!(r["layout_source"], "dwarf", "{name}");
+        let evidence = r["abi_evidence"].as_array().unwrap();
+        assert!(evidence.len() == 2 && evidence.iter().all(|e| e["agrees"] == true), "{name}: {r}");
         assert_eq!(r["layout_mismatches"].as_array().map(Vec::len), Some(0), "{name}: {r}");
         assert_eq!(r["stdlib"], "libstdc++");
         assert_eq!(r["probe_points"].as_array().unwrap().len(), 3, "{name}");

@@ -1,5 +1,6 @@
 //! What a Zeek executable is, read from the file alone: its symbols, its version and ABI, the
 //! object layouts the probes rely on, and where exactly each probe goes.
+pub mod abi_evidence;
 pub mod dwarf;
 pub mod elf;
 pub mod layout;
@@ -27,6 +28,8 @@ pub struct ZeekBinary {
     pub layout_mismatches: Vec<Mismatch>,
     /// Why DWARF could not be used, when it was there but unreadable.
     pub dwarf_error: Option<String>,
+    /// What the binary's other symbols say about the ABI the version symbol names.
+    pub abi_evidence: Vec<abi_evidence::Evidence>,
     pub probe_points: Vec<ProbePoint>,
     /// Link-time addresses of the vtables (`vtable symbol + 16` is what a vptr holds).
     pub script_func_vtable: Option<u64>,
@@ -110,6 +113,7 @@ impl ZeekBinary {
         let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
         let frame_stack = symbols.address(symbols::FRAME_STACK).filter(|_| layout.frame_stack_maintained);
+        let abi_evidence = abi_evidence::collect(&version, &symbols);
         Ok(Self {
             path: path.to_path_buf(),
             version,
@@ -117,6 +121,7 @@ impl ZeekBinary {
             dwarf_file,
             layout_mismatches,
             dwarf_error,
+            abi_evidence,
             probe_points,
             script_func_vtable: symbols.address(symbols::SCRIPT_FUNC_VTABLE),
             builtin_func_vtable: symbols.address(symbols::BUILTIN_FUNC_VTABLE),

@@ -12,6 +12,10 @@ pub const BUILTIN_FUNC_INVOKE: &str =
 pub const LOG_MANAGER_WRITE: &str = "_ZN4zeek7logging7Manager5WriteEPNS_7EnumValEPNS_9RecordValE";
 pub const CALL_STACK: &str = "_ZN4zeek6detail10call_stackE";
 pub const EVENT_MGR: &str = "_ZN4zeek9event_mgrE";
+/// `EventHandler::Call(Args*, bool no_remote, double ts)`, up to 8.0.
+pub const EVENT_HANDLER_CALL_3: &str = "_ZN4zeek12EventHandler4CallEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS4_EEbd";
+/// `EventHandler::Call(Args*)`, from 8.1 on.
+pub const EVENT_HANDLER_CALL_1: &str = "_ZN4zeek12EventHandler4CallEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS4_EE";
 /// A global outside any namespace, so not mangled.
 pub const FRAME_STACK: &str = "g_frame_stack";
 pub const FRAME_VTABLE: &str = "_ZTVN4zeek6detail5FrameE";

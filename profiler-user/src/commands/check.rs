@@ -30,6 +30,8 @@ struct CheckReport {
     plugin_api: u32,
     debug_build: bool,
     abi: &'static str,
+    /// Other symbols checked against the ABI the version symbol names.
+    abi_evidence: Vec<crate::binary::abi_evidence::Evidence>,
     stdlib: &'static str,
     layout_source: crate::binary::LayoutSource,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +116,7 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
         plugin_api: binary.version.plugin_api,
         debug_build: binary.version.debug,
         abi: l.abi,
+        abi_evidence: binary.abi_evidence.clone(),
         stdlib: "libstdc++",
         layout_source: l.source,
         dwarf_file: binary.dwarf_file.clone(),
@@ -139,6 +142,14 @@ fn render(r: &CheckReport) -> String {
         let _ = writeln!(out, "process:  PID {pid}, node {node}");
     }
     let _ = writeln!(out, "zeek:     {} (plugin API {}), ABI {}, {}", r.zeek_version, r.plugin_api, r.abi, r.stdlib);
+    for e in &r.abi_evidence {
+        let _ = writeln!(
+            out,
+            "          {} {}",
+            if e.agrees { "confirmed:" } else { "CONTRADICTS the version symbol:" },
+            e.fact
+        );
+    }
     match &r.dwarf_file {
         Some(file) => {
             let _ = writeln!(
