@@ -25,6 +25,7 @@ fn reports_version_abi_and_placement_for_every_generation() {
         assert_eq!(status, Some(0), "{name}: {r}");
         assert_eq!((r["zeek_version"].as_str(), r["abi"].as_str()), (Some(version), Some(abi)), "{name}");
         assert_eq!(r["layout_source"], "dwarf", "{name}");
+        assert!(r["offsets"].as_array().unwrap().iter().all(|o| o["source"] == "dwarf"), "{name}: {r}");
         let evidence = r["abi_evidence"].as_array().unwrap();
         assert!(evidence.len() == 2 && evidence.iter().all(|e| e["agrees"] == true), "{name}: {r}");
         assert_eq!(r["layout_mismatches"].as_array().map(Vec::len), Some(0), "{name}: {r}");
@@ -40,6 +41,10 @@ fn reports_version_abi_and_placement_for_every_generation() {
         let points = r["probe_points"].as_array().unwrap();
         let skipped = if name.ends_with("-cet") { 4 } else { 0 };
         assert!(points.iter().all(|p| p["skipped"] == skipped && p["cost"] == "emulated"), "{name}: {r}");
+        // A push of r8..r15 (real Zeek: `push %r15`, zeek-abi.md §10), past any endbr64.
+        assert!(points.iter().all(|p| p["instruction_bytes"].as_str().unwrap().starts_with("41 5")), "{name}: {r}");
+        let source = if name.ends_with("-stripped") { "table" } else { "dwarf" };
+        assert!(r["offsets"].as_array().unwrap().iter().all(|o| o["source"] == source), "{name}: {r}");
         assert_eq!(r["debug_build"], name.ends_with("-debug"), "{name}");
         assert_eq!(r["layout_source"], if name.ends_with("-stripped") { "table" } else { "dwarf" }, "{name}");
         if name.ends_with("-debuglink") {

@@ -22,8 +22,8 @@ pub struct ZeekBinary {
     pub path: PathBuf,
     pub version: ZeekVersion,
     pub layout: AbiLayout,
-    /// The file the layout's DWARF came from, if any (the binary or a separate debug file).
-    pub dwarf_file: Option<PathBuf>,
+    /// The offsets DWARF gave, if any (from the binary or a separate debug file).
+    pub dwarf: Option<dwarf::DwarfOffsets>,
     /// Table offsets DWARF contradicted (DWARF was used).
     pub layout_mismatches: Vec<Mismatch>,
     /// Why DWARF could not be used, when it was there but unreadable.
@@ -105,8 +105,11 @@ impl ZeekBinary {
             .ok_or_else(|| BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "zeek_version_*" })?;
         let mut layout = AbiLayout::for_version(&version)
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
-        let (dwarf_file, layout_mismatches, dwarf_error) = match dwarf::read(path) {
-            Ok(Some(offsets)) => (Some(offsets.file.clone()), layout.apply_dwarf(&offsets), None),
+        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(path) {
+            Ok(Some(offsets)) => {
+                let mismatches = layout.apply_dwarf(&offsets);
+                (Some(offsets), mismatches, None)
+            }
             Ok(None) => (None, Vec::new(), None),
             Err(err) => (None, Vec::new(), Some(format!("{:#}", anyhow::Error::from(err)))),
         };
@@ -118,7 +121,7 @@ impl ZeekBinary {
             path: path.to_path_buf(),
             version,
             layout,
-            dwarf_file,
+            dwarf,
             layout_mismatches,
             dwarf_error,
             abi_evidence,

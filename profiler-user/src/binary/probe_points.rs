@@ -45,6 +45,8 @@ pub struct ProbePoint {
     pub file_offset: u64,
     /// Bytes skipped at the function start (4 for `endbr64`, else 0).
     pub skipped: u64,
+    /// The first bytes of the probed instruction, in hex.
+    pub instruction_bytes: String,
     /// What a hit costs, from the probed instruction.
     pub cost: CostClass,
 }
@@ -62,8 +64,11 @@ pub fn place(elf: &ElfFile, symbols: &SymbolIndex, shown_as: &std::path::Path) -
         };
         let prologue = elf.bytes_at(address, 12)?;
         let skipped = if prologue.starts_with(&ENDBR64) { 4 } else { 0 };
-        let cost = CostClass::of(&prologue[skipped as usize..]);
-        points.push(ProbePoint { kind, address, file_offset: elf.file_offset(address + skipped)?, skipped, cost });
+        let probed = &prologue[skipped as usize..];
+        let cost = CostClass::of(probed);
+        let instruction_bytes = probed.iter().take(4).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        let file_offset = elf.file_offset(address + skipped)?;
+        points.push(ProbePoint { kind, address, file_offset, skipped, instruction_bytes, cost });
     }
     Ok(points)
 }

@@ -17,6 +17,8 @@ use crate::{
 struct Offset {
     field: &'static str,
     offset: u32,
+    /// "dwarf" or "table".
+    source: &'static str,
 }
 
 #[derive(Serialize)]
@@ -78,22 +80,28 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
 
 fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) -> CheckReport {
     let l = &binary.layout;
+    let from_dwarf = |field| binary.dwarf.as_ref().is_some_and(|d| d.get(field).is_some());
+    let offset = |label, field, offset| Offset {
+        field: label,
+        offset,
+        source: if from_dwarf(field) { "dwarf" } else { "table" },
+    };
     let mut offsets = vec![
-        Offset { field: "Obj::location", offset: l.obj_location },
-        Offset { field: "Func::kind", offset: l.func_kind },
-        Offset { field: "Func::type", offset: l.func_type },
-        Offset { field: "Func::name", offset: l.func_name },
-        Offset { field: "FuncType::flavor", offset: l.func_type_flavor },
-        Offset { field: "Frame::function", offset: l.frame_function },
-        Offset { field: "Val::type", offset: l.val_type },
-        Offset { field: "EnumVal::int_val", offset: l.enum_val_int },
-        Offset { field: "EnumType::names", offset: l.enum_type_names },
-        Offset { field: "sizeof(CallInfo)", offset: l.call_info_size },
-        Offset { field: "Event::handler", offset: l.event_handler },
-        Offset { field: "EventHandler::name", offset: l.event_handler_name },
+        offset("Obj::location", ("zeek::Obj", "location"), l.obj_location),
+        offset("Func::kind", ("zeek::Func", "kind"), l.func_kind),
+        offset("Func::type", ("zeek::Func", "type"), l.func_type),
+        offset("Func::name", ("zeek::Func", "name"), l.func_name),
+        offset("FuncType::flavor", ("zeek::FuncType", "flavor"), l.func_type_flavor),
+        offset("Frame::function", ("zeek::detail::Frame", "function"), l.frame_function),
+        offset("Val::type", ("zeek::Val", "type"), l.val_type),
+        offset("EnumVal::int_val", ("zeek::detail::IntValImplementation", "int_val"), l.enum_val_int),
+        offset("EnumType::names", ("zeek::EnumType", "names"), l.enum_type_names),
+        offset("sizeof(CallInfo)", ("zeek::detail::CallInfo", ""), l.call_info_size),
+        offset("Event::handler", ("zeek::Event", "handler"), l.event_handler),
+        offset("EventHandler::name", ("zeek::EventHandler", "name"), l.event_handler_name),
     ];
     if let Some(current) = l.event_mgr_current {
-        offsets.push(Offset { field: "EventMgr::current", offset: current });
+        offsets.push(offset("EventMgr::current", ("zeek::EventMgr", "current"), current));
     }
     let kernel = KernelFeatures::probe();
     let missing_privileges = privileges::missing();
@@ -119,7 +127,7 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
         abi_evidence: binary.abi_evidence.clone(),
         stdlib: "libstdc++",
         layout_source: l.source,
-        dwarf_file: binary.dwarf_file.clone(),
+        dwarf_file: binary.dwarf.as_ref().map(|d| d.file.clone()),
         layout_mismatches: binary.layout_mismatches.clone(),
         dwarf_error: binary.dwarf_error.clone(),
         offsets,
@@ -171,16 +179,17 @@ fn render(r: &CheckReport) -> String {
             writeln!(out, "          table says {} is at {}, DWARF says {}: using DWARF", m.field, m.table, m.dwarf);
     }
     for o in &r.offsets {
-        let _ = writeln!(out, "          {:<22} {:>4}", o.field, o.offset);
+        let _ = writeln!(out, "          {:<22} {:>4}  ({})", o.field, o.offset, o.source);
     }
     let _ = writeln!(out, "probes:");
     for p in &r.probe_points {
         let skipped = if p.skipped > 0 { format!(" (past a {}-byte endbr64)", p.skipped) } else { String::new() };
         let _ = writeln!(
             out,
-            "          {:<36} file offset {:#x}{skipped}: {}",
+            "          {:<36} file offset {:#x}{skipped}: [{}] {}",
             p.kind.display(),
             p.file_offset,
+            p.instruction_bytes,
             p.cost.cost()
         );
     }
