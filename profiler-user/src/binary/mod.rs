@@ -19,7 +19,6 @@ pub use version::ZeekVersion;
 /// A Zeek executable, inspected and ready to be probed.
 #[derive(Debug, Clone)]
 pub struct ZeekBinary {
-    pub path: PathBuf,
     pub version: ZeekVersion,
     pub layout: AbiLayout,
     /// The offsets DWARF gave, if any (from the binary or a separate debug file).
@@ -118,7 +117,6 @@ impl ZeekBinary {
         let frame_stack = symbols.address(symbols::FRAME_STACK).filter(|_| layout.frame_stack_maintained);
         let abi_evidence = abi_evidence::collect(&version, &symbols);
         Ok(Self {
-            path: path.to_path_buf(),
             version,
             layout,
             dwarf,

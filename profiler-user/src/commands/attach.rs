@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::AttachArgs,
     exporter::{self, TargetMetrics, server},
-    probes::Probes,
+    probes::{Probes, loader::MapSnapshot},
     report::flamegraph,
     session::Session,
     target::{ProcessInfo, stats::ProcessStats},
@@ -29,8 +29,9 @@ struct Attached {
 }
 
 impl Attached {
-    /// Reads what can only be read while the target lives; notices when it has gone.
-    fn refresh(&mut self) -> TargetMetrics {
+    /// Reads what can only be read while the target lives (names, process stats); notices
+    /// when it has gone. Returns the maps as read.
+    fn observe(&mut self) -> MapSnapshot {
         let snapshot = self.probes.snapshot();
         let pid = self.session.pid();
         if self.up {
@@ -44,6 +45,12 @@ impl Attached {
                 }
             }
         }
+        snapshot
+    }
+
+    /// Everything exported, as of now.
+    fn metrics(&mut self) -> TargetMetrics {
+        let snapshot = self.observe();
         TargetMetrics {
             profile: self.session.profile(&snapshot),
             process: self.process,
@@ -58,7 +65,7 @@ impl Attached {
 /// reported and the exporter carries on.
 fn write_flamegraph(attached: &Mutex<Attached>, path: Option<&Path>) {
     let Some(path) = path else { return };
-    let Ok(metrics) = attached.lock().map(|mut a| a.refresh()) else { return };
+    let Ok(metrics) = attached.lock().map(|mut a| a.metrics()) else { return };
     let Some(sampling) = metrics.profile.sampling else { return };
     let t = &metrics.profile.target;
     let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
@@ -91,7 +98,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         );
         let for_scrapes = attached.clone();
         let render: server::Render = Arc::new(move || {
-            let metrics = for_scrapes.lock().map(|mut a| a.refresh());
+            let metrics = for_scrapes.lock().map(|mut a| a.metrics());
             metrics.map(|m| exporter::encode(&[m])).unwrap_or_default()
         });
         let serving = tokio::spawn(server::serve(listener, render));
@@ -113,7 +120,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     let attached = attached.clone();
                     let _ = tokio::task::spawn_blocking(move || {
                         if let Ok(mut a) = attached.lock() {
-                            a.refresh();
+                            a.observe();
                         }
                     })
                     .await;

@@ -5,7 +5,7 @@ use prometheus::{
 };
 
 use crate::{
-    profile::{FunctionStats, Profile},
+    profile::{CallerEdge, FunctionStats, Profile},
     target::stats::ProcessStats,
 };
 
@@ -33,19 +33,10 @@ pub const OTHER: &str = "<other>";
 /// The busiest caller edges' (self, total) seconds, the rest summed into one `<other>` row.
 fn caller_seconds(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
     let Some(limit) = t.caller_series.filter(|_| t.profile.sampling.is_some()) else { return Vec::new() };
-    let kind_of = |name: &str| t.profile.functions.iter().find(|f| f.name == name).map_or("", |f| f.kind.as_str());
     // `callers` is sorted by total time, busiest first.
     let mut sampled = t.profile.callers.iter().filter(|e| e.total_seconds > 0.0);
-    let mut rows: Vec<(Labels, (f64, f64))> = sampled
-        .by_ref()
-        .take(limit)
-        .map(|e| {
-            let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
-            let labels =
-                with(base_labels(t), &[("function", &e.callee), ("kind", kind_of(&e.callee)), ("caller", caller)]);
-            (labels, (e.self_seconds, e.total_seconds))
-        })
-        .collect();
+    let mut rows: Vec<(Labels, (f64, f64))> =
+        sampled.by_ref().take(limit).map(|e| (edge_labels(t, e), (e.self_seconds, e.total_seconds))).collect();
     let rest = sampled.fold((0.0, 0.0, 0), |(s, tot, n), e| (s + e.self_seconds, tot + e.total_seconds, n + 1));
     if rest.2 > 0 {
         let labels = with(base_labels(t), &[("function", OTHER), ("kind", ""), ("caller", OTHER)]);
@@ -58,6 +49,13 @@ type Labels = Vec<(&'static str, String)>;
 
 fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
+}
+
+/// Labels of a caller→callee edge: the callee as `function` with its `kind`, and the caller.
+fn edge_labels(t: &TargetMetrics, e: &CallerEdge) -> Labels {
+    let kind = t.profile.functions.iter().find(|f| f.name == e.callee).map_or("", |f| f.kind.as_str());
+    let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
+    with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)])
 }
 
 fn function_labels(t: &TargetMetrics, f: &FunctionStats) -> Labels {
@@ -172,14 +170,7 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
             "Calls per caller and callee; caller <native> for calls from C++ (with --count-calls)",
             COUNTER,
             t.iter().flat_map(|t| {
-                t.profile.callers.iter().filter_map(move |e| {
-                    let kind = t.profile.functions.iter().find(|f| f.name == e.callee).map_or("", |f| f.kind.as_str());
-                    let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
-                    Some((
-                        with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)]),
-                        e.calls? as f64,
-                    ))
-                })
+                t.profile.callers.iter().filter_map(move |e| Some((edge_labels(t, e), e.calls? as f64)))
             }),
         ),
         family(
