@@ -45,7 +45,8 @@ fn caller_seconds(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
     rows
 }
 
-type Labels = Vec<(&'static str, String)>;
+/// A series' labels, in order.
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
@@ -62,13 +63,13 @@ fn function_labels(t: &TargetMetrics, f: &FunctionStats) -> Labels {
     with(base_labels(t), &[("function", &f.name), ("kind", f.kind.as_str())])
 }
 
-fn with(mut labels: Labels, extra: &[(&'static str, &str)]) -> Labels {
+pub(crate) fn with(mut labels: Labels, extra: &[(&'static str, &str)]) -> Labels {
     labels.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     labels
 }
 
 /// One metric family from its rows. An empty family is left out.
-fn family(
+pub(crate) fn family(
     name: &str,
     help: &str,
     kind: MetricType,
