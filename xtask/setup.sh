@@ -38,4 +38,19 @@ if ! command -v bpf-linker >/dev/null || ! bpf-linker --version 2>/dev/null | gr
   PATH="/usr/lib/llvm-22/bin:$PATH" cargo +stable install --locked bpf-linker@^0.13 \
     --no-default-features --features llvm-22
 fi
+# zeekscript (Zeek's own parser and formatter, from PyPI) checks the companion Zeek package's
+# scripts (xtask/src/zeek_scripts.rs). Pinned, in a venv under the workspace's target/ so that
+# nothing outside the checkout changes; it pins its tree-sitter grammar itself.
+zeekscript_version=1.3.6
+zeekscript_venv="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/zeekscript-venv"
+if [ "$("$zeekscript_venv/bin/zeek-format" --version 2>/dev/null || true)" != "$zeekscript_version" ]; then
+  say "installing zeekscript $zeekscript_version into target/zeekscript-venv"
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  rm -rf "$zeekscript_venv"
+  python3 -m venv "$zeekscript_venv"
+  "$zeekscript_venv/bin/pip" install --quiet --disable-pip-version-check "zeekscript==$zeekscript_version"
+fi
 say "toolchain ready"

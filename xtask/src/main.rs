@@ -3,6 +3,7 @@
 mod bench;
 mod fixtures;
 mod run;
+mod zeek_scripts;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -68,6 +69,7 @@ fn demo() -> Result<()> {
 fn test() -> Result<()> {
     run::setup()?;
     fixtures::build_all()?;
+    zeek_scripts::check()?;
     run::cargo(&["fmt", "--all", "--check"])?;
     run::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])
