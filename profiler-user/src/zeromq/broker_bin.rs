@@ -236,7 +236,13 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
 /// Decodes an event payload: `list[count 1, count 1, list[string name, list args, (opt) list
 /// metadata]]`.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let Value::List(top) = decode_value(bytes)? else { return Err(DecodeError::NotAnEvent("not a list")) };
+    event_from_value(decode_value(bytes)?)
+}
+
+/// The event inside a decoded top-level value, whichever format it came in (`broker-json-v1`
+/// carries the same structure).
+pub fn event_from_value(value: Value) -> Result<Event, DecodeError> {
+    let Value::List(top) = value else { return Err(DecodeError::NotAnEvent("not a list")) };
     let [Value::Count(1), Value::Count(1), Value::List(body)] = top.as_slice() else {
         return Err(DecodeError::NotAnEvent("expected [1, 1, [...]]"));
     };
@@ -264,88 +270,10 @@ mod tests {
 
     use super::*;
 
-    /// An encoder written from the specification (zeek-abi.md §7), independent of the decoder.
-    fn encode(v: &Value, out: &mut Vec<u8>) {
-        fn varbyte(mut n: u64, out: &mut Vec<u8>) {
-            loop {
-                let b = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(b);
-                    return;
-                }
-                out.push(b | 0x80);
-            }
-        }
-        fn address(a: &IpAddr, out: &mut Vec<u8>) {
-            let v6 = match a {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                IpAddr::V6(v6) => *v6,
-            };
-            out.extend(v6.octets());
-        }
-        match v {
-            Value::None => out.push(tag::NONE),
-            Value::Bool(b) => out.extend([tag::BOOL, u8::from(*b)]),
-            Value::Count(n) => {
-                out.push(tag::COUNT);
-                out.extend(n.to_be_bytes());
-            }
-            Value::Integer(n) => {
-                out.push(tag::INTEGER);
-                out.extend(n.to_be_bytes());
-            }
-            Value::Real(x) => {
-                out.push(tag::REAL);
-                out.extend(x.to_be_bytes());
-            }
-            Value::String(s) | Value::Enum(s) => {
-                out.push(if matches!(v, Value::String(_)) { tag::STRING } else { tag::ENUM });
-                varbyte(s.len() as u64, out);
-                out.extend(s.as_bytes());
-            }
-            Value::Address(a) => {
-                out.push(tag::ADDRESS);
-                address(a, out);
-            }
-            Value::Subnet(a, len) => {
-                out.push(tag::SUBNET);
-                address(a, out);
-                out.push(if a.is_ipv4() { len + 96 } else { *len });
-            }
-            Value::Port(n, p) => {
-                out.push(tag::PORT);
-                out.extend(n.to_be_bytes());
-                out.push(match p {
-                    Protocol::Unknown => 0,
-                    Protocol::Tcp => 1,
-                    Protocol::Udp => 2,
-                    Protocol::Icmp => 3,
-                });
-            }
-            Value::Timestamp(ns) | Value::Timespan(ns) => {
-                out.push(if matches!(v, Value::Timestamp(_)) { tag::TIMESTAMP } else { tag::TIMESPAN });
-                out.extend(ns.to_be_bytes());
-            }
-            Value::Set(items) | Value::List(items) => {
-                out.push(if matches!(v, Value::Set(_)) { tag::SET } else { tag::LIST });
-                varbyte(items.len() as u64, out);
-                items.iter().for_each(|i| encode(i, out));
-            }
-            Value::Table(pairs) => {
-                out.push(tag::TABLE);
-                varbyte(pairs.len() as u64, out);
-                for (k, v) in pairs {
-                    encode(k, out);
-                    encode(v, out);
-                }
-            }
-        }
-    }
-
+    /// The spec encoder (`zeromq::encode`), written independently of this decoder.
     fn encoded(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        encode(v, &mut out);
+        crate::zeromq::encode::bin_value(v, &mut out);
         out
     }
 
