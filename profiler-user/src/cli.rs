@@ -20,6 +20,8 @@ pub enum Command {
     Attach(AttachArgs),
     /// Say whether and how zeek-probe can profile a Zeek binary or process on this host.
     Check(CheckArgs),
+    /// List the Zeek processes on this host, or write Prometheus service discovery targets.
+    Targets(TargetsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,10 +66,18 @@ pub struct RecordArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["pid", "cluster"]))]
 pub struct AttachArgs {
     /// The Zeek process to attach to.
     #[arg(long)]
-    pub pid: u32,
+    pub pid: Option<u32>,
+    /// Every Zeek process on this host (found by the Zeek symbols in its executable), followed
+    /// as nodes start, exit and restart.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: how long an exited node's final counts stay exported.
+    #[arg(long, default_value_t = 300, value_name = "SECS", requires = "cluster")]
+    pub retain_exited: u64,
     #[command(flatten)]
     pub probes: ProbeArgs,
     /// CPU samples per second per thread.
@@ -83,12 +93,51 @@ pub struct AttachArgs {
     /// Write a flame graph of the samples to FILE on exit and on SIGUSR1.
     #[arg(long, value_name = "FILE")]
     pub flamegraph: Option<PathBuf>,
-    /// Address to serve /metrics on.
+    /// Address to serve /metrics (and /services.json) on. Loopback unless told otherwise: use
+    /// --web-config for anything wider.
     #[arg(long, default_value = "127.0.0.1:9180")]
     pub listen: SocketAddr,
+    /// TLS and basic authentication, in the Prometheus exporter-toolkit web config format.
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+}
+
+/// What the Prometheus service discovery output lists: this host's exporter, or every host of
+/// a zeekctl cluster.
+#[derive(Debug, Args)]
+pub struct DiscoveryArgs {
+    /// List the exporter on every host of this zeekctl node.cfg (one zeek-probe per host).
+    #[arg(long, value_name = "FILE")]
+    pub node_cfg: Option<PathBuf>,
+    /// The address Prometheus scrapes this exporter at (default: this host's name and the
+    /// --listen port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    /// table: the Zeek processes on this host; json: the same, machine-readable; file-sd:
+    /// Prometheus file_sd_configs targets for the exporters (this host, or --node-cfg's hosts).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TargetsFormat,
+    /// The exporters' port, for file-sd.
+    #[arg(long, default_value_t = 9180)]
+    pub port: u16,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TargetsFormat {
+    Table,
+    Json,
+    FileSd,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -98,6 +147,7 @@ pub fn main() -> i32 {
         Command::Record(args) => commands::record::run(args),
         Command::Attach(args) => commands::attach::run(args),
         Command::Check(args) => commands::check::run(args),
+        Command::Targets(args) => commands::targets::run(args),
     };
     match result {
         Ok(status) => status,

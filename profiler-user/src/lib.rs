@@ -9,6 +9,7 @@
 //! `profile` (the symbolised result) → `report` (files and tables) / `exporter` (Prometheus).
 pub mod binary;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod exporter;
 pub mod probes;

@@ -1,10 +1,12 @@
 //! One Zeek process being profiled: who it is, its binary, the probes attached for it, and
 //! the name caches that must be filled while it is alive.
+use std::sync::Arc;
+
 use crate::{
     binary::{BinaryError, ZeekBinary},
     probes::{
         Probes,
-        loader::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError},
+        loader::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope},
     },
     profile::{Profile, SampleContext, TargetSummary},
     symbolize::LogStreamNames,
@@ -35,7 +37,8 @@ impl From<ProbeError> for SessionError {
 
 pub struct Session {
     pub process: ProcessInfo,
-    pub binary: ZeekBinary,
+    /// Shared by every process of the same executable.
+    pub binary: Arc<ZeekBinary>,
     /// Runtime minus link-time addresses of the executable.
     bias: u64,
     plan: AttachPlan,
@@ -46,16 +49,27 @@ pub struct Session {
 }
 
 impl Session {
-    /// Reads what `pid` is and attaches `plan`'s probes to it.
+    /// Reads what `pid` is and attaches `plan`'s probes to it alone.
     pub fn attach(probes: &mut Probes, pid: u32, plan: AttachPlan) -> Result<Self, SessionError> {
         let process = ProcessInfo::read(pid)?;
         let binary = ZeekBinary::inspect(&process.exe, &process.exe_link)
             .map_err(|source| SessionError::Binary { pid, source })?;
+        Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess, plan)
+    }
+
+    /// Attaches `plan`'s probes to a process whose binary is already inspected.
+    pub fn start(
+        probes: &mut Probes,
+        process: ProcessInfo,
+        binary: Arc<ZeekBinary>,
+        scope: ProbeScope,
+        plan: AttachPlan,
+    ) -> Result<Self, SessionError> {
         let bias =
             if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
         let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
-        let memory = TargetMemory::open(pid)?;
-        probes.attach(pid, &process.exe, &binary.probe_points, layout, plan)?;
+        let memory = TargetMemory::open(process.pid)?;
+        probes.attach(process.pid, &process.exe, scope, &binary.probe_points, layout, plan)?;
         Ok(Self { process, binary, bias, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
     }
 

@@ -1,8 +1,10 @@
 //! Shared helpers: finding the binaries, privilege policy, reading truth and summaries.
 use std::{
     collections::BTreeMap,
+    io::{Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
-    process::Output,
+    process::{Child, Output},
 };
 
 use serde_json::Value;
@@ -120,4 +122,112 @@ pub fn assert_one_line_error(output: &Output, expected: &str) {
     assert_eq!(lines.len(), 1, "expected one line of error, got: {stderr}");
     assert!(lines[0].starts_with("zeek-probe: error: "), "{stderr}");
     assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr}");
+}
+
+/// Kills the child when the test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "cannot signal {pid}");
+}
+
+pub fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the exporter");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    body.to_owned()
+}
+
+/// Parses `name{k="v",...} value` samples of one metric into (labels, value).
+pub fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(metric)?.strip_prefix('{'))
+        .map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ").expect("labels then value");
+            let mut map = BTreeMap::new();
+            let mut chars = labels.chars().peekable();
+            while chars.peek().is_some() {
+                let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                assert_eq!(chars.next(), Some('"'));
+                let mut value = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => value.push(chars.next().unwrap()),
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                if chars.peek() == Some(&',') {
+                    chars.next();
+                }
+                map.insert(key.trim_start_matches(',').to_owned(), value);
+            }
+            (map, value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Asserts an exposition's calls, caller edges and log writes for one node and PID equal the
+/// fixture's truth. Lambdas are exported by where they are defined while the truth knows
+/// Zeek's lambda_<hash> names: those are compared as the multiset of their counts.
+pub fn assert_exported_counts_match_truth(text: &str, node: &str, pid: u32, truth: &Value) {
+    assert_counts_match_truth(|metric| samples(text, metric), node, pid, truth);
+}
+
+/// As `assert_exported_counts_match_truth`, with the series of a metric from `fetch` (an
+/// exposition, or a Prometheus server's query API).
+pub fn assert_counts_match_truth(
+    fetch: impl Fn(&str) -> Vec<(BTreeMap<String, String>, f64)>,
+    node: &str,
+    pid: u32,
+    truth: &Value,
+) {
+    let ours = |l: &BTreeMap<String, String>| l["node"] == node && l["pid"] == pid.to_string();
+    let exported: BTreeMap<(String, String), u64> = fetch("zeek_probe_function_calls_total")
+        .into_iter()
+        .filter(|(l, _)| ours(l))
+        .map(|(l, v)| ((l["function"].clone(), l["kind"].clone()), v as u64))
+        .collect();
+    let (lambdas, named): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        exported.into_iter().partition(|((name, _), _)| name.starts_with("lambda@"));
+    let (true_lambdas, true_named): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        functions(truth).into_iter().partition(|((name, _), _)| name.starts_with("lambda_"));
+    assert_eq!(named, true_named, "calls per function of {node}");
+    let counts = |m: BTreeMap<(String, String), u64>| {
+        let mut v: Vec<u64> = m.into_values().collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(counts(lambdas), counts(true_lambdas), "calls per lambda of {node}");
+    let edges: BTreeMap<(String, String), u64> = fetch("zeek_probe_caller_calls_total")
+        .into_iter()
+        .filter(|(l, _)| ours(l) && !l["function"].starts_with("lambda@") && !l["caller"].starts_with("lambda@"))
+        .map(|(l, v)| {
+            let caller = if l["caller"] == "<native>" { String::new() } else { l["caller"].clone() };
+            ((caller, l["function"].clone()), v as u64)
+        })
+        .collect();
+    let true_edges: BTreeMap<(String, String), u64> = callers(truth)
+        .into_iter()
+        .filter(|((a, b), _)| !a.starts_with("lambda_") && !b.starts_with("lambda_"))
+        .collect();
+    assert_eq!(edges, true_edges, "calls per caller edge of {node} (lambdas compared above)");
+    let streams: BTreeMap<String, u64> = fetch("zeek_probe_log_writes_total")
+        .into_iter()
+        .filter(|(l, _)| ours(l))
+        .map(|(l, v)| (l["stream"].clone(), v as u64))
+        .collect();
+    assert_eq!(streams, log_writes(truth), "writes per log stream of {node}");
 }

@@ -3,6 +3,7 @@
 pub mod abi_evidence;
 pub mod dwarf;
 pub mod elf;
+pub mod file_id;
 pub mod layout;
 pub mod probe_points;
 pub mod prologue;
@@ -12,6 +13,7 @@ pub mod version;
 use std::path::{Path, PathBuf};
 
 pub use elf::{ElfError, ElfFile};
+pub use file_id::FileId;
 pub use layout::{AbiLayout, LayoutSource, Mismatch, RuntimeAddresses};
 pub use probe_points::{ProbePoint, ProbePointKind};
 pub use version::ZeekVersion;

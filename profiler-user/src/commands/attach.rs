@@ -1,4 +1,5 @@
-//! `zeek-probe attach --pid PID`: probe a running Zeek and serve its metrics until stopped.
+//! `zeek-probe attach --pid PID | --cluster`: probe running Zeek processes and serve their
+//! metrics until stopped.
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -10,65 +11,53 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::AttachArgs,
-    exporter::{self, TargetMetrics, server},
-    probes::{Probes, loader::MapSnapshot},
+    cluster::Cluster,
+    exporter::{
+        self,
+        server::{self, Routes},
+        service_discovery,
+        web_config::WebConfig,
+    },
+    probes::Probes,
+    profile::{Sampling, StackFrame},
     report::flamegraph,
-    session::Session,
-    target::{ProcessInfo, stats::ProcessStats},
 };
 
-/// How often names are learnt and process stats read between scrapes.
+/// How often the host is scanned for Zeek nodes, names learnt and process stats read: new
+/// and exited nodes are noticed within two of these.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Attached {
-    probes: Probes,
-    session: Session,
-    process: Option<ProcessStats>,
-    up: bool,
-    caller_series: Option<usize>,
-}
-
-impl Attached {
-    /// Reads what can only be read while the target lives (names, process stats); notices
-    /// when it has gone. Returns the maps as read.
-    fn observe(&mut self) -> MapSnapshot {
-        let snapshot = self.probes.snapshot();
-        let pid = self.session.pid();
-        if self.up {
-            self.session.learn_names(&snapshot);
-            match ProcessStats::read(pid).filter(|_| ProcessInfo::is_alive(pid)) {
-                Some(stats) => self.process = Some(stats),
-                None => {
-                    self.up = false;
-                    self.probes.detach(pid);
-                    eprintln!("zeek-probe: PID {pid} exited; serving its final counts");
-                }
-            }
+/// The samples of every target in one flame graph; with several targets, each one's stacks
+/// hang under a root frame naming its node.
+fn host_sampling(cluster: &Mutex<Cluster>) -> Option<(Sampling, String)> {
+    let exposition = cluster.lock().ok()?.metrics();
+    let sampled: Vec<_> =
+        exposition.targets.iter().filter_map(|t| Some((&t.profile.target, t.profile.sampling.as_ref()?))).collect();
+    match sampled.as_slice() {
+        [] => None,
+        [(t, sampling)] => {
+            Some(((*sampling).clone(), format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version)))
         }
-        snapshot
-    }
-
-    /// Everything exported, as of now.
-    fn metrics(&mut self) -> TargetMetrics {
-        let snapshot = self.observe();
-        TargetMetrics {
-            profile: self.session.profile(&snapshot),
-            process: self.process,
-            up: self.up,
-            attach_errors: 0,
-            caller_series: self.caller_series,
+        many => {
+            let mut merged = Sampling { hz: many[0].1.hz, stacks: Vec::new() };
+            for (t, sampling) in many {
+                let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
+                merged.stacks.extend(sampling.stacks.iter().map(|s| {
+                    let mut stack = s.clone();
+                    stack.frames.insert(0, root.clone());
+                    stack
+                }));
+            }
+            Some((merged, format!("zeek-probe: {} Zeek processes on {}", many.len(), service_discovery::hostname())))
         }
     }
 }
 
 /// Writes the flame graph of everything sampled so far, if one was asked for. A failure is
 /// reported and the exporter carries on.
-fn write_flamegraph(attached: &Mutex<Attached>, path: Option<&Path>) {
+fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) {
     let Some(path) = path else { return };
-    let Ok(metrics) = attached.lock().map(|mut a| a.metrics()) else { return };
-    let Some(sampling) = metrics.profile.sampling else { return };
-    let t = &metrics.profile.target;
-    let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
+    let Some((sampling, title)) = host_sampling(cluster) else { return };
     match flamegraph::write_file(path, &sampling, &title) {
         Ok(()) => eprintln!("zeek-probe: flame graph written to {}", path.display()),
         Err(err) => eprintln!("zeek-probe: {:#}", anyhow::Error::from(err)),
@@ -76,32 +65,74 @@ fn write_flamegraph(attached: &Mutex<Attached>, path: Option<&Path>) {
 }
 
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
-    let mut probes = Probes::load()?;
-    let session = Session::attach(&mut probes, args.pid, args.probes.plan(args.hz))?;
-    let summary = session.summary();
-    let attached = Arc::new(Mutex::new(Attached {
-        probes,
-        session,
-        process: None,
-        up: true,
-        caller_series: args.caller_metrics.then_some(args.caller_series),
-    }));
+    // Everything that can be wrong with the command line is said before anything is attached.
+    let web = args.web_config.as_deref().map(WebConfig::load).transpose()?.unwrap_or_default();
+    let node_cfg = args.discovery.node_cfg.clone();
+    service_discovery::discover(node_cfg.as_deref(), "", args.listen.port(), &[])?;
+    if !args.listen.ip().is_loopback() && (web.tls.is_none() || web.auth.is_none()) {
+        eprintln!(
+            "zeek-probe: warning: serving {} without {} (see --web-config)",
+            args.listen,
+            if web.tls.is_none() { "TLS" } else { "authentication" }
+        );
+    }
+
+    let probes = Probes::load()?;
+    let plan = args.probes.plan(args.hz);
+    let caller_series = args.caller_metrics.then_some(args.caller_series);
+    let cluster = match args.pid {
+        Some(pid) => Cluster::single(probes, pid, plan, caller_series)?,
+        None => {
+            let mut cluster = Cluster::discover(probes, plan, Duration::from_secs(args.retain_exited), caller_series);
+            cluster.refresh();
+            cluster
+        }
+    };
+    let cluster = Arc::new(Mutex::new(cluster));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let listener = server::bind(args.listen).await?;
         let address = listener.local_addr().unwrap_or(args.listen);
-        eprintln!(
-            "zeek-probe: attached to PID {} (node {}, Zeek {}); metrics on http://{address}/metrics",
-            summary.pid, summary.node, summary.zeek_version
-        );
-        let for_scrapes = attached.clone();
-        let render: server::Render = Arc::new(move || {
-            let metrics = for_scrapes.lock().map(|mut a| a.metrics());
-            metrics.map(|m| exporter::encode(&[m])).unwrap_or_default()
+        // Where Prometheus reaches us: as told, else the address listened on (the host's name
+        // when listening on every address).
+        let advertise = args.discovery.advertise.clone().unwrap_or_else(|| {
+            if address.ip().is_unspecified() {
+                format!("{}:{}", service_discovery::hostname(), address.port())
+            } else {
+                address.to_string()
+            }
         });
-        let serving = tokio::spawn(server::serve(listener, render));
+        let scheme = if web.tls.is_some() { "https" } else { "http" };
+        let serving = match cluster.lock().ok().and_then(|c| c.running().next().map(|s| s.summary())) {
+            Some(s) if args.pid.is_some() => {
+                format!("attached to PID {} (node {}, Zeek {})", s.pid, s.node, s.zeek_version)
+            }
+            _ => {
+                let count = cluster.lock().map(|c| c.running().count()).unwrap_or(0);
+                format!("attached to {count} Zeek process(es), following the host")
+            }
+        };
+        eprintln!("zeek-probe: {serving}; metrics on {scheme}://{address}/metrics");
+
+        let for_scrapes = cluster.clone();
+        let for_discovery = cluster.clone();
+        let routes = Routes {
+            metrics: Arc::new(move || {
+                for_scrapes.lock().map(|mut c| exporter::encode(&c.metrics())).unwrap_or_default()
+            }),
+            services: Arc::new(move || {
+                let nodes: Vec<String> = for_discovery
+                    .lock()
+                    .map(|c| c.running().map(|s| s.process.node.clone()).collect())
+                    .unwrap_or_default();
+                service_discovery::discover(node_cfg.as_deref(), &advertise, address.port(), &nodes)
+                    .map(|groups| service_discovery::to_json(&groups))
+                    .unwrap_or_else(|_| "[]".to_owned())
+            }),
+        };
+        let serving = tokio::spawn(server::serve(listener, routes, web));
 
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -117,22 +148,22 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    let attached = attached.clone();
+                    let cluster = cluster.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        if let Ok(mut a) = attached.lock() {
-                            a.observe();
+                        if let Ok(mut c) = cluster.lock() {
+                            c.refresh();
                         }
                     })
                     .await;
                 }
-                _ = flamegraph_request.recv() => write_flamegraph(&attached, args.flamegraph.as_deref()),
+                _ = flamegraph_request.recv() => write_flamegraph(&cluster, args.flamegraph.as_deref()),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = &mut deadline => break,
             }
         }
         serving.abort();
-        write_flamegraph(&attached, args.flamegraph.as_deref());
+        write_flamegraph(&cluster, args.flamegraph.as_deref());
         Ok(0)
     })
 }

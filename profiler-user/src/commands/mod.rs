@@ -2,6 +2,7 @@
 pub mod attach;
 pub mod check;
 pub mod record;
+pub mod targets;
 
 use crate::{
     cli::ProbeArgs,

@@ -6,7 +6,7 @@ use prometheus::{
 
 use crate::{
     profile::{CallerEdge, FunctionStats, Profile},
-    target::stats::ProcessStats,
+    target::{node::NodeType, stats::ProcessStats},
 };
 
 /// `caller` label value for calls made from C++ (no calling script frame).
@@ -15,14 +15,34 @@ pub const NATIVE_CALLER: &str = "<native>";
 /// The content type of `encode`'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Everything one scrape shows.
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    pub targets: Vec<TargetMetrics>,
+    /// Zeek processes that could not be attached (retried).
+    pub failing: Vec<FailingTarget>,
+    /// Failed attach attempts per node name.
+    pub attach_errors: Vec<(String, u64)>,
+    /// Families from other sources (the ZeroMQ feeds).
+    pub extra: Vec<MetricFamily>,
+}
+
+/// A Zeek process that could not be attached, and why (in one line).
+#[derive(Debug, Clone)]
+pub struct FailingTarget {
+    pub node: String,
+    pub pid: u32,
+    pub error: String,
+}
+
 /// Everything exported for one target.
 #[derive(Debug, Clone)]
 pub struct TargetMetrics {
     pub profile: Profile,
+    pub node_type: NodeType,
     /// Last stats read while it ran (kept after it exits).
     pub process: Option<ProcessStats>,
     pub up: bool,
-    pub attach_errors: u64,
     /// Export sampled seconds per caller edge, at most this many series (the rest summed).
     pub caller_series: Option<usize>,
 }
@@ -116,9 +136,27 @@ pub(crate) fn family(
     Some(f)
 }
 
-fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
+fn families(e: &Exposition) -> Vec<MetricFamily> {
     use MetricType::{COUNTER, GAUGE};
+    let t = &e.targets;
     [
+        family(
+            "zeek_probe_build_info",
+            "zeek-probe itself (value 1), with its version",
+            GAUGE,
+            [(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1.0)],
+        ),
+        family(
+            "zeek_probe_targets",
+            "Zeek processes served, by state: attached (running), exited (final counts kept a while), failing (cannot be attached, retried)",
+            GAUGE,
+            [
+                ("attached", t.iter().filter(|t| t.up).count()),
+                ("exited", t.iter().filter(|t| !t.up).count()),
+                ("failing", e.failing.len()),
+            ]
+            .map(|(state, n)| (vec![("state", state.to_owned())], n as f64)),
+        ),
         family(
             "zeek_probe_target_info",
             "Attached Zeek process (value 1), with version and ABI",
@@ -128,6 +166,7 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
                 let labels = with(
                     base_labels(t),
                     &[
+                        ("node_type", t.node_type.as_str()),
                         ("zeek_version", &s.zeek_version),
                         ("abi", &s.abi),
                         ("binary", &s.binary),
@@ -217,9 +256,17 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
         ),
         family(
             "zeek_probe_attach_errors_total",
-            "Failed attempts to attach probes to the process",
+            "Failed attempts to attach to a Zeek node's process (retried with backoff)",
             COUNTER,
-            t.iter().map(|t| (base_labels(t), t.attach_errors as f64)),
+            e.attach_errors.iter().map(|(node, n)| (vec![("node", node.clone())], *n as f64)),
+        ),
+        family(
+            "zeek_probe_attach_failing",
+            "1 for a Zeek process that cannot be attached at the moment, with the reason",
+            GAUGE,
+            e.failing.iter().map(|f| {
+                (vec![("node", f.node.clone()), ("pid", f.pid.to_string()), ("error", f.error.clone())], 1.0)
+            }),
         ),
         family(
             "zeek_probe_map_full_drops_total",
@@ -245,18 +292,21 @@ fn families(t: &[TargetMetrics]) -> Vec<MetricFamily> {
     ]
     .into_iter()
     .flatten()
+    .chain(e.extra.iter().cloned())
     .collect()
 }
 
-/// The text exposition format of all targets' metrics.
-pub fn encode(targets: &[TargetMetrics]) -> String {
+/// The text exposition format of everything.
+pub fn encode(exposition: &Exposition) -> String {
     let mut out = Vec::new();
-    TextEncoder::new().encode(&families(targets), &mut out).expect("families are well-formed");
+    TextEncoder::new().encode(&families(exposition), &mut out).expect("families are well-formed");
     String::from_utf8(out).expect("the text encoder writes UTF-8")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::{
         binary::LayoutSource,
@@ -309,10 +359,54 @@ mod tests {
                 sampling: Some(Sampling { hz: 99, stacks: vec![] }),
                 probe_health: ProbeHealth::default(),
             },
+            node_type: NodeType::Worker,
             process: Some(ProcessStats { cpu_seconds: 1.5, start_time_seconds: 1e9, resident_bytes: 4096 }),
             up: true,
-            attach_errors: 0,
             caller_series: None,
+        }
+    }
+
+    fn exposition(targets: Vec<TargetMetrics>) -> Exposition {
+        Exposition { targets, ..Exposition::default() }
+    }
+
+    /// The names of every family zeek-probe can export (everything switched on).
+    fn every_family() -> BTreeSet<String> {
+        let mut t = target();
+        t.caller_series = Some(10);
+        t.profile.callers[0].total_seconds = 1.0;
+        let e = Exposition {
+            targets: vec![t],
+            failing: vec![FailingTarget { node: "worker-9".into(), pid: 7, error: "unsupported".into() }],
+            attach_errors: vec![("worker-9".into(), 3)],
+            extra: Vec::new(),
+        };
+        encode(&e).lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_owned).collect()
+    }
+
+    /// `zeek_probe_*` names in a dashboard or rule file.
+    fn queried(path: &str) -> BTreeSet<String> {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut names = BTreeSet::new();
+        for (i, _) in text.match_indices("zeek_probe_") {
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // Service discovery meta labels are labels, not metrics.
+            if !text[..i].ends_with("__meta_") {
+                names.insert(name);
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn dashboard_and_alerts_query_only_exported_metrics() {
+        let exported = every_family();
+        for path in ["prometheus/dashboard.json", "prometheus/alerts.yml"] {
+            let used = queried(path);
+            assert!(used.len() >= 5, "{path} queries zeek-probe's metrics: {used:?}");
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(unknown.is_empty(), "{path} queries metrics zeek-probe does not export: {unknown:?}");
         }
     }
 
@@ -327,9 +421,9 @@ mod tests {
             total_seconds: total,
         };
         t.profile.callers = vec![edge("a", 4.0), edge("b", 2.0), edge("c", 1.0), edge("d", 1.0)];
-        assert!(!encode(&[t.clone()]).contains("zeek_probe_caller_seconds_total"), "off by default");
+        assert!(!encode(&exposition(vec![t.clone()])).contains("zeek_probe_caller_seconds_total"), "off by default");
         t.caller_series = Some(2);
-        let text = encode(&[t]);
+        let text = encode(&exposition(vec![t]));
         assert!(
             text.contains(
                 r#"zeek_probe_caller_seconds_total{node="worker-1",pid="42",function="fmt",kind="bif",caller="a"} 4"#
@@ -344,7 +438,7 @@ mod tests {
 
     #[test]
     fn exports_counts_with_node_and_pid() {
-        let text = encode(&[target()]);
+        let text = encode(&exposition(vec![target()]));
         assert!(
             text.contains(r#"zeek_probe_function_calls_total{node="worker-1",pid="42",function="fmt",kind="bif"} 7"#),
             "{text}"

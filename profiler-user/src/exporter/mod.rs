@@ -1,5 +1,8 @@
-//! Prometheus: the profiles of attached targets as metrics, served over HTTP.
+//! Prometheus: the profiles of attached targets as metrics, served over HTTP, and where to
+//! find the exporters (service discovery).
 pub mod metrics;
 pub mod server;
+pub mod service_discovery;
+pub mod web_config;
 
-pub use metrics::{TargetMetrics, encode};
+pub use metrics::{Exposition, FailingTarget, TargetMetrics, encode};

@@ -1,6 +1,10 @@
 //! Loads the embedded BPF object, attaches its programs at a binary's probe points for one
-//! process, and reads the maps they fill.
-use std::{collections::HashMap as StdHashMap, num::NonZeroU32, path::Path};
+//! process or every process of a binary, and reads the maps they fill.
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    num::NonZeroU32,
+    path::Path,
+};
 
 use aya::{
     Ebpf, include_bytes_aligned,
@@ -15,7 +19,7 @@ use aya::{
 use profiler_common::{CallKey, FuncInfo, LogKey, SampleKey, StackTrace, StatKey, TargetLayout};
 
 use super::privileges;
-use crate::binary::{ProbePoint, ProbePointKind};
+use crate::binary::{FileId, ProbePoint, ProbePointKind};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
@@ -35,6 +39,8 @@ pub enum ProbeError {
     Map { map: &'static str, source: MapError },
     #[error("cannot attach to {point} in {path} for PID {pid}")]
     Attach { point: &'static str, path: String, pid: u32, source: ProgramError },
+    #[error("PID 0 is not a process")]
+    NoTarget,
     #[error("BPF object has no {what} named {name} (build mismatch)")]
     Missing { what: &'static str, name: &'static str },
     #[error("cannot start CPU sampling at {hz} Hz (needs a kernel with perf events and the cpu-clock software event)")]
@@ -76,6 +82,26 @@ const SAMPLER: &str = "cpu_sample";
 /// Walks the script stack a few frames per run, tail-calling itself (`SAMPLE_STEPS[0]`).
 const SAMPLE_STEP: &str = "sample_frames";
 
+/// Which processes a target's uprobes fire in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeScope {
+    /// Its own uprobes, firing only in that process (`record`, `attach --pid`): other Zeek
+    /// processes on the host pay nothing.
+    OneProcess,
+    /// One set of uprobes per executable file, firing in every process that runs it
+    /// (`attach --cluster`); the programs count only registered PIDs. Eight workers cost one
+    /// set of attachments, and a restarted node is probed from its first instruction.
+    SharedBy(FileId),
+}
+
+/// An attached uprobe: the program and its link.
+type Link = (&'static str, UProbeLinkId);
+
+struct SharedLinks {
+    links: Vec<Link>,
+    users: HashSet<u32>,
+}
+
 /// Everything the maps hold at one moment.
 #[derive(Debug, Default, Clone)]
 pub struct MapSnapshot {
@@ -96,7 +122,10 @@ pub struct Probes {
     stats: HashMap<MapData, StatKey, u64>,
     samples: HashMap<MapData, SampleKey, u64>,
     stacks: HashMap<MapData, u64, StackTrace>,
-    links: StdHashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+    /// Uprobes of one process (`ProbeScope::OneProcess`).
+    own_links: StdHashMap<u32, Vec<Link>>,
+    /// Uprobes shared by every process of a binary (`ProbeScope::SharedBy`).
+    shared_links: StdHashMap<FileId, SharedLinks>,
     /// The rate the sampler runs at, once started (one sampler serves every target).
     sampling_hz: Option<u64>,
 }
@@ -166,7 +195,8 @@ impl Probes {
             samples: take_map(&mut ebpf, "SAMPLES")?,
             stacks: take_map(&mut ebpf, "STACKS")?,
             ebpf,
-            links: StdHashMap::new(),
+            own_links: StdHashMap::new(),
+            shared_links: StdHashMap::new(),
             sampling_hz: None,
         })
     }
@@ -194,20 +224,51 @@ impl Probes {
 
     /// Attaches to one process running `exe`. The layout is registered first, so the very
     /// first hit is already understood. Sampling starts (for every target) if the plan asks.
+    /// On failure nothing stays registered or attached for `pid`.
     pub fn attach(
         &mut self,
         pid: u32,
         exe: &Path,
+        scope: ProbeScope,
         points: &[ProbePoint],
         layout: TargetLayout,
         plan: AttachPlan,
     ) -> Result<(), ProbeError> {
+        let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NoTarget)?;
         if let Some(hz) = plan.sample {
             self.start_sampling(hz)?;
         }
         self.targets.insert(pid, layout, 0).map_err(|source| ProbeError::Map { map: "TARGETS", source })?;
-        let scope =
-            UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(ProbeError::Missing { what: "PID", name: "0" })?);
+        let attached = match scope {
+            ProbeScope::OneProcess => self
+                .attach_points(pid, exe, points, plan, UProbeScope::OneProcess(pid_nz))
+                .map(|links| self.own_links.entry(pid).or_default().extend(links)),
+            ProbeScope::SharedBy(file) => match self.shared_links.get_mut(&file) {
+                Some(shared) => {
+                    shared.users.insert(pid);
+                    Ok(())
+                }
+                None => self.attach_points(pid, exe, points, plan, UProbeScope::AllProcesses).map(|links| {
+                    self.shared_links.insert(file, SharedLinks { links, users: HashSet::from([pid]) });
+                }),
+            },
+        };
+        if attached.is_err() {
+            self.detach(pid);
+        }
+        attached
+    }
+
+    /// Attaches the plan's programs at `points`; all or nothing.
+    fn attach_points(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        points: &[ProbePoint],
+        plan: AttachPlan,
+        scope: UProbeScope,
+    ) -> Result<Vec<Link>, ProbeError> {
+        let mut links = Vec::new();
         for point in points {
             let program = match point.kind {
                 ProbePointKind::ScriptFuncInvoke | ProbePointKind::BuiltinFuncInvoke => match plan.invoke {
@@ -217,28 +278,61 @@ impl Probes {
                 ProbePointKind::LogManagerWrite if plan.log_writes => LOG_WRITE_PROGRAM,
                 ProbePointKind::LogManagerWrite => continue,
             };
-            let link = uprobe(&mut self.ebpf, program)?
-                .attach(UProbeAttachLocation::AbsoluteOffset(point.file_offset), exe, scope)
-                .map_err(|source| ProbeError::Attach {
-                    point: point.kind.display(),
-                    path: exe.display().to_string(),
-                    pid,
-                    source,
-                })?;
-            self.links.entry(pid).or_default().push((program, link));
+            let attached = uprobe(&mut self.ebpf, program).and_then(|p| {
+                p.attach(UProbeAttachLocation::AbsoluteOffset(point.file_offset), exe, scope).map_err(|source| {
+                    ProbeError::Attach { point: point.kind.display(), path: exe.display().to_string(), pid, source }
+                })
+            });
+            match attached {
+                Ok(link) => links.push((program, link)),
+                Err(err) => {
+                    self.release(links);
+                    return Err(err);
+                }
+            }
         }
-        Ok(())
+        Ok(links)
     }
 
-    /// Detaches everything attached for `pid`; its counts stay in the maps.
-    pub fn detach(&mut self, pid: u32) {
-        for (program, link) in self.links.remove(&pid).unwrap_or_default() {
+    fn release(&mut self, links: Vec<Link>) {
+        for (program, link) in links {
             if let Ok(p) = uprobe(&mut self.ebpf, program) {
                 // A link whose process is gone may already be released; nothing to do then.
                 let _ = p.detach(link);
             }
         }
+    }
+
+    /// Detaches what serves only `pid` (probes shared by a binary stay while another process
+    /// of it is a target); its counts stay in the maps.
+    pub fn detach(&mut self, pid: u32) {
+        let own = self.own_links.remove(&pid).unwrap_or_default();
+        self.release(own);
+        let unused: Vec<FileId> = self
+            .shared_links
+            .iter_mut()
+            .filter_map(|(file, shared)| (shared.users.remove(&pid) && shared.users.is_empty()).then_some(*file))
+            .collect();
+        for file in unused {
+            if let Some(shared) = self.shared_links.remove(&file) {
+                self.release(shared.links);
+            }
+        }
         let _ = self.targets.remove(&pid);
+    }
+
+    /// Deletes a detached process's counts from the maps (names, shared by all, stay).
+    pub fn forget(&mut self, pid: u32) {
+        fn remove_pid<K: aya::Pod>(map: &mut HashMap<MapData, K, u64>, is_pid: impl Fn(&K) -> bool) {
+            let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| is_pid(k)).collect();
+            for key in keys {
+                let _ = map.remove(&key);
+            }
+        }
+        remove_pid(&mut self.calls, |k| k.pid == pid);
+        remove_pid(&mut self.log_writes, |k| k.pid == pid);
+        remove_pid(&mut self.stats, |k| k.pid == pid);
+        remove_pid(&mut self.samples, |k| k.pid == pid);
     }
 
     /// Copies the maps. Counters are cumulative: nothing is reset.

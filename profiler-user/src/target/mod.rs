@@ -1,4 +1,5 @@
 //! The running Zeek process: who it is, reading its memory, and starting one under our control.
+pub mod discovery;
 pub mod launch;
 pub mod mappings;
 pub mod memory;

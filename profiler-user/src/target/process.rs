@@ -1,7 +1,10 @@
 //! What /proc says about a process: its executable, command line, node name and load bias.
 use std::{fs, io, path::PathBuf};
 
-use super::{mappings, node::node_name};
+use super::{
+    mappings,
+    node::{NodeType, node_name},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -24,6 +27,9 @@ pub struct ProcessInfo {
     pub exe_link: PathBuf,
     pub cmdline: Vec<String>,
     pub node: String,
+    pub node_type: NodeType,
+    /// Its parent: supervised nodes are children of the supervisor's stem.
+    pub ppid: u32,
     /// Runs scripts compiled by ZAM (`-O ZAM`): small functions are inlined into their
     /// callers, whose time then includes theirs.
     pub zam: bool,
@@ -65,7 +71,11 @@ impl ProcessInfo {
         let environ = proc_read(pid, "environ")?;
         let comm = String::from_utf8_lossy(&proc_read(pid, "comm")?).trim_end().to_owned();
         let zam = uses_zam(&cmdline, &environ);
-        Ok(Self { pid, exe, exe_link, cmdline, node: node_name(&environ, &comm), zam })
+        let stat = String::from_utf8_lossy(&proc_read(pid, "stat")?).into_owned();
+        let ppid = parent_pid(&stat).ok_or(ProcessError::Gone { pid })?;
+        let node = node_name(&environ, &comm);
+        let node_type = NodeType::of(&node, &cmdline);
+        Ok(Self { pid, exe, exe_link, cmdline, node, node_type, ppid, zam })
     }
 
     /// The load bias of the executable: runtime address minus link-time address. Found from
@@ -83,13 +93,22 @@ impl ProcessInfo {
 
     /// Whether the process still exists (a zombie counts as gone).
     pub fn is_alive(pid: u32) -> bool {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => {
-                stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-            }
-            Err(_) => false,
-        }
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_is_alive(&stat))
     }
+}
+
+/// The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses).
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace())
+}
+
+/// Not a zombie (`Z`) nor dead (`X`).
+pub fn stat_is_alive(stat: &str) -> bool {
+    stat_fields(stat).and_then(|mut f| f.next()).is_some_and(|state| state != "Z" && state != "X")
+}
+
+fn parent_pid(stat: &str) -> Option<u32> {
+    stat_fields(stat)?.nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -110,9 +129,19 @@ mod tests {
     }
 
     #[test]
+    fn reads_state_and_parent_past_odd_command_names() {
+        let stat = "4242 (zeek.a) b) S 17 4242 4242 0 -1";
+        assert_eq!(parent_pid(stat), Some(17));
+        assert!(stat_is_alive(stat));
+        assert!(!stat_is_alive("4242 (zeek) Z 17 4242"));
+        assert_eq!(parent_pid("garbage"), None);
+    }
+
+    #[test]
     fn reads_itself() {
         let me = ProcessInfo::read(std::process::id()).unwrap();
         assert!(me.exe.is_file());
         assert!(!me.zam);
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
     }
 }
