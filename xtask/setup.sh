@@ -14,8 +14,9 @@ as_root() {
 
 # Debian packages: LLVM 22 for bpf-linker (must match the nightly's LLVM), g++ for the
 # Zeek-shaped fixtures, bpftrace for the benchmark baseline, libzmq for the ZeroMQ side,
-# prometheus for promtool and the end-to-end scrape tests, binutils for strip/objcopy.
-debs=(llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev pkg-config zlib1g-dev libzstd-dev)
+# prometheus for promtool and the end-to-end scrape tests, binutils for strip/objcopy, curl
+# for the TLS and basic-auth checks.
+debs=(llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev pkg-config zlib1g-dev libzstd-dev curl)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,6 +5,7 @@ mod attach;
 mod bad_input;
 mod binary;
 mod check;
+mod cluster;
 mod common;
 mod record;
 mod sampling;

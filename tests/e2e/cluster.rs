@@ -1,0 +1,378 @@
+//! `zeek-probe attach --cluster` scraped by a real Prometheus server: several fixture "nodes"
+//! (zeekctl-style `CLUSTER_NODE=…` and one named the supervisor way), found by their symbols,
+//! counted exactly, followed through a restart; one that cannot be attached; TLS and basic
+//! auth; the HTTP service discovery endpoint; the alert rules evaluated.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    os::unix::fs::{PermissionsExt, symlink},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A Prometheus server (Debian's `prometheus`) on loopback, with its own storage.
+struct Prometheus {
+    _server: Reaped,
+    address: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET over HTTP/1.0, so that the body comes unchunked. Returns (status line, body).
+fn get(address: &str, path: &str) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+impl Prometheus {
+    fn start(config: &Path, dir: &Path) -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let server = Reaped(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address={address}"))
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(dir.join("prometheus.log")).unwrap())
+                .spawn()
+                .expect("prometheus (Debian package) is installed by cargo xtask setup"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !get(&address, "/-/ready").is_some_and(|(status, _)| status.contains(" 200")) {
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not get ready; see {}",
+                dir.join("prometheus.log").display()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+        Self { _server: server, address }
+    }
+
+    /// An instant query's series as (labels, value).
+    fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let Some((status, body)) = get(&self.address, &format!("/api/v1/query?query={}", percent_encode(promql)))
+        else {
+            return Vec::new();
+        };
+        assert!(status.contains(" 200"), "query {promql}: {status} {body}");
+        let doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
+        doc["data"]["result"]
+            .as_array()
+            .map(|series| {
+                series
+                    .iter()
+                    .map(|s| {
+                        let labels = s["metric"]
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                            .collect();
+                        (labels, s["value"][1].as_str().unwrap().parse().unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Polls `promql` until `done` holds for its result.
+    fn wait_for(
+        &self,
+        promql: &str,
+        what: &str,
+        exporter_log: &Mutex<String>,
+        done: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let result = self.query(promql);
+            if done(&result) {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: `{promql}` gave {result:?}\nexporter log:\n{}",
+                exporter_log.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// A fixture started as a cluster node: `CLUSTER_NODE` as zeekctl sets it, or none.
+fn node(binary: &Path, cluster_node: Option<&str>, args: &[impl AsRef<std::ffi::OsStr>]) -> Reaped {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).stdout(Stdio::null()).env_remove("CLUSTER_NODE");
+    if let Some(name) = cluster_node {
+        cmd.env("CLUSTER_NODE", name);
+    }
+    Reaped(cmd.spawn().unwrap())
+}
+
+/// A copy of a fixture whose version symbol names Zeek 5.2, which zeek-probe does not support:
+/// a Zeek process that cannot be attached.
+fn unsupported_zeek(dir: &Path) -> PathBuf {
+    let mut bytes = fs::read(fixture("zeek-shaped-8.2")).unwrap();
+    let (from, to) = (b"zeek_version_8_2_2_plugin_7", b"zeek_version_5_2_2_plugin_7");
+    let mut replaced = 0;
+    for i in 0..bytes.len() - from.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0, "the fixture has a version symbol");
+    let path = dir.join("zeek-5.2");
+    fs::write(&path, bytes).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM files.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Distinct names: a leaf whose subject equals its issuer looks self-signed to verifiers.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "zeek-probe test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"));
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, cert.pem()).unwrap();
+    fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+const PASSWORD: &str = "scrape-secret";
+
+fn prometheus_config(dir: &Path, exporter: &str, ca: &Path) -> PathBuf {
+    let alerts = workspace_root().join("prometheus/alerts.yml");
+    let ca = ca.display();
+    let config = format!(
+        r#"
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ["{alerts}"]
+scrape_configs:
+  - job_name: zeek-probe
+    scheme: https
+    tls_config: {{ca_file: "{ca}", server_name: localhost}}
+    basic_auth: {{username: prometheus, password: "{PASSWORD}"}}
+    http_sd_configs:
+      - url: "https://{exporter}/services.json"
+        refresh_interval: 1s
+        tls_config: {{ca_file: "{ca}", server_name: localhost}}
+        basic_auth: {{username: prometheus, password: "{PASSWORD}"}}
+  - job_name: unauthenticated
+    scheme: https
+    tls_config: {{ca_file: "{ca}", server_name: localhost}}
+    static_configs: [{{targets: ["{exporter}"]}}]
+  - job_name: plaintext
+    static_configs: [{{targets: ["{exporter}"]}}]
+"#,
+        alerts = alerts.display()
+    );
+    let path = dir.join("prometheus.yml");
+    fs::write(&path, config).unwrap();
+    path
+}
+
+/// The HTTP status curl got ("000": no HTTP answer), with what curl said about it.
+fn curl_status(args: &[&str], url: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed by cargo xtask setup");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn cluster_exporter_scraped_by_prometheus() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let web_config = dir.path().join("web.yml");
+    fs::write(
+        &web_config,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: '{hash}'\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+
+    // The exporter starts first: every node is picked up as it appears.
+    let mut exporter = Reaped(
+        Command::new(zeek_probe())
+            .args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "300"])
+            .arg("--web-config")
+            .arg(&web_config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(exporter.0.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let address = first
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no https metrics address in: {first}"))
+        .to_owned();
+    let log = Arc::new(Mutex::new(first.clone()));
+    let log_writer = log.clone();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            log_writer.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+
+    // TLS and basic auth turn away whoever does not bring both.
+    let port = address.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/metrics");
+    let ca_path = ca.display().to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let tls = ["--cacert", &ca_path, "--resolve", &resolve];
+    let expect = |args: &[&str], url: &str, status: &str, what: &str| {
+        let (got, said) = curl_status(args, url);
+        assert_eq!(got, status, "{what}: {said}");
+    };
+    expect(&tls, &url, "401", "no credentials");
+    expect(&[&tls[..], &["-u", "prometheus:wrong"]].concat(), &url, "401", "wrong password");
+    let good = format!("prometheus:{PASSWORD}");
+    expect(&[&tls[..], &["-u", &good]].concat(), &url, "200", "right credentials");
+    expect(&[], &format!("http://{address}/metrics"), "000", "plain HTTP gets no answer");
+
+    let prometheus = Prometheus::start(&prometheus_config(dir.path(), &address, &ca), dir.path());
+
+    // Nodes: two zeekctl workers of different ABI generations, a proxy named the supervisor
+    // way (thread name zeek.proxy-1, no CLUSTER_NODE), and one that cannot be attached.
+    let truth = |name: &str| dir.path().join(format!("{name}.json"));
+    let run = |name: &str| -> Vec<String> {
+        ["--wait-for-signal", "--seconds", "2", "--truth"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([truth(name).display().to_string()])
+            .collect()
+    };
+    let supervised = dir.path().join("zeek.proxy-1");
+    symlink(fixture("zeek-shaped-8.2"), &supervised).unwrap();
+    let mut counted = vec![
+        ("worker-1", node(&fixture("zeek-shaped-8.2"), Some("worker-1"), &run("worker-1"))),
+        ("worker-2", node(&fixture("zeek-shaped-7.0"), Some("worker-2"), &run("worker-2"))),
+        ("proxy-1", node(&supervised, None, &run("proxy-1"))),
+    ];
+    let _broken = node(&unsupported_zeek(dir.path()), Some("worker-9"), &["--seconds", "300"]);
+    let long_lived = node(&fixture("zeek-shaped-8.2"), Some("worker-3"), &["--seconds", "300"]);
+
+    let pids: BTreeMap<&str, u32> = counted.iter().map(|(n, c)| (*n, c.0.id())).collect();
+    let up_query = r#"zeek_probe_target_up{job="zeek-probe",node=~"worker-1|worker-2|proxy-1|worker-3"} == 1"#;
+    prometheus.wait_for(up_query, "every node attached and scraped through service discovery", &log, |r| r.len() == 4);
+    let info = prometheus.query(r#"zeek_probe_target_info{job="zeek-probe",node="proxy-1"}"#);
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].0["node_type"], "proxy");
+    assert_eq!(info[0].0["pid"], pids["proxy-1"].to_string());
+    let info = prometheus.query(r#"zeek_probe_target_info{job="zeek-probe",node="worker-2"}"#);
+    assert_eq!((info[0].0["node_type"].as_str(), info[0].0["zeek_version"].as_str()), ("worker", "7.0.0"));
+
+    // The three run their workload now that the probes are in place, and exit.
+    for (_, child) in &counted {
+        signal(child.0.id(), libc::SIGUSR1);
+    }
+    for (name, child) in &mut counted {
+        assert!(child.0.wait().unwrap().success(), "{name} exits cleanly under the probes");
+    }
+    let exited = r#"zeek_probe_target_up{job="zeek-probe",node=~"worker-1|worker-2|proxy-1"} == 0"#;
+    prometheus.wait_for(exited, "the exited nodes' final counts scraped", &log, |r| r.len() == 3);
+    for (name, pid) in &pids {
+        let fetch = |metric: &str| prometheus.query(&format!(r#"{metric}{{job="zeek-probe",node="{name}"}}"#));
+        assert_counts_match_truth(fetch, name, *pid, &read_json(&truth(name)));
+    }
+
+    // The unsupported node is reported, as a metric, an alert and a log line, and retried.
+    let failing = r#"zeek_probe_attach_failing{job="zeek-probe",node="worker-9"} == 1"#;
+    let failing = prometheus.wait_for(failing, "the unsupported node reported", &log, |r| r.len() == 1);
+    assert!(failing[0].0["error"].contains("6.0"), "the reason names what is supported: {failing:?}");
+    let errors = r#"zeek_probe_attach_errors_total{job="zeek-probe",node="worker-9"}"#;
+    prometheus.wait_for(errors, "attach retried", &log, |r| r.first().is_some_and(|(_, v)| *v >= 2.0));
+    let alert = r#"ALERTS{alertname="ZeekProbeAttachFailing",node="worker-9"}"#;
+    prometheus.wait_for(alert, "the alert rule sees the failing node", &log, |r| !r.is_empty());
+    assert!(log.lock().unwrap().contains("cannot attach to node worker-9"), "{}", log.lock().unwrap());
+
+    // A node killed and restarted keeps its name and is attached again under its new PID.
+    let old_pid = long_lived.0.id();
+    drop(long_lived);
+    let restarted = node(&fixture("zeek-shaped-8.2"), Some("worker-3"), &["--seconds", "300"]);
+    let new_pid = restarted.0.id();
+    let reattached = format!(r#"zeek_probe_target_up{{job="zeek-probe",node="worker-3",pid="{new_pid}"}} == 1"#);
+    prometheus.wait_for(&reattached, "the restarted node attached again", &log, |r| r.len() == 1);
+    let old = prometheus.query(&format!(r#"zeek_probe_target_up{{job="zeek-probe",pid="{old_pid}"}}"#));
+    assert!(old.iter().all(|(_, v)| *v == 0.0), "the killed process is down: {old:?}");
+    let calls = format!(r#"sum(zeek_probe_function_calls_total{{job="zeek-probe",node="worker-3",pid="{new_pid}"}})"#);
+    prometheus.wait_for(&calls, "the restarted node counted", &log, |r| r.first().is_some_and(|(_, v)| *v > 0.0));
+
+    // Scrapes without credentials or without TLS fail; the exporter itself stays healthy.
+    let up = |job: &str| prometheus.query(&format!(r#"up{{job="{job}"}}"#));
+    prometheus.wait_for(r#"up{job="unauthenticated"} == 0"#, "unauthenticated scrape refused", &log, |r| r.len() == 1);
+    assert_eq!(up("plaintext").first().map(|(_, v)| *v), Some(0.0), "plain HTTP scrape refused");
+    assert_eq!(up("zeek-probe").first().map(|(_, v)| *v), Some(1.0));
+    assert!(exporter.0.try_wait().unwrap().is_none(), "the exporter still runs: {}", log.lock().unwrap());
+}
+
+#[test]
+fn alert_rules_and_example_config_pass_promtool() {
+    let dir = workspace_root().join("prometheus");
+    let rules = Command::new("promtool").args(["check", "rules"]).arg(dir.join("alerts.yml")).output().unwrap();
+    assert!(
+        rules.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules.stdout) + String::from_utf8_lossy(&rules.stderr)
+    );
+    // The example's CA and password files live on a Prometheus server, not here.
+    let config = Command::new("promtool")
+        .args(["check", "config", "--syntax-only"])
+        .arg(dir.join("prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        config.status.success(),
+        "{}",
+        String::from_utf8_lossy(&config.stdout) + String::from_utf8_lossy(&config.stderr)
+    );
+}
