@@ -4,5 +4,6 @@ pub mod metrics;
 pub mod server;
 pub mod service_discovery;
 pub mod web_config;
+pub mod zeromq_metrics;
 
 pub use metrics::{Exposition, FailingTarget, TargetMetrics, encode};
