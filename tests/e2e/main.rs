@@ -9,3 +9,4 @@ mod cluster;
 mod common;
 mod record;
 mod sampling;
+mod zeromq;
