@@ -65,5 +65,5 @@ fn without_bpf_privileges() {
         .args(["--rounds", "1"])
         .output()
         .unwrap();
-    assert_one_line_error(&output, "lacks CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE");
+    assert_one_line_error(&output, "lacks CAP_SYS_ADMIN, CAP_SYS_PTRACE");
 }

@@ -97,7 +97,7 @@ fn without_privileges_the_verdict_says_what_is_missing() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert_eq!(stdout.lines().last(), Some("not ready: run as root or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE"));
+    assert_eq!(stdout.lines().last(), Some("not ready: run as root or grant CAP_SYS_ADMIN, CAP_SYS_PTRACE"));
 }
 
 #[test]

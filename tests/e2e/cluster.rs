@@ -125,6 +125,54 @@ impl Prometheus {
     }
 }
 
+/// A running `zeek-probe attach`: where it serves, and what it has said so far.
+struct Exporter {
+    child: Reaped,
+    address: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts `cmd` and reads what it says up to the line saying where the metrics are served
+    /// (nodes already running are reported before it).
+    fn start(mut cmd: Command, scheme: &str) -> Self {
+        let mut child = Reaped(cmd.stderr(Stdio::piped()).spawn().unwrap());
+        let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+        let mut said = String::new();
+        let address = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "the exporter ended: {said}");
+            said.push_str(&line);
+            if let Some(rest) =
+                line.split_once(" metrics on ").and_then(|(_, r)| r.strip_prefix(&format!("{scheme}://")))
+            {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        let log = Arc::new(Mutex::new(said));
+        let log_writer = log.clone();
+        thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                log_writer.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self { child, address, log }
+    }
+
+    /// Polls the exposition until `done` holds for it.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = http_get(&self.address, "/metrics");
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}\nexporter log:\n{}", self.log.lock().unwrap());
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// A fixture started as a cluster node: `CLUSTER_NODE` as zeekctl sets it, or none.
 fn node(binary: &Path, cluster_node: Option<&str>, args: &[impl AsRef<std::ffi::OsStr>]) -> Reaped {
     let mut cmd = Command::new(binary);
@@ -237,31 +285,11 @@ fn cluster_exporter_scraped_by_prometheus() {
     .unwrap();
 
     // The exporter starts first: every node is picked up as it appears.
-    let mut exporter = Reaped(
-        Command::new(zeek_probe())
-            .args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "300"])
-            .arg("--web-config")
-            .arg(&web_config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(exporter.0.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let address = first
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no https metrics address in: {first}"))
-        .to_owned();
-    let log = Arc::new(Mutex::new(first.clone()));
-    let log_writer = log.clone();
-    thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            log_writer.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "300"])
+        .arg("--web-config")
+        .arg(&web_config);
+    let Exporter { child: mut exporter, address, log } = Exporter::start(cmd, "https");
 
     // TLS and basic auth turn away whoever does not bring both.
     let port = address.rsplit(':').next().unwrap();
@@ -375,4 +403,70 @@ fn alert_rules_and_example_config_pass_promtool() {
         "{}",
         String::from_utf8_lossy(&config.stdout) + String::from_utf8_lossy(&config.stderr)
     );
+}
+
+#[test]
+fn exited_nodes_are_dropped_after_their_retention() {
+    if !privileged() {
+        return;
+    }
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["attach", "--cluster", "--no-sample", "--retain-exited", "1", "--listen", "127.0.0.1:0"])
+        .args(["--duration", "120"]);
+    let exporter = Exporter::start(cmd, "http");
+    let mut short = node(&fixture("zeek-shaped-8.2"), Some("retention-1"), &["--wait-for-signal", "--seconds", "0.5"]);
+    let up = format!("zeek_probe_target_up{{node=\"retention-1\",pid=\"{}\"}}", short.0.id());
+    exporter.wait_for("attached", |t| t.contains(&format!("{up} 1")));
+    signal(short.0.id(), libc::SIGUSR1);
+    assert!(short.0.wait().unwrap().success());
+    exporter.wait_for("exited, final counts served", |t| t.contains(&format!("{up} 0")));
+    exporter.wait_for("dropped after --retain-exited", |t| !t.contains(&up) && !t.contains("node=\"retention-1\""));
+}
+
+/// The capabilities the systemd unit grants, as setpriv names them (`bpf`, `perfmon`, …).
+fn unit_capabilities() -> Vec<String> {
+    let unit = fs::read_to_string(workspace_root().join("prometheus/zeek-probe.service")).unwrap();
+    let caps = |key: &str| -> Vec<String> {
+        let line = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("the unit sets {key}"));
+        let mut caps: Vec<String> =
+            line.split_whitespace().map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase()).collect();
+        caps.sort();
+        caps
+    };
+    let ambient = caps("AmbientCapabilities=");
+    assert_eq!(ambient, caps("CapabilityBoundingSet="), "the unit grants what it bounds");
+    assert!(unit.lines().any(|l| l.starts_with("DynamicUser=yes")), "the unit runs as an unprivileged user");
+    ambient
+}
+
+#[test]
+fn the_systemd_units_capabilities_suffice_without_root() {
+    if !privileged() {
+        return;
+    }
+    let caps = unit_capabilities().iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.json");
+    let mut worker = node(
+        &fixture("zeek-shaped-8.2"),
+        Some("worker-unit"),
+        &["--wait-for-signal".as_ref(), "--seconds".as_ref(), "1".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+    );
+    // As systemd runs it: another user than the Zeek process, with only the unit's capabilities.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg("--")
+        .arg(zeek_probe())
+        .args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "120"]);
+    let exporter = Exporter::start(cmd, "http");
+    let pid = worker.0.id();
+    let up = format!("zeek_probe_target_up{{node=\"worker-unit\",pid=\"{pid}\"}}");
+    exporter.wait_for("attached with the unit's capabilities", |t| t.contains(&format!("{up} 1")));
+    signal(pid, libc::SIGUSR1);
+    assert!(worker.0.wait().unwrap().success());
+    let text = exporter.wait_for("exit noticed", |t| t.contains(&format!("{up} 0")));
+    assert_exported_counts_match_truth(&text, "worker-unit", pid, &read_json(&truth));
 }

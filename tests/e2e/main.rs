@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `zeek-probe` binary, real BPF programs in the kernel, the
-//! Zeek-shaped fixture as the target. They need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE);
+//! Zeek-shaped fixture as the target. They need root (CAP_SYS_ADMIN for uprobes, CAP_SYS_PTRACE);
 //! without it they are skipped, except under CI=true, where they fail.
 mod attach;
 mod bad_input;
