@@ -336,6 +336,29 @@ fn malformed_input_is_counted_and_survived() {
     assert_eq!(messages(&t, "logs", "malformed"), 7.0);
 }
 
+/// A frame far over the limit (past ZMQ_MAXMSGSIZE) is refused by libzmq before it is
+/// allocated: it costs the sender its connection, which it makes again, and nothing else.
+#[test]
+fn frames_past_the_hard_limit_cost_the_sender_its_connection_only() {
+    let config = FeedConfig { logs: Some("tcp://127.0.0.1:*".into()), max_frame: 64 * 1024, ..FeedConfig::default() };
+    let feeds = Feeds::start(config).unwrap();
+    let writer = Writer::connect(&feeds.endpoints()[0].1);
+    writer.warm_up(&feeds);
+    let before = messages(&text(&feeds), "logs", "received");
+    writer.frames(&[b"conn", &vec![b'x'; 4 << 20]]);
+    // The writer reconnects by itself; records sent meanwhile are lost, so retry.
+    let t = wait_until(
+        &feeds,
+        || writer.write("after", r#"{"ts":1.0}"#),
+        |t| value(t, "zeek_probe_zmq_log_records_total", &[("path", "after")]).is_some(),
+    );
+    let received = messages(&t, "logs", "received") - before;
+    let after = value(&t, "zeek_probe_zmq_log_records_total", &[("path", "after")]).unwrap();
+    assert_eq!(malformed(&t, "logs", "oversized"), 0.0, "never received: {t}");
+    // Late warm-up records may have come in too; the huge one did not.
+    assert!(received >= after && received - after <= 3.0, "{t}");
+}
+
 /// A node that stops reporting disappears after three intervals, not before.
 #[test]
 fn silent_nodes_expire() {

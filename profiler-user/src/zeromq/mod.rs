@@ -356,3 +356,15 @@ impl Consumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exporter shares the feeds with its HTTP server's threads.
+    #[test]
+    fn feeds_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Feeds>();
+    }
+}
