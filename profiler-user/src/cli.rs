@@ -102,9 +102,42 @@ pub struct AttachArgs {
     pub web_config: Option<PathBuf>,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub zmq: ZmqArgs,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+}
+
+/// The companion Zeek package's memory statistics and logs, over ZeroMQ (zeek-abi.md §7).
+#[derive(Debug, Args)]
+pub struct ZmqArgs {
+    /// Subscribe to the cluster's ZeroMQ XPUB (e.g. tcp://127.0.0.1:5555; zeekctl 8.1+:
+    /// tcp://MANAGER:27760) for ZeekProbe::memory_stats events.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zmq_cluster: Option<String>,
+    /// Bind here for the NCSA ZeroMQ log writer's records (e.g. tcp://127.0.0.1:5557): records
+    /// per log path and node, and the package's zeek_probe_memory / zeek_probe_stats logs.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zmq_logs: Option<String>,
+    /// CURVE: this client's public key (Z85, a key file or a ZeroMQ certificate).
+    #[arg(long, value_name = "KEY|FILE", requires_all = ["zmq_curve_secret", "zmq_curve_server"])]
+    pub zmq_curve_public: Option<String>,
+    /// CURVE: this client's secret key.
+    #[arg(long, value_name = "KEY|FILE", requires_all = ["zmq_curve_public", "zmq_curve_server"])]
+    pub zmq_curve_secret: Option<String>,
+    /// CURVE: the cluster's (server's) public key.
+    #[arg(long, value_name = "KEY|FILE", requires_all = ["zmq_curve_public", "zmq_curve_secret"])]
+    pub zmq_curve_server: Option<String>,
+    /// Memory footprints exported per node; the rest are summed into module="<other>".
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub zmq_top_n: usize,
+    /// The package's ZeekProbe::stats_interval: a node silent for 3 of them is dropped.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub zmq_interval: u64,
+    /// Messages waiting to be decoded per feed before new ones are dropped (and counted).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub zmq_queue: usize,
 }
 
 /// What the Prometheus service discovery output lists: this host's exporter, or every host of

@@ -14,11 +14,7 @@ use crate::{
         loader::{AttachPlan, MapSnapshot, ProbeScope},
     },
     session::{Session, SessionError},
-    target::{
-        ProcessInfo,
-        discovery::{Discovery, Found},
-        stats::ProcessStats,
-    },
+    target::{ProcessInfo, discovery::Found, stats::ProcessStats},
 };
 
 /// First retry of a node that failed to attach; doubled per failure up to `MAX_RETRY`.
@@ -50,7 +46,6 @@ pub struct Cluster {
     probes: Probes,
     plan: AttachPlan,
     selection: Selection,
-    discovery: Discovery,
     nodes: BTreeMap<u32, Node>,
     failing: HashMap<u32, Failure>,
     /// Failed attach attempts per node name (kept across restarts, like the node label).
@@ -74,7 +69,7 @@ impl Cluster {
         let session = Session::attach(&mut probes, pid, plan)?;
         let mut cluster = Self::new(probes, plan, Selection::Pid, caller_series);
         cluster.nodes.insert(pid, Node { session, process: None, exited_at: None });
-        cluster.refresh();
+        cluster.refresh(None);
         Ok(cluster)
     }
 
@@ -83,7 +78,6 @@ impl Cluster {
             probes,
             plan,
             selection,
-            discovery: Discovery::default(),
             nodes: BTreeMap::new(),
             failing: HashMap::new(),
             attach_errors: BTreeMap::new(),
@@ -96,12 +90,14 @@ impl Cluster {
         self.nodes.values().filter(|n| n.exited_at.is_none()).map(|n| &n.session)
     }
 
-    /// Follows the host: attaches new Zeek processes, retries failed ones when due, notices
-    /// exits, and reads what can only be read while a process lives (names, process stats).
-    pub fn refresh(&mut self) {
+    /// Follows the host as a discovery scan `found` it (in cluster mode): attaches new Zeek
+    /// processes, retries failed ones when due; notices exits, and reads what can only be read
+    /// while a process lives (names, process stats). The scan is the caller's, so that
+    /// inspecting a new binary does not hold up scrapes.
+    pub fn refresh(&mut self, found: Option<HashMap<u32, Found>>) {
         let now = Instant::now();
-        if let Selection::Discover { retain_exited } = self.selection {
-            let found = self.discovery.scan();
+        if let (Selection::Discover { retain_exited }, Some(found)) = (&self.selection, found) {
+            let retain_exited = *retain_exited;
             self.failing.retain(|pid, _| found.contains_key(pid));
             for (pid, f) in found {
                 match self.nodes.get_mut(&pid) {

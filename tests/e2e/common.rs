@@ -1,10 +1,13 @@
 //! Shared helpers: finding the binaries, privilege policy, reading truth and summaries.
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Output},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -230,4 +233,52 @@ pub fn assert_counts_match_truth(
         .map(|(l, v)| (l["stream"].clone(), v as u64))
         .collect();
     assert_eq!(streams, log_writes(truth), "writes per log stream of {node}");
+}
+
+/// A running `zeek-probe attach`: where it serves, and what it has said so far.
+pub struct Exporter {
+    pub child: Reaped,
+    pub address: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts `cmd` and reads what it says up to the line saying where the metrics are served
+    /// (nodes already running are reported before it).
+    pub fn start(mut cmd: Command, scheme: &str) -> Self {
+        let mut child = Reaped(cmd.stderr(Stdio::piped()).spawn().unwrap());
+        let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+        let mut said = String::new();
+        let address = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "the exporter ended: {said}");
+            said.push_str(&line);
+            if let Some(rest) =
+                line.split_once(" metrics on ").and_then(|(_, r)| r.strip_prefix(&format!("{scheme}://")))
+            {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        let log = Arc::new(Mutex::new(said));
+        let log_writer = log.clone();
+        thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                log_writer.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self { child, address, log }
+    }
+
+    /// Polls the exposition until `done` holds for it.
+    pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = http_get(&self.address, "/metrics");
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}\nexporter log:\n{}", self.log.lock().unwrap());
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
 }

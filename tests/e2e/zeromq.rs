@@ -471,3 +471,67 @@ fn bad_configuration_says_what_to_do() {
     let idle = Feeds::start(FeedConfig::default()).unwrap();
     assert!(idle.families().is_empty());
 }
+
+/// `attach --cluster --zmq-logs`: the package's memory records and the eBPF side's metrics of
+/// the same node in one exposition.
+#[test]
+fn attach_exports_what_the_package_sends_beside_the_probes_metrics() {
+    if !crate::common::privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = ipc(dir.path(), "logs");
+    let mut cmd = std::process::Command::new(crate::common::zeek_probe());
+    cmd.args(["attach", "--cluster", "--no-sample", "--listen", "127.0.0.1:0", "--duration", "120"]).args([
+        "--zmq-logs",
+        &endpoint,
+        "--zmq-top-n",
+        "1",
+    ]);
+    let exporter = crate::common::Exporter::start(cmd, "http");
+    let worker = crate::common::Reaped(
+        std::process::Command::new(crate::common::fixture("zeek-shaped-8.2"))
+            .args(["--seconds", "60"])
+            .env("CLUSTER_NODE", "worker-zmq")
+            .spawn()
+            .unwrap(),
+    );
+    let writer = Writer::connect(&endpoint);
+    let record = |variable: &str, footprint: u64| {
+        format!(
+            r#"{{"ts":1700000000.5,"run":1,"node":"worker-zmq","module":"Conn","variable":"{variable}","footprint":{footprint}}}"#
+        )
+    };
+    // Until the connection is up the writer's records are lost (PUB/SUB): resend the run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        writer.write("zeek_probe_memory", &record("conns", 900));
+        writer.write("zeek_probe_memory", &record("pending", 40));
+        writer.write("zeek_probe_stats", r#"{"ts":1700000000.5,"run":1,"node":"worker-zmq","cost":0.25,"globals":2}"#);
+        let text = crate::common::http_get(&exporter.address, "/metrics");
+        let both = text
+            .contains(r#"zeek_probe_memory_footprint{node="worker-zmq",module="Conn",variable="conns"} 900"#)
+            && text.contains(&format!(r#"zeek_probe_target_up{{node="worker-zmq",pid="{}"}} 1"#, worker.0.id()));
+        if both || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        text.contains(r#"zeek_probe_memory_footprint{node="worker-zmq",module="<other>",variable="<other>"} 40"#),
+        "top 1 plus the rest summed:\n{text}\n{}",
+        exporter.log.lock().unwrap()
+    );
+    assert!(text.contains(r#"zeek_probe_memory_stats_run_seconds{node="worker-zmq"} 0.25"#), "{text}");
+    assert!(text.contains(&format!(r#"zeek_probe_target_up{{node="worker-zmq",pid="{}"}} 1"#, worker.0.id())));
+    assert!(exporter.log.lock().unwrap().contains("ZeroMQ logs feed on ipc://"), "{}", exporter.log.lock().unwrap());
+}
+
+#[test]
+fn attach_refuses_a_bad_zmq_endpoint_in_one_line() {
+    let output = std::process::Command::new(crate::common::zeek_probe())
+        .args(["attach", "--cluster", "--zmq-logs", "nonsense://here"])
+        .output()
+        .unwrap();
+    crate::common::assert_one_line_error(&output, "nonsense://here");
+}

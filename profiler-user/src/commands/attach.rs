@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::AttachArgs,
+    cli::{AttachArgs, ZmqArgs},
     cluster::Cluster,
     exporter::{
         self,
@@ -21,6 +21,8 @@ use crate::{
     probes::Probes,
     profile::{Sampling, StackFrame},
     report::flamegraph,
+    target::discovery::Discovery,
+    zeromq::{CurveKeys, FeedConfig, Feeds},
 };
 
 /// How often the host is scanned for Zeek nodes, names learnt and process stats read: new
@@ -64,6 +66,27 @@ fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) {
     }
 }
 
+/// The ZeroMQ feeds asked for, started (sockets bound or connecting), or none.
+fn zmq_feeds(args: &ZmqArgs) -> anyhow::Result<Option<Feeds>> {
+    if args.zmq_cluster.is_none() && args.zmq_logs.is_none() {
+        return Ok(None);
+    }
+    let curve = match (&args.zmq_curve_public, &args.zmq_curve_secret, &args.zmq_curve_server) {
+        (Some(public), Some(secret), Some(server)) => Some(CurveKeys::load(public, secret, server)?),
+        _ => None,
+    };
+    let config = FeedConfig {
+        cluster: args.zmq_cluster.clone(),
+        logs: args.zmq_logs.clone(),
+        curve,
+        top_n: args.zmq_top_n,
+        interval: Duration::from_secs(args.zmq_interval.max(1)),
+        queue: args.zmq_queue,
+        ..FeedConfig::default()
+    };
+    Ok(Some(Feeds::start(config)?))
+}
+
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the command line is said before anything is attached.
     let web = args.web_config.as_deref().map(WebConfig::load).transpose()?.unwrap_or_default();
@@ -77,18 +100,21 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         );
     }
 
+    let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
     let probes = Probes::load()?;
+    let mut discovery = Discovery::default();
     let plan = args.probes.plan(args.hz);
     let caller_series = args.caller_metrics.then_some(args.caller_series);
     let cluster = match args.pid {
         Some(pid) => Cluster::single(probes, pid, plan, caller_series)?,
         None => {
             let mut cluster = Cluster::discover(probes, plan, Duration::from_secs(args.retain_exited), caller_series);
-            cluster.refresh();
+            cluster.refresh(Some(discovery.scan()));
             cluster
         }
     };
     let cluster = Arc::new(Mutex::new(cluster));
+    let discovery = Arc::new(Mutex::new(discovery));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
@@ -116,11 +142,16 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         };
         eprintln!("zeek-probe: {serving}; metrics on {scheme}://{address}/metrics");
 
+        for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
+            eprintln!("zeek-probe: ZeroMQ {} feed on {endpoint}", kind.as_str());
+        }
         let for_scrapes = cluster.clone();
         let for_discovery = cluster.clone();
         let routes = Routes {
             metrics: Arc::new(move || {
-                for_scrapes.lock().map(|mut c| exporter::encode(&c.metrics())).unwrap_or_default()
+                let Ok(mut exposition) = for_scrapes.lock().map(|mut c| c.metrics()) else { return String::new() };
+                exposition.extra = feeds.as_ref().map(|f| f.families()).unwrap_or_default();
+                exporter::encode(&exposition)
             }),
             services: Arc::new(move || {
                 let nodes: Vec<String> = for_discovery
@@ -148,10 +179,12 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    let cluster = cluster.clone();
+                    let (cluster, discovery) = (cluster.clone(), discovery.clone());
+                    let following = args.cluster;
                     let _ = tokio::task::spawn_blocking(move || {
+                        let found = following.then(|| discovery.lock().map(|mut d| d.scan()).unwrap_or_default());
                         if let Ok(mut c) = cluster.lock() {
-                            c.refresh();
+                            c.refresh(found);
                         }
                     })
                     .await;

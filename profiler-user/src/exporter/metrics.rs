@@ -379,7 +379,7 @@ mod tests {
             targets: vec![t],
             failing: vec![FailingTarget { node: "worker-9".into(), pid: 7, error: "unsupported".into() }],
             attach_errors: vec![("worker-9".into(), 3)],
-            extra: Vec::new(),
+            extra: crate::exporter::zeromq_metrics::families(&crate::exporter::zeromq_metrics::tests::example()),
         };
         encode(&e).lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_owned).collect()
     }

@@ -108,7 +108,7 @@ pub fn families(s: &Snapshot) -> Vec<MetricFamily> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use prometheus::{Encoder, TextEncoder};
 
     use super::*;
@@ -117,15 +117,9 @@ mod tests {
         memory_stats::{MemoryEntry, OTHER},
     };
 
-    fn text(s: &Snapshot) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&families(s), &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn exports_memory_counters_and_feed_health() {
-        let snapshot = Snapshot {
+    /// A snapshot with every family present (also used to check the dashboard's queries).
+    pub(crate) fn example() -> Snapshot {
+        Snapshot {
             feeds: vec![FeedSnapshot {
                 kind: FeedKind::Logs,
                 endpoint: "tcp://127.0.0.1:5557".into(),
@@ -151,7 +145,18 @@ mod tests {
                 ],
                 stats: vec![("mem_bytes".into(), 1e6)],
             }],
-        };
+        }
+    }
+
+    fn text(s: &Snapshot) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families(s), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn exports_memory_counters_and_feed_health() {
+        let snapshot = example();
         let t = text(&snapshot);
         for line in [
             r#"zeek_probe_memory_footprint{node="worker-1",module="Conn",variable="conns"} 42"#,
