@@ -17,7 +17,7 @@ pub enum Command {
     /// Run a Zeek command under the profiler from its first instruction to its exit and write a report.
     Record(RecordArgs),
     /// Attach to a running Zeek process and serve Prometheus metrics.
-    Attach(AttachArgs),
+    Attach(Box<AttachArgs>),
     /// Say whether and how zeek-probe can profile a Zeek binary or process on this host.
     Check(CheckArgs),
     /// List the Zeek processes on this host, or write Prometheus service discovery targets.
@@ -178,7 +178,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => commands::record::run(args),
-        Command::Attach(args) => commands::attach::run(args),
+        Command::Attach(args) => commands::attach::run(*args),
         Command::Check(args) => commands::check::run(args),
         Command::Targets(args) => commands::targets::run(args),
     };
