@@ -6,10 +6,13 @@
 //! kernel's floor), (c) `zeek-probe --count-calls`, (d) bpftrace counting calls per name.
 //! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none, and what
 //! zeek-probe itself uses (CPU, peak memory) while sampling a running target.
+//! Cluster: how long `attach --cluster` takes to start, and to attach 8 nodes that appear.
 use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
     path::Path,
-    process::{Command, Stdio},
-    time::Duration,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -97,7 +100,8 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn run() -> Result<()> {
     run::cargo(&["build", "--release", "--package", "zeek-probe"])?;
     per_call()?;
-    sampling()
+    sampling()?;
+    cluster_attach()
 }
 
 fn per_call() -> Result<()> {
@@ -214,5 +218,102 @@ fn sampling() -> Result<()> {
             Err(err) => eprintln!("xtask: bench: {err:#}"),
         }
     }
+    Ok(())
+}
+
+const CLUSTER_NODES: usize = 8;
+
+/// Kills the child when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn metrics(address: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(address) else { return String::new() };
+    let _ = write!(stream, "GET /metrics HTTP/1.0\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+/// Seconds until the exporter at `address` has every bench node attached.
+fn until_attached(address: &str, nodes: &[Reaped], since: Instant) -> Result<f64> {
+    let deadline = since + Duration::from_secs(30);
+    loop {
+        let text = metrics(address);
+        if nodes.iter().all(|n| text.contains(&format!("pid=\"{}\"}} 1", n.0.id()))) {
+            return Ok(since.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            bail!("the exporter did not attach {CLUSTER_NODES} nodes within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_nodes() -> Result<Vec<Reaped>> {
+    (1..=CLUSTER_NODES)
+        .map(|n| {
+            Command::new(fixtures::path(fixtures::DEFAULT))
+                .args(["--wait-for-signal", "--seconds", "1"])
+                .env("CLUSTER_NODE", format!("bench-worker-{n}"))
+                .spawn()
+                .map(Reaped)
+                .context("cannot start a fixture node")
+        })
+        .collect()
+}
+
+/// One round: (exporter start to serving, 8 new nodes appearing to all attached).
+fn cluster_round() -> Result<(f64, f64)> {
+    let started = Instant::now();
+    let mut exporter = Reaped(
+        Command::new(run::workspace_root().join("target/release/zeek-probe"))
+            .args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "60"])
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let mut stderr = BufReader::new(exporter.0.stderr.take().context("stderr")?);
+    let address = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line)? == 0 {
+            bail!("the exporter ended before serving");
+        }
+        if let Some(rest) = line.split_once("metrics on http://") {
+            break rest.1.split('/').next().unwrap_or_default().to_owned();
+        }
+    };
+    let startup = started.elapsed().as_secs_f64();
+    // Keep reading so the exporter never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let appeared = Instant::now();
+    let nodes = start_nodes()?;
+    let attach = until_attached(&address, &nodes, appeared)?;
+    Ok((startup, attach))
+}
+
+fn cluster_attach() -> Result<()> {
+    let (mut startups, mut attaches) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        match cluster_round() {
+            Ok((startup, attach)) => {
+                startups.push(startup);
+                attaches.push(attach);
+            }
+            Err(err) => eprintln!("xtask: bench: {err:#}"),
+        }
+    }
+    println!("\nattach --cluster ({CLUSTER_NODES} fixture nodes of one binary, probes shared, median of 3 rounds)");
+    if startups.is_empty() {
+        println!("  (did not run)");
+        return Ok(());
+    }
+    println!("  exporter start to serving (BPF load, first scan): {:.2} s", median(&mut startups));
+    println!("  {CLUSTER_NODES} new nodes appearing to all attached: {:.2} s   (target < 2 s)", median(&mut attaches));
     Ok(())
 }

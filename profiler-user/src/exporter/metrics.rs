@@ -1,4 +1,6 @@
 //! Profiles → Prometheus text exposition format (0.0.4). Every series carries `node` and `pid`.
+use std::collections::HashMap;
+
 use prometheus::{
     Encoder, TextEncoder,
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
@@ -54,10 +56,10 @@ pub const OTHER: &str = "<other>";
 fn caller_seconds(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
     let Some(limit) = t.caller_series.filter(|_| t.profile.sampling.is_some()) else { return Vec::new() };
     // `callers` is sorted by total time, busiest first.
-    let mut sampled = t.profile.callers.iter().filter(|e| e.total_seconds > 0.0);
+    let mut sampled = labelled_edges(t).into_iter().filter(|(_, e)| e.total_seconds > 0.0);
     let mut rows: Vec<(Labels, (f64, f64))> =
-        sampled.by_ref().take(limit).map(|e| (edge_labels(t, e), (e.self_seconds, e.total_seconds))).collect();
-    let rest = sampled.fold((0.0, 0.0, 0), |(s, tot, n), e| (s + e.self_seconds, tot + e.total_seconds, n + 1));
+        sampled.by_ref().take(limit).map(|(labels, e)| (labels, (e.self_seconds, e.total_seconds))).collect();
+    let rest = sampled.fold((0.0, 0.0, 0), |(s, tot, n), (_, e)| (s + e.self_seconds, tot + e.total_seconds, n + 1));
     if rest.2 > 0 {
         let labels = with(base_labels(t), &[("function", OTHER), ("kind", ""), ("caller", OTHER)]);
         rows.push((labels, (rest.0, rest.1)));
@@ -72,11 +74,19 @@ fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
 }
 
-/// Labels of a caller→callee edge: the callee as `function` with its `kind`, and the caller.
-fn edge_labels(t: &TargetMetrics, e: &CallerEdge) -> Labels {
-    let kind = t.profile.functions.iter().find(|f| f.name == e.callee).map_or("", |f| f.kind.as_str());
-    let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
-    with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)])
+/// Each caller→callee edge with its labels: the callee as `function` with its `kind`, and the
+/// caller. Kinds are looked up in an index, so a scrape stays linear in edges and functions.
+fn labelled_edges(t: &TargetMetrics) -> Vec<(Labels, &CallerEdge)> {
+    let kinds: HashMap<&str, &str> = t.profile.functions.iter().map(|f| (f.name.as_str(), f.kind.as_str())).collect();
+    t.profile
+        .callers
+        .iter()
+        .map(|e| {
+            let kind = kinds.get(e.callee.as_str()).copied().unwrap_or("");
+            let caller = e.caller.as_deref().unwrap_or(NATIVE_CALLER);
+            (with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)]), e)
+        })
+        .collect()
 }
 
 fn function_labels(t: &TargetMetrics, f: &FunctionStats) -> Labels {
@@ -210,7 +220,7 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
             "Calls per caller and callee; caller <native> for calls from C++ (with --count-calls)",
             COUNTER,
             t.iter().flat_map(|t| {
-                t.profile.callers.iter().filter_map(move |e| Some((edge_labels(t, e), e.calls? as f64)))
+                labelled_edges(t).into_iter().filter_map(|(labels, e)| Some((labels, e.calls? as f64)))
             }),
         ),
         family(

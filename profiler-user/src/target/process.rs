@@ -98,7 +98,7 @@ impl ProcessInfo {
 }
 
 /// The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses).
-fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+pub(super) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
     stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace())
 }
 

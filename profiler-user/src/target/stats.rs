@@ -1,6 +1,8 @@
 //! Process health from /proc: CPU time, start time, resident memory.
 use std::fs;
 
+use super::process::stat_fields;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcessStats {
     pub cpu_seconds: f64,
@@ -17,10 +19,8 @@ impl ProcessStats {
     }
 }
 
-/// Fields after the parenthesised comm, which may itself contain spaces and parentheses.
 fn parse_stat(stat: &str, ticks: f64, page: u64, boot_time: f64) -> Option<ProcessStats> {
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields: Vec<&str> = stat_fields(stat)?.collect();
     // `rest` starts at field 3 (state); utime is field 14, stime 15, starttime 22, rss 24.
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(ProcessStats {
