@@ -15,8 +15,6 @@ use zeek_probe::zeromq::{
 
 use crate::common::samples;
 
-const MEMORY_STATS: &str = "ZeekProbe::memory_stats";
-
 fn text(feeds: &Feeds) -> String {
     let mut out = Vec::new();
     TextEncoder::new().encode(&feeds.families(), &mut out).unwrap();
@@ -54,32 +52,6 @@ fn wait_until(feeds: &Feeds, mut poke: impl FnMut(), done: impl Fn(&str) -> bool
         assert!(Instant::now() < deadline, "timed out; metrics now:\n{t}");
         poke();
         std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// The companion package's event (scripts/main.zeek, publish.zeek).
-fn memory_stats(node: &str, run: u64, entries: &[(&str, &str, Option<u64>, Option<u64>)]) -> Event {
-    let opt = |v: Option<u64>| v.map_or(Value::None, Value::Count);
-    Event {
-        name: MEMORY_STATS.into(),
-        args: vec![
-            Value::String(node.into()),
-            Value::Count(run),
-            Value::Timespan(3_500_000),
-            Value::List(
-                entries
-                    .iter()
-                    .map(|(m, v, f, s)| {
-                        Value::List(vec![Value::String((*m).into()), Value::String((*v).into()), opt(*f), opt(*s)])
-                    })
-                    .collect(),
-            ),
-            Value::Table(vec![
-                (Value::String("mem_bytes".into()), Value::Count(123_456_789)),
-                (Value::String("events_dispatched".into()), Value::Count(42)),
-            ]),
-        ],
-        metadata: vec![(1, Value::Timestamp(1_700_000_000_000_000_000))],
     }
 }
 
@@ -168,7 +140,7 @@ fn cluster_events(endpoint: &str) {
     let feeds =
         Feeds::start(FeedConfig { cluster: Some(xpub.endpoint.clone()), top_n: 2, ..FeedConfig::default() }).unwrap();
     assert_eq!(xpub.subscription(), b"\x01zeek.probe.", "subscribed narrowly, to the package's topics only");
-    let w1 = memory_stats(
+    let w1 = encode::memory_stats_event(
         "worker-1",
         3,
         &[
@@ -179,7 +151,7 @@ fn cluster_events(endpoint: &str) {
         ],
     );
     xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &encode::bin_event(&w1));
-    let manager = memory_stats("manager", 1, &[("Cluster", "nodes", Some(150), None)]);
+    let manager = encode::memory_stats_event("manager", 1, &[("Cluster", "nodes", Some(150), None)]);
     xpub.publish(b"zeek.probe.stats", b"broker-json-v1", encode::json_event(&manager).as_bytes());
     // Another event on the package's topics: decoded, not used.
     let other = Event { name: "ZeekProbe::hello".into(), args: vec![], metadata: vec![] };
@@ -290,7 +262,7 @@ fn malformed_input_is_counted_and_survived() {
     let writer = Writer::connect(&logs);
     writer.warm_up(&feeds);
 
-    let good = encode::bin_event(&memory_stats("worker-1", 1, &[("Conn", "conns", Some(10), None)]));
+    let good = encode::bin_event(&encode::memory_stats_event("worker-1", 1, &[("Conn", "conns", Some(10), None)]));
     let huge = vec![b'x'; 100 * 1024];
     xpub.publish_frames(&[b"zeek.probe.stats", b"sender", b"broker-bin-v1"]);
     xpub.publish_frames(&[b"zeek.probe.stats", b"sender", b"broker-bin-v1", &good, b"extra"]);
@@ -300,7 +272,7 @@ fn malformed_input_is_counted_and_survived() {
     xpub.publish(b"zeek.probe.\xff", b"broker-bin-v1", &good);
     xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &huge);
     // Right shape, wrong contract: cost as a real.
-    let mut off_contract = memory_stats("worker-1", 1, &[]);
+    let mut off_contract = encode::memory_stats_event("worker-1", 1, &[]);
     off_contract.args[2] = Value::Real(0.1);
     xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &encode::bin_event(&off_contract));
     xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &good);
@@ -371,7 +343,7 @@ fn silent_nodes_expire() {
     xpub.publish(
         b"zeek.probe.stats",
         b"broker-bin-v1",
-        &encode::bin_event(&memory_stats("proxy-1", 1, &[("M", "v", Some(1), None)])),
+        &encode::bin_event(&encode::memory_stats_event("proxy-1", 1, &[("M", "v", Some(1), None)])),
     );
     let present = |t: &str| value(t, "zeek_probe_memory_stats_run", &[("node", "proxy-1")]).is_some();
     wait_until(&feeds, || {}, present);
@@ -433,7 +405,7 @@ fn curve_encrypted_cluster() {
     xpub.publish(
         b"zeek.probe.stats",
         b"broker-bin-v1",
-        &encode::bin_event(&memory_stats("w", 1, &[("M", "v", Some(7), None)])),
+        &encode::bin_event(&encode::memory_stats_event("w", 1, &[("M", "v", Some(7), None)])),
     );
     wait_until(
         &feeds,
@@ -445,7 +417,7 @@ fn curve_encrypted_cluster() {
     let plain = Feeds::start(FeedConfig { cluster: Some(xpub.endpoint.clone()), ..FeedConfig::default() }).unwrap();
     xpub.socket.set_rcvtimeo(500).unwrap();
     assert!(xpub.socket.recv_bytes(0).is_err(), "no subscription arrives over a refused handshake");
-    xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &encode::bin_event(&memory_stats("w", 2, &[])));
+    xpub.publish(b"zeek.probe.stats", b"broker-bin-v1", &encode::bin_event(&encode::memory_stats_event("w", 2, &[])));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(messages(&text(&plain), "cluster", "received"), 0.0);
 }
@@ -497,17 +469,21 @@ fn attach_exports_what_the_package_sends_beside_the_probes_metrics() {
             .unwrap(),
     );
     let writer = Writer::connect(&endpoint);
-    let record = |variable: &str, footprint: u64| {
+    let record = |run: u64, variable: &str, footprint: u64| {
         format!(
-            r#"{{"ts":1700000000.5,"run":1,"node":"worker-zmq","module":"Conn","variable":"{variable}","footprint":{footprint}}}"#
+            r#"{{"ts":1700000000.5,"run":{run},"node":"worker-zmq","module":"Conn","variable":"{variable}","footprint":{footprint}}}"#
         )
     };
-    // Until the connection is up the writer's records are lost (PUB/SUB): resend the run.
+    // Until the connection is up the writer's records are lost (PUB/SUB): runs are sent, as
+    // the package does, until they arrive.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut run = 0;
     let text = loop {
-        writer.write("zeek_probe_memory", &record("conns", 900));
-        writer.write("zeek_probe_memory", &record("pending", 40));
-        writer.write("zeek_probe_stats", r#"{"ts":1700000000.5,"run":1,"node":"worker-zmq","cost":0.25,"globals":2}"#);
+        run += 1;
+        writer.write("zeek_probe_memory", &record(run, "conns", 900));
+        writer.write("zeek_probe_memory", &record(run, "pending", 40));
+        let stats = format!(r#"{{"ts":1700000000.5,"run":{run},"node":"worker-zmq","cost":0.25,"globals":2}}"#);
+        writer.write("zeek_probe_stats", &stats);
         let text = crate::common::http_get(&exporter.address, "/metrics");
         let both = text
             .contains(r#"zeek_probe_memory_footprint{node="worker-zmq",module="Conn",variable="conns"} 900"#)

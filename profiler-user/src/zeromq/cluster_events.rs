@@ -163,34 +163,7 @@ pub fn memory_report(event: &Event) -> Result<MemoryReport, ClusterError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::zeromq::encode;
-
-    /// The event as the companion package sends it.
-    pub(crate) fn memory_stats_event(
-        node: &str,
-        run: u64,
-        entries: &[(&str, &str, Option<u64>, Option<u64>)],
-    ) -> Event {
-        let opt = |v: Option<u64>| v.map_or(Value::None, Value::Count);
-        Event {
-            name: MEMORY_STATS_EVENT.into(),
-            args: vec![
-                Value::String(node.into()),
-                Value::Count(run),
-                Value::Timespan(2_500_000),
-                Value::List(
-                    entries
-                        .iter()
-                        .map(|(m, v, f, s)| {
-                            Value::List(vec![Value::String((*m).into()), Value::String((*v).into()), opt(*f), opt(*s)])
-                        })
-                        .collect(),
-                ),
-                Value::Table(vec![(Value::String("mem_bytes".into()), Value::Count(1 << 20))]),
-            ],
-            metadata: vec![(1, Value::Timestamp(1_700_000_000_000_000_000))],
-        }
-    }
+    use crate::zeromq::encode::{self, memory_stats_event};
 
     fn frames(topic: &str, format: &str, payload: Vec<u8>) -> Vec<Vec<u8>> {
         vec![topic.into(), b"zeromq_worker-1_host_42_1".to_vec(), format.into(), payload]
@@ -206,12 +179,12 @@ pub(crate) mod tests {
         let expected = MemoryReport {
             node: "worker-1".into(),
             run: 7,
-            cost_seconds: 0.0025,
+            cost_seconds: 0.0035,
             entries: vec![
                 MemoryEntry { module: "Conn".into(), variable: "conns".into(), footprint: Some(12), bytes: None },
                 MemoryEntry { module: "Known".into(), variable: "hosts".into(), footprint: None, bytes: Some(4096) },
             ],
-            counters: vec![("mem_bytes".into(), 1 << 20)],
+            counters: vec![("mem_bytes".into(), 123_456_789), ("events_dispatched".into(), 42)],
         };
         for (format, payload) in
             [("broker-bin-v1", encode::bin_event(&event)), ("broker-json-v1", encode::json_event(&event).into_bytes())]

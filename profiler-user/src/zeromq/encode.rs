@@ -4,7 +4,10 @@
 //! exist so that tests, and tools emulating a Zeek node, can produce exactly what Zeek sends.
 use std::{fmt::Write as _, net::IpAddr};
 
-use super::broker_bin::{Event, Protocol, Value, tag};
+use super::{
+    broker_bin::{Event, Protocol, Value, tag},
+    cluster_events::MEMORY_STATS_EVENT,
+};
 
 /// Appends `v` in `broker-bin-v1`.
 pub fn bin_value(v: &Value, out: &mut Vec<u8>) {
@@ -232,6 +235,34 @@ pub fn json_event(event: &Event) -> String {
     let mut out = String::new();
     json_value(&event_value(event), &mut out);
     out
+}
+
+/// The companion package's `ZeekProbe::memory_stats(node, run, cost, entries, counters)` event
+/// (scripts/main.zeek) with `entries` as (module, variable, footprint, bytes), a 3.5 ms cost and
+/// the counters `mem_bytes` = 123456789 and `events_dispatched` = 42.
+pub fn memory_stats_event(node: &str, run: u64, entries: &[(&str, &str, Option<u64>, Option<u64>)]) -> Event {
+    let opt = |v: Option<u64>| v.map_or(Value::None, Value::Count);
+    Event {
+        name: MEMORY_STATS_EVENT.into(),
+        args: vec![
+            Value::String(node.into()),
+            Value::Count(run),
+            Value::Timespan(3_500_000),
+            Value::List(
+                entries
+                    .iter()
+                    .map(|(m, v, f, s)| {
+                        Value::List(vec![Value::String((*m).into()), Value::String((*v).into()), opt(*f), opt(*s)])
+                    })
+                    .collect(),
+            ),
+            Value::Table(vec![
+                (Value::String("mem_bytes".into()), Value::Count(123_456_789)),
+                (Value::String("events_dispatched".into()), Value::Count(42)),
+            ]),
+        ],
+        metadata: vec![(1, Value::Timestamp(1_700_000_000_000_000_000))],
+    }
 }
 
 #[cfg(test)]
