@@ -69,7 +69,6 @@ impl Cluster {
         let session = Session::attach(&mut probes, pid, plan)?;
         let mut cluster = Self::new(probes, plan, Selection::Pid, caller_series);
         cluster.nodes.insert(pid, Node { session, process: None, exited_at: None });
-        cluster.refresh(None);
         Ok(cluster)
     }
 

@@ -102,19 +102,19 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
 
     let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
     let probes = Probes::load()?;
-    let mut discovery = Discovery::default();
     let plan = args.probes.plan(args.hz);
     let caller_series = args.caller_metrics.then_some(args.caller_series);
-    let cluster = match args.pid {
+    let mut cluster = match args.pid {
         Some(pid) => Cluster::single(probes, pid, plan, caller_series)?,
-        None => {
-            let mut cluster = Cluster::discover(probes, plan, Duration::from_secs(args.retain_exited), caller_series);
-            cluster.refresh(Some(discovery.scan()));
-            cluster
-        }
+        None => Cluster::discover(probes, plan, Duration::from_secs(args.retain_exited), caller_series),
     };
+    // Only --cluster follows the host; its scans run outside the cluster's lock.
+    let discovery = args.cluster.then(|| Arc::new(Mutex::new(Discovery::default())));
+    let scan = |discovery: &Option<Arc<Mutex<Discovery>>>| {
+        discovery.as_ref().map(|d| d.lock().map(|mut d| d.scan()).unwrap_or_default())
+    };
+    cluster.refresh(scan(&discovery));
     let cluster = Arc::new(Mutex::new(cluster));
-    let discovery = Arc::new(Mutex::new(discovery));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
@@ -131,13 +131,13 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
             }
         });
         let scheme = if web.tls.is_some() { "https" } else { "http" };
-        let serving = match cluster.lock().ok().and_then(|c| c.running().next().map(|s| s.summary())) {
-            Some(s) if args.pid.is_some() => {
-                format!("attached to PID {} (node {}, Zeek {})", s.pid, s.node, s.zeek_version)
-            }
-            _ => {
-                let count = cluster.lock().map(|c| c.running().count()).unwrap_or(0);
-                format!("attached to {count} Zeek process(es), following the host")
+        let serving = {
+            let c = cluster.lock().map_err(|_| anyhow::anyhow!("the exporter's state is poisoned"))?;
+            match c.running().next().map(|s| s.summary()) {
+                Some(s) if args.pid.is_some() => {
+                    format!("attached to PID {} (node {}, Zeek {})", s.pid, s.node, s.zeek_version)
+                }
+                _ => format!("attached to {} Zeek process(es), following the host", c.running().count()),
             }
         };
         eprintln!("zeek-probe: {serving}; metrics on {scheme}://{address}/metrics");
@@ -153,6 +153,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                 exposition.extra = feeds.as_ref().map(|f| f.families()).unwrap_or_default();
                 exporter::encode(&exposition)
             }),
+            // node.cfg is read per request, so an edited cluster layout is served without a restart.
             services: Arc::new(move || {
                 let nodes: Vec<String> = for_discovery
                     .lock()
@@ -180,9 +181,8 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
             tokio::select! {
                 _ = ticks.tick() => {
                     let (cluster, discovery) = (cluster.clone(), discovery.clone());
-                    let following = args.cluster;
                     let _ = tokio::task::spawn_blocking(move || {
-                        let found = following.then(|| discovery.lock().map(|mut d| d.scan()).unwrap_or_default());
+                        let found = scan(&discovery);
                         if let Ok(mut c) = cluster.lock() {
                             c.refresh(found);
                         }

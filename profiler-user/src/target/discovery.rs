@@ -57,23 +57,22 @@ impl Discovery {
             let exe = Path::new("/proc").join(pid.to_string()).join("exe");
             let Ok(file) = FileId::of(&exe) else { continue };
             seen_files.insert(file);
-            let verdict = match self.verdicts.get(&file) {
-                Some(v) => v.clone(),
-                None => match ProcessInfo::read(pid) {
-                    Ok(process) => {
-                        let v = inspect(&process);
-                        self.verdicts.insert(file, v.clone());
-                        v
-                    }
-                    Err(_) => continue,
-                },
-            };
+            let cached = self.verdicts.get(&file).cloned();
+            // What is known not to be Zeek costs nothing more than the stat.
+            if matches!(cached, Some(Verdict::NotZeek)) {
+                continue;
+            }
+            let Ok(process) = ProcessInfo::read(pid) else { continue };
+            let verdict = cached.unwrap_or_else(|| {
+                let v = inspect(&process);
+                self.verdicts.insert(file, v.clone());
+                v
+            });
             let binary = match verdict {
                 Verdict::Zeek(binary) => Ok(binary),
                 Verdict::Unsupported(why) => Err(why),
                 Verdict::NotZeek => continue,
             };
-            let Ok(process) = ProcessInfo::read(pid) else { continue };
             if ProcessInfo::is_alive(pid) {
                 found.insert(pid, Found { process, file, binary });
             }
