@@ -422,3 +422,23 @@ fn the_systemd_units_capabilities_suffice_without_root() {
     let text = exporter.wait_for("exit noticed", |t| t.contains(&format!("{up} 0")));
     assert_exported_counts_match_truth(&text, "worker-unit", pid, &read_json(&truth));
 }
+
+#[test]
+fn attach_refuses_bad_configuration_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let attach = |extra: &[&std::ffi::OsStr]| {
+        Command::new(zeek_probe())
+            .args(["attach", "--cluster", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let web = dir.path().join("web.yml");
+    fs::write(&web, "basic_auth_users:\n  prometheus: plaintext\n").unwrap();
+    assert_one_line_error(&attach(&["--web-config".as_ref(), web.as_os_str()]), "not a bcrypt hash");
+    let missing = dir.path().join("missing.yml");
+    assert_one_line_error(&attach(&["--web-config".as_ref(), missing.as_os_str()]), "cannot read the web config");
+    let node_cfg = dir.path().join("node.cfg");
+    fs::write(&node_cfg, "[manager]\nhost 10.0.0.1\n").unwrap();
+    assert_one_line_error(&attach(&["--node-cfg".as_ref(), node_cfg.as_os_str()]), "node.cfg:2: not a key=value line");
+}
