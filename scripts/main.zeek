@@ -296,51 +296,51 @@ function fill_counters(info: StatsInfo, ps: ProcStats)
 	info$system_time_us = to_us(ps$system_time);
 
 @ifdef ( get_event_stats )
-	local event_stats = get_event_stats();
-	info$events_queued = event_stats$queued;
-	info$events_dispatched = event_stats$dispatched;
+	local event_counts = get_event_stats();
+	info$events_queued = event_counts$queued;
+	info$events_dispatched = event_counts$dispatched;
 @endif
 
 @ifdef ( get_timer_stats )
-	local timer_stats = get_timer_stats();
-	info$timers_current = timer_stats$current;
-	info$timers_cumulative = timer_stats$cumulative;
+	local timer_counts = get_timer_stats();
+	info$timers_current = timer_counts$current;
+	info$timers_cumulative = timer_counts$cumulative;
 @endif
 
 @ifdef ( get_conn_stats )
-	local conn_stats = get_conn_stats();
-	info$conns_total = conn_stats$total_conns;
-	info$tcp_conns = conn_stats$num_tcp_conns;
-	info$udp_conns = conn_stats$num_udp_conns;
-	info$icmp_conns = conn_stats$num_icmp_conns;
+	local conn_counts = get_conn_stats();
+	info$conns_total = conn_counts$total_conns;
+	info$tcp_conns = conn_counts$num_tcp_conns;
+	info$udp_conns = conn_counts$num_udp_conns;
+	info$icmp_conns = conn_counts$num_icmp_conns;
 @endif
 
 @ifdef ( get_net_stats )
-	local net_stats = get_net_stats();
-	info$pkts_recvd = net_stats$pkts_recvd;
-	info$pkts_dropped = net_stats$pkts_dropped;
-	info$pkts_link = net_stats$pkts_link;
-	info$bytes_recvd = net_stats$bytes_recvd;
+	local net_counts = get_net_stats();
+	info$pkts_recvd = net_counts$pkts_recvd;
+	info$pkts_dropped = net_counts$pkts_dropped;
+	info$pkts_link = net_counts$pkts_link;
+	info$bytes_recvd = net_counts$bytes_recvd;
 @endif
 
 @ifdef ( get_reassembler_stats )
-	local reassem = get_reassembler_stats();
-	info$reassem_tcp_bytes = reassem$tcp_size;
-	info$reassem_file_bytes = reassem$file_size;
-	info$reassem_frag_bytes = reassem$frag_size;
-	info$reassem_unknown_bytes = reassem$unknown_size;
+	local reassembly = get_reassembler_stats();
+	info$reassem_tcp_bytes = reassembly$tcp_size;
+	info$reassem_file_bytes = reassembly$file_size;
+	info$reassem_frag_bytes = reassembly$frag_size;
+	info$reassem_unknown_bytes = reassembly$unknown_size;
 @endif
 
 @ifdef ( get_file_analysis_stats )
-	local file_stats = get_file_analysis_stats();
-	info$files_current = file_stats$current;
-	info$files_cumulative = file_stats$cumulative;
+	local file_counts = get_file_analysis_stats();
+	info$files_current = file_counts$current;
+	info$files_cumulative = file_counts$cumulative;
 @endif
 
 @ifdef ( get_dns_stats )
-	local dns_stats = get_dns_stats();
-	info$dns_requests = dns_stats$requests;
-	info$dns_pending = dns_stats$pending;
+	local dns_counts = get_dns_stats();
+	info$dns_requests = dns_counts$requests;
+	info$dns_pending = dns_counts$pending;
 @endif
 
 @ifdef ( get_thread_stats )

@@ -54,4 +54,39 @@ if [ "$("$zeekscript_venv/bin/zeek-format" --version 2>/dev/null || true)" != "$
   python3 -m venv "$zeekscript_venv"
   "$zeekscript_venv/bin/pip" install --quiet --disable-pip-version-check "zeekscript==$zeekscript_version"
 fi
+
+# A real Zeek for the real-Zeek end-to-end tests (tests/e2e/real_zeek.rs) and the demo: the
+# binary build laid beside the checkout in ../shared/zeek/ (its README says what it is), with
+# its separate debug file and the Debian libraries it links. Elsewhere a Zeek on PATH or in
+# $ZEEK is used, and none is installed.
+shared_zeek="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/zeek"
+runtime_tarball=$(ls "$shared_zeek"/zeek-*-x86_64.tar.xz 2>/dev/null | head -n 1 || true)
+if [ -n "$runtime_tarball" ]; then
+  zeek_version=$(basename "$runtime_tarball" | sed -E 's/^zeek-(.*)-x86_64\.tar\.xz$/\1/')
+  # eu-unstrip (elfutils) rejoins the binary with its debug file for the DWARF-in-binary check.
+  zeek_debs=(libpcap0.8 libssl3 libzmq5 libmaxminddb0 libkrb5-3 libgssapi-krb5-2 elfutils)
+  zeek_missing=()
+  for p in "${zeek_debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || zeek_missing+=("$p")
+  done
+  if [ "${#zeek_missing[@]}" -gt 0 ]; then
+    say "installing Zeek's run-time libraries: ${zeek_missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${zeek_missing[@]}" >/dev/null
+  fi
+  # A stamp per tarball (its name, size and mtime) keeps this quick once done, and a changed
+  # tarball in shared/ is installed again.
+  stamp_of() { stat -c '%n %s %Y' "$1"; }
+  for tarball in "$runtime_tarball" "$shared_zeek/zeek-$zeek_version-x86_64-debug.tar.xz"; do
+    [ -f "$tarball" ] || continue
+    stamp="/usr/local/zeek/.installed-$(basename "$tarball").stamp"
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$(stamp_of "$tarball")" ] || ! /usr/local/zeek/bin/zeek --version >/dev/null 2>&1; then
+      say "installing Zeek $zeek_version from $(basename "$tarball")"
+      as_root tar -C / -xJf "$tarball"
+      stamp_of "$tarball" | as_root tee "$stamp" >/dev/null
+    fi
+  done
+  /usr/local/zeek/bin/zeek --version | grep -q "version $zeek_version\$" \
+    || { say "the Zeek installed from $runtime_tarball does not run"; exit 1; }
+fi
 say "toolchain ready"
