@@ -48,7 +48,8 @@ pub struct TargetLayout {
     pub event_handler: u32,
     /// `EventHandler::name`, a `std::string`.
     pub event_handler_name: u32,
-    pub _reserved: u32,
+    /// `Func::bodies`, a `std::vector<Func::Body>`; a body's `Stmt*` is its first member.
+    pub func_bodies: u32,
 }
 
 #[cfg(feature = "user")]

@@ -24,10 +24,14 @@ pub enum ProbeStat {
     MapFull = 2,
     /// A caller could not be resolved and was counted as unresolved.
     CallerUnresolved = 3,
+    /// A sample found a global of Zeek's executable not yet paged in: taken before Zeek's
+    /// initialisers ran (the dynamic loader's start-up, seen by `record` only). Not a failure.
+    BeforeInit = 4,
 }
 
 impl ProbeStat {
-    pub const ALL: [ProbeStat; 4] = [Self::ReadFailed, Self::InvalidFunc, Self::MapFull, Self::CallerUnresolved];
+    pub const ALL: [ProbeStat; 5] =
+        [Self::ReadFailed, Self::InvalidFunc, Self::MapFull, Self::CallerUnresolved, Self::BeforeInit];
 
     /// Label value used in metrics and reports.
     pub const fn label(self) -> &'static str {
@@ -36,6 +40,7 @@ impl ProbeStat {
             Self::InvalidFunc => "invalid_func",
             Self::MapFull => "map_full",
             Self::CallerUnresolved => "caller_unresolved",
+            Self::BeforeInit => "before_init",
         }
     }
 }

@@ -9,10 +9,14 @@ use crate::{
     target_memory::{StdString, copy_string_prefix, hash_std_string, read, read_std_string},
 };
 
+/// `Func::kind` of script functions, events and hooks.
+const FUNC_KIND_SCRIPT: u8 = 0;
 /// `Func::kind` of built-in functions.
 pub const FUNC_KIND_BIF: u8 = 1;
 const FUNC_KIND_MAX: u8 = FUNC_KIND_BIF;
 const FUNC_FLAVOR_MAX: u8 = 2;
+/// `FuncType::flavor` of plain functions (lambdas and `when` closures among them).
+const FLAVOR_FUNCTION: u8 = 0;
 /// `FuncType::flavor` of events, for names recorded from an `EventHandler`.
 pub const FLAVOR_EVENT: u8 = 1;
 /// Zeek source lines fit easily; larger values are misreads.
@@ -90,7 +94,7 @@ fn describe_func(layout: &TargetLayout, func: u64, hash: u64) -> Option<()> {
     let name = read_std_string(func + layout.func_name as u64)?;
     let info = record_name(&name, kind, flavor)?;
     // Where it is defined: BIFs and some internal functions have no location.
-    if let Some(location) = read::<u64>(func + layout.obj_location as u64).filter(|l| *l != 0) {
+    if let Some(location) = definition_location(layout, func, kind, flavor) {
         if let (Some(file), Some(line)) = (read::<u64>(location), read::<i32>(location + 8)) {
             // SAFETY: `info` is our per-CPU scratch slot; the copy is bounded by its size.
             let copied = unsafe { bpf_probe_read_user_str_bytes(file as *const u8, &mut info.file) };
@@ -103,6 +107,22 @@ fn describe_func(layout: &TargetLayout, func: u64, hash: u64) -> Option<()> {
     // A concurrent insert of the same hash by another CPU is as good as ours.
     let _ = FUNCS.insert(&hash, info, BPF_NOEXIST as u64);
     Some(())
+}
+
+/// The `Location*` of a function's definition, as Zeek's own profiler reports it: for script
+/// functions their first body's (a lambda's object carries the line of its `{`, a `when`
+/// closure's none), for events and hooks, whose bodies are spread over many scripts, and for
+/// BIFs, the object's own.
+#[inline(always)]
+fn definition_location(layout: &TargetLayout, func: u64, kind: u8, flavor: u8) -> Option<u64> {
+    let own = || read::<u64>(func + layout.obj_location as u64).filter(|l| *l != 0);
+    if kind != FUNC_KIND_SCRIPT || flavor != FLAVOR_FUNCTION {
+        return own();
+    }
+    let bodies = func + layout.func_bodies as u64;
+    let (first, end): (u64, u64) = (read(bodies)?, read(bodies + 8)?);
+    let stmts = (first != 0 && first < end).then(|| read::<u64>(first)).flatten().filter(|s| *s != 0);
+    stmts.and_then(|stmts| read::<u64>(stmts + layout.obj_location as u64)).filter(|l| *l != 0).or_else(own)
 }
 
 /// Fills the per-CPU scratch `FuncInfo` with a name (no location yet) and returns it.

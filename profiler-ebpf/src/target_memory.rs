@@ -16,16 +16,31 @@ use crate::maps::bump;
 /// Names longer than this are not function names but garbage lengths.
 const MAX_SANE_NAME_LEN: u64 = 4096;
 
+/// Reads a `T` at `addr`, a pointer read from the target; a failure is counted as `ReadFailed`.
 #[inline(always)]
 pub fn read<T>(addr: u64) -> Option<T> {
     if addr < 4096 {
         return None;
     }
+    read_counting::<T>(addr, ProbeStat::ReadFailed)
+}
+
+/// Reads a global of the target's executable (its address is known, not read). This can only
+/// fail while the global's page has never been touched: the process is still in the dynamic
+/// loader, before Zeek's initialisers ran, and the sample is native code, named as such. So it
+/// is counted apart, as `BeforeInit`, not as a failed read.
+#[inline(always)]
+pub fn read_global<T>(addr: u64) -> Option<T> {
+    read_counting::<T>(addr, ProbeStat::BeforeInit)
+}
+
+#[inline(always)]
+fn read_counting<T>(addr: u64, failure: ProbeStat) -> Option<T> {
     // SAFETY: bpf_probe_read_user copies from user memory without faulting.
     match unsafe { bpf_probe_read_user(addr as *const T) } {
         Ok(v) => Some(v),
         Err(_) => {
-            bump(ProbeStat::ReadFailed);
+            bump(failure);
             None
         }
     }

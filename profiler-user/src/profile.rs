@@ -10,11 +10,8 @@ use serde::Serialize;
 use crate::{
     binary::symbols::NativeSymbols,
     probes::loader::MapSnapshot,
-    symbolize::{
-        FuncKind, LogStreamNames, StackDecoder, func_name,
-        stack::{DecodedFrame, display_name},
-    },
-    target::{mappings::Mapping, memory::printable},
+    symbolize::{FuncKind, FunctionNames, LogStreamNames, StackDecoder, stack::DecodedFrame},
+    target::mappings::Mapping,
 };
 
 /// Caller label for an edge whose caller could not be read.
@@ -91,6 +88,9 @@ pub struct ProbeHealth {
     pub invalid_func: u64,
     pub map_full: u64,
     pub caller_unresolved: u64,
+    /// Samples taken before Zeek's initialisers ran (`record` from the first instruction):
+    /// native code, named as such; not a failure.
+    pub before_init: u64,
     /// Counted calls whose function name could not be decoded in user space.
     pub unnamed_calls: u64,
     /// Samples whose stack could not be decoded.
@@ -151,23 +151,6 @@ pub struct SampleContext<'a> {
     pub mappings: &'a [Mapping],
 }
 
-/// A function as named in the output, from what the BPF side recorded.
-#[derive(Clone)]
-struct Named {
-    name: String,
-    zeek_name: Option<String>,
-    kind: FuncKind,
-    file: Option<String>,
-}
-
-fn named(info: &profiler_common::FuncInfo) -> Option<Named> {
-    let zeek_name = func_name(info)?;
-    let kind = FuncKind::from_raw(info.kind, info.flavor)?;
-    let file = printable(info.file_bytes());
-    let name = display_name(zeek_name.clone(), file.as_deref(), info.line);
-    Some(Named { zeek_name: (name != zeek_name).then_some(zeek_name), name, kind, file })
-}
-
 #[derive(Default)]
 struct FunctionRow {
     zeek_name: Option<String>,
@@ -206,6 +189,7 @@ impl Profile {
                 Ok(ProbeStat::InvalidFunc) => health.invalid_func += count,
                 Ok(ProbeStat::MapFull) => health.map_full += count,
                 Ok(ProbeStat::CallerUnresolved) => health.caller_unresolved += count,
+                Ok(ProbeStat::BeforeInit) => health.before_init += count,
                 Err(_) => {}
             }
         }
@@ -213,29 +197,28 @@ impl Profile {
         let mut functions: BTreeMap<(String, FuncKind), FunctionRow> = BTreeMap::new();
         let mut edges: BTreeMap<(Option<String>, String), EdgeRow> = BTreeMap::new();
 
-        let mut names: HashMap<u64, Option<Named>> = HashMap::new();
-        let mut name_of = |hash: u64| names.entry(hash).or_insert_with(|| named(snapshot.funcs.get(&hash)?)).clone();
+        let names = FunctionNames::new(&snapshot.funcs);
         for (key, calls) in snapshot.calls.iter().filter(|(k, _)| k.pid == pid) {
-            let Some(callee) = name_of(key.callee) else {
+            let Some(callee) = names.get(key.callee) else {
                 health.unnamed_calls += calls;
                 continue;
             };
             let caller = match key.caller {
                 CALLER_NATIVE => None,
                 CALLER_UNRESOLVED => Some(UNRESOLVED_CALLER.to_owned()),
-                hash => Some(name_of(hash).map_or_else(|| UNRESOLVED_CALLER.to_owned(), |n| n.name)),
+                hash => Some(names.get(hash).map_or_else(|| UNRESOLVED_CALLER.to_owned(), |n| n.name.clone())),
             };
             let row = functions.entry((callee.name.clone(), callee.kind)).or_default();
             *row.calls.get_or_insert(0) += calls;
-            row.zeek_name = callee.zeek_name;
-            row.file = callee.file;
-            *edges.entry((caller, callee.name)).or_default().calls.get_or_insert(0) += calls;
+            row.zeek_name.clone_from(&callee.zeek_name);
+            row.file.clone_from(&callee.file);
+            *edges.entry((caller, callee.name.clone())).or_default().calls.get_or_insert(0) += calls;
         }
 
         let mut files: BTreeMap<String, u64> = BTreeMap::new();
         let mut sampled = None;
         if let Some(ctx) = sampling {
-            let mut decoder = StackDecoder::new(&snapshot.funcs, ctx.natives, ctx.bias, ctx.mappings);
+            let mut decoder = StackDecoder::new(&names, ctx.natives, ctx.bias, ctx.mappings);
             let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
             for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
                 let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {

@@ -97,7 +97,10 @@ fn attach_serves_metrics_matching_the_truth() {
         .map(|(l, v)| (l["function"].clone(), v))
         .collect();
     assert!(self_seconds.get("fib").is_some_and(|s| *s > 0.05), "fib sampled: {self_seconds:?}");
-    assert!(self_seconds.get("zeek::Connection::NextPacket").is_some_and(|s| *s > 0.3), "native: {self_seconds:?}");
+    // A share, not seconds: how much CPU the fixture gets in its 2 s depends on the machine's load.
+    let sampled: f64 = self_seconds.values().sum();
+    let native_share = self_seconds.get("zeek::Connection::NextPacket").map_or(0.0, |s| s / sampled);
+    assert!(native_share > 0.2, "native ({native_share:.3} of {sampled:.3} s): {self_seconds:?}");
     let inclusive = samples(&text, "zeek_probe_function_seconds_total");
     let event_total = inclusive.iter().find(|(l, _)| l["function"] == "new_connection").map(|(_, v)| *v);
     assert!(event_total.is_some_and(|t| t >= self_seconds["new_connection"]), "inclusive ≥ self");

@@ -20,7 +20,7 @@ use profiler_common::{
 use crate::{
     funcs::{FLAVOR_EVENT, FUNC_KIND_BIF, remember_event_name, remember_func},
     maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
-    target_memory::{hash_std_string, read},
+    target_memory::{hash_std_string, read, read_global},
 };
 
 /// More entries than this is not a call stack but a misread vector.
@@ -106,10 +106,11 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     finish(pid, trace)
 }
 
-/// The bounds of a `std::vector` of `entry_size`-byte entries; `None` when implausible.
+/// The bounds of the global `std::vector` at `address` of `entry_size`-byte entries; `None`
+/// when implausible.
 #[inline(always)]
 fn vector_entries(address: u64, entry_size: u64) -> Option<(u64, u64)> {
-    let [begin, end] = read::<[u64; 2]>(address)?;
+    let [begin, end] = read_global::<[u64; 2]>(address)?;
     if entry_size == 0 || end < begin {
         return None;
     }
@@ -176,7 +177,7 @@ fn bottom_event_not_dispatched(layout: &TargetLayout, cursor: &Cursor) -> bool {
     if cursor.entries > 1 && read::<u64>(cursor.begin + layout.call_info_size as u64 + 8) == Some(func) {
         return true;
     }
-    let current = read::<u64>(layout.event_mgr + layout.event_mgr_current as u64).unwrap_or(0);
+    let current = read_global::<u64>(layout.event_mgr + layout.event_mgr_current as u64).unwrap_or(0);
     if current == 0 {
         return true;
     }
@@ -293,7 +294,7 @@ fn entry_function(layout: &TargetLayout, cursor: &mut Cursor, entry: u64) -> Opt
 #[inline(always)]
 fn name_outside_scripts(ctx: &PerfEventContext, layout: &TargetLayout, trace: &mut StackTrace) {
     if layout.event_mgr != 0 && layout.event_mgr_current != 0 {
-        let handler = read::<u64>(layout.event_mgr + layout.event_mgr_current as u64)
+        let handler = read_global::<u64>(layout.event_mgr + layout.event_mgr_current as u64)
             .filter(|event| *event != 0)
             .and_then(|event| read::<u64>(event + layout.event_handler as u64));
         if let Some(handler) = handler.filter(|h| *h != 0) {

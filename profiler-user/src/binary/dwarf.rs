@@ -15,8 +15,9 @@ use object::{Object, ObjectSection, ReadCache};
 pub type Field = (&'static str, &'static str);
 
 /// Everything the layout needs, by qualified class name.
-pub const FIELDS: [Field; 13] = [
+pub const FIELDS: [Field; 14] = [
     ("zeek::Obj", "location"),
+    ("zeek::Func", "bodies"),
     ("zeek::Func", "kind"),
     ("zeek::Func", "type"),
     ("zeek::Func", "name"),

@@ -30,6 +30,8 @@ pub struct Mismatch {
 pub struct AbiLayout {
     /// The ABI generation's name, e.g. "8.2".
     pub abi: &'static str,
+    /// `Func::bodies`, a `std::vector<Func::Body>` whose first member is the body's `Stmt*`.
+    pub func_bodies: u32,
     pub func_kind: u32,
     pub func_type: u32,
     pub func_name: u32,
@@ -99,6 +101,7 @@ impl AbiLayout {
         let debug_enum_val = version.debug && n < 8_02_00;
         Ok(Self {
             abi: row.abi,
+            func_bodies: 24,
             func_kind: 56,
             func_type: 64,
             func_name: 72,
@@ -138,6 +141,7 @@ impl AbiLayout {
             }
         };
         take(("zeek::Obj", "location"), &mut self.obj_location);
+        take(("zeek::Func", "bodies"), &mut self.func_bodies);
         take(("zeek::Func", "kind"), &mut self.func_kind);
         take(("zeek::Func", "type"), &mut self.func_type);
         take(("zeek::Func", "name"), &mut self.func_name);
@@ -167,6 +171,7 @@ impl AbiLayout {
             call_stack: addresses.call_stack,
             event_mgr: addresses.event_mgr,
             frame_stack: addresses.frame_stack,
+            func_bodies: self.func_bodies,
             func_kind: self.func_kind,
             func_type: self.func_type,
             func_name: self.func_name,
@@ -180,7 +185,6 @@ impl AbiLayout {
             event_mgr_current: self.event_mgr_current.unwrap_or(0),
             event_handler: self.event_handler,
             event_handler_name: self.event_handler_name,
-            _reserved: 0,
         }
     }
 }

@@ -88,6 +88,7 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
     };
     let mut offsets = vec![
         offset("Obj::location", ("zeek::Obj", "location"), l.obj_location),
+        offset("Func::bodies", ("zeek::Func", "bodies"), l.func_bodies),
         offset("Func::kind", ("zeek::Func", "kind"), l.func_kind),
         offset("Func::type", ("zeek::Func", "type"), l.func_type),
         offset("Func::name", ("zeek::Func", "name"), l.func_name),

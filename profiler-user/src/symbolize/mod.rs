@@ -2,10 +2,12 @@
 //! people read. One small decoder per label kind, each cached where the lookup is costly.
 pub mod func_kind;
 pub mod func_name;
+pub mod function_names;
 pub mod log_stream;
 pub mod stack;
 
 pub use func_kind::FuncKind;
 pub use func_name::func_name;
+pub use function_names::FunctionNames;
 pub use log_stream::LogStreamNames;
 pub use stack::StackDecoder;

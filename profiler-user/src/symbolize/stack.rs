@@ -2,9 +2,9 @@
 //! defined), native code by demangled symbol, other threads by thread name.
 use std::collections::{HashMap, hash_map::Entry};
 
-use profiler_common::{FuncInfo, StackKind, StackTrace, maps::CALLER_UNRESOLVED};
+use profiler_common::{StackKind, StackTrace, maps::CALLER_UNRESOLVED};
 
-use super::{FuncKind, func_name};
+use super::{FuncKind, FunctionNames};
 use crate::{
     binary::symbols::NativeSymbols,
     profile::StackFrame,
@@ -29,7 +29,7 @@ pub struct DecodedFrame {
 
 /// Decodes the stacks of one process, caching native symbol lookups.
 pub struct StackDecoder<'a> {
-    funcs: &'a HashMap<u64, FuncInfo>,
+    funcs: &'a FunctionNames,
     natives: &'a NativeSymbols,
     bias: u64,
     mappings: &'a [Mapping],
@@ -39,12 +39,7 @@ pub struct StackDecoder<'a> {
 impl<'a> StackDecoder<'a> {
     /// `natives` and `bias` name addresses in the executable; `mappings` name the library of
     /// any other address.
-    pub fn new(
-        funcs: &'a HashMap<u64, FuncInfo>,
-        natives: &'a NativeSymbols,
-        bias: u64,
-        mappings: &'a [Mapping],
-    ) -> Self {
+    pub fn new(funcs: &'a FunctionNames, natives: &'a NativeSymbols, bias: u64, mappings: &'a [Mapping]) -> Self {
         Self { funcs, natives, bias, mappings, native_names: HashMap::new() }
     }
 
@@ -75,22 +70,19 @@ impl<'a> StackDecoder<'a> {
     }
 
     fn script_frame(&self, hash: u64) -> DecodedFrame {
-        let unresolved = || DecodedFrame {
-            frame: StackFrame { name: UNRESOLVED_FRAME.to_owned(), file: None, line: 0 },
-            kind: FuncKind::Function,
-            zeek_name: None,
-        };
-        if hash == CALLER_UNRESOLVED {
-            return unresolved();
+        let named = (hash != CALLER_UNRESOLVED).then(|| self.funcs.get(hash)).flatten();
+        match named {
+            Some(f) => DecodedFrame {
+                frame: StackFrame { name: f.name.clone(), file: f.file.clone(), line: f.line },
+                kind: f.kind,
+                zeek_name: f.zeek_name.clone(),
+            },
+            None => DecodedFrame {
+                frame: StackFrame { name: UNRESOLVED_FRAME.to_owned(), file: None, line: 0 },
+                kind: FuncKind::Function,
+                zeek_name: None,
+            },
         }
-        let Some(info) = self.funcs.get(&hash) else { return unresolved() };
-        let (Some(name), Some(kind)) = (func_name(info), FuncKind::from_raw(info.kind, info.flavor)) else {
-            return unresolved();
-        };
-        let file = crate::target::memory::printable(info.file_bytes());
-        let shown = display_name(name.clone(), file.as_deref(), info.line);
-        let zeek_name = (shown != name).then_some(name);
-        DecodedFrame { frame: StackFrame { name: shown, file, line: info.line }, kind, zeek_name }
     }
 
     fn native_name(&mut self, ip: u64) -> String {
@@ -111,21 +103,9 @@ impl<'a> StackDecoder<'a> {
     }
 }
 
-/// Lambdas are named `lambda_<hash>` by Zeek, a hash that means nothing to people and
-/// differs between runs: name them by where they are defined.
-pub fn display_name(name: String, file: Option<&str>, line: u32) -> String {
-    match file {
-        Some(file) if name.starts_with("lambda_") => {
-            let short = file.rsplit('/').next().unwrap_or(file);
-            format!("lambda@{short}:{line}")
-        }
-        _ => name,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use profiler_common::name_hash::name_hash_bytes;
+    use profiler_common::{FuncInfo, name_hash::name_hash_bytes};
 
     use super::*;
 
@@ -152,15 +132,15 @@ mod tests {
     #[test]
     fn script_stacks_name_lambdas_by_location() {
         let (ev, lambda) = (name_hash_bytes(b"new_connection"), name_hash_bytes(b"lambda_123"));
-        let funcs = HashMap::from([
+        let funcs = FunctionNames::new(&HashMap::from([
             (ev, info("new_connection", 0, 1, "/z/base/conn.zeek", 10)),
             (lambda, info("lambda_123", 0, 0, "/z/site/packages/pkg/main.zeek", 42)),
-        ]);
+        ]));
         let natives = NativeSymbols::default();
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &[]);
         let frames = decoder.decode(&trace(StackKind::Script, &[ev, lambda, CALLER_UNRESOLVED], 0)).unwrap();
         let names: Vec<&str> = frames.iter().map(|f| f.frame.name.as_str()).collect();
-        assert_eq!(names, ["new_connection", "lambda@main.zeek:42", UNRESOLVED_FRAME]);
+        assert_eq!(names, ["new_connection", "lambda@pkg/main.zeek:42", UNRESOLVED_FRAME]);
         assert_eq!(frames[0].kind, FuncKind::Event);
         assert_eq!(frames[1].frame.file.as_deref(), Some("/z/site/packages/pkg/main.zeek"));
         assert_eq!(frames[1].zeek_name.as_deref(), Some("lambda_123"));
@@ -169,7 +149,7 @@ mod tests {
     #[test]
     fn dispatch_native_and_thread_stacks() {
         let ev = name_hash_bytes(b"dns_request");
-        let funcs = HashMap::from([(ev, info("dns_request", 0, 1, "", 0))]);
+        let funcs = FunctionNames::new(&HashMap::from([(ev, info("dns_request", 0, 1, "", 0))]));
         let natives = NativeSymbols::default();
         let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/lib/libc.so.6".into() }];
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &libc);
