@@ -48,10 +48,10 @@ impl FunctionNames {
         }
         for hashes in holders.into_values().filter(|h| h.len() > 1) {
             for hash in hashes {
-                if let Some(f) = by_hash.get_mut(&hash) {
-                    if let Some(zeek_name) = &f.zeek_name {
-                        f.name = format!("{} {zeek_name}", f.name);
-                    }
+                if let Some(f) = by_hash.get_mut(&hash)
+                    && let Some(zeek_name) = &f.zeek_name
+                {
+                    f.name = format!("{} {zeek_name}", f.name);
                 }
             }
         }
