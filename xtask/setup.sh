@@ -76,7 +76,7 @@ if [ -n "$runtime_tarball" ]; then
   fi
   # A stamp per tarball (its name, size and mtime) keeps this quick once done, and a changed
   # tarball in shared/ is installed again.
-  stamp_of() { stat -c '%n %s %Y' "$1"; }
+  stamp_of() { printf '%s %s\n' "$(basename "$1")" "$(stat -c '%s %Y' "$1")"; }
   for tarball in "$runtime_tarball" "$shared_zeek/zeek-$zeek_version-x86_64-debug.tar.xz"; do
     [ -f "$tarball" ] || continue
     stamp="/usr/local/zeek/.installed-$(basename "$tarball").stamp"

@@ -31,6 +31,10 @@ pub struct TargetSummary {
     pub sample_hz: Option<u64>,
     /// ZAM-compiled scripts: inlined functions' time lands in their callers.
     pub zam: bool,
+    /// The process's user + system CPU time, all threads, when it exited (`record`): what the
+    /// sampled seconds add up to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
 }
 
 /// One function (or native frame, or thread) with what was counted and sampled for it.
@@ -359,6 +363,7 @@ mod tests {
             calls_counted: true,
             sample_hz: None,
             zam: false,
+            cpu_seconds: None,
         }
     }
 

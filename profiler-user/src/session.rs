@@ -103,6 +103,7 @@ impl Session {
             calls_counted: self.plan.invoke == Some(InvokeProgram::CountCalls),
             sample_hz: self.plan.sample,
             zam: self.process.zam,
+            cpu_seconds: None,
         }
     }
 

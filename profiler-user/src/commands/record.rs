@@ -6,7 +6,7 @@ use crate::{
     probes::Probes,
     report::{self, top_table},
     session::Session,
-    target::Tracee,
+    target::{Tracee, stats::ProcessStats},
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
@@ -31,7 +31,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let exit = tracee.run_to_exit(|| {
         let snapshot = probes.snapshot();
         session.learn_names(&snapshot);
-        final_profile = Some(session.profile(&snapshot));
+        let mut profile = session.profile(&snapshot);
+        // At its exit stop the process is still there, with every thread's CPU time summed.
+        profile.target.cpu_seconds = ProcessStats::read(profile.target.pid).map(|s| s.cpu_seconds);
+        final_profile = Some(profile);
     })?;
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));

@@ -337,6 +337,7 @@ mod tests {
                     calls_counted: true,
                     sample_hz: Some(99),
                     zam: false,
+                    cpu_seconds: None,
                 },
                 functions: vec![FunctionStats {
                     name: "fmt".into(),

@@ -24,9 +24,10 @@ pub fn render(profile: &Profile) -> String {
         (Some(s), _) => {
             let _ = writeln!(
                 out,
-                "{sampled} CPU samples at {} Hz ({:.2} s of CPU){}",
+                "{sampled} CPU samples at {} Hz ({:.2} s of CPU{}){}",
                 s.hz,
                 sampled as f64 / s.hz.max(1) as f64,
+                t.cpu_seconds.map_or_else(String::new, |cpu| format!("; the process used {cpu:.2} s")),
                 if t.calls_counted { ", every call counted" } else { "" }
             );
         }
@@ -125,6 +126,7 @@ mod tests {
                 calls_counted,
                 sample_hz: sampled.then_some(100),
                 zam: false,
+                cpu_seconds: None,
             },
             functions: vec![
                 function("new_connection", FuncKind::Event, calls_counted.then_some(25), 0.5, 2.0),
