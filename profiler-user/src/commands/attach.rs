@@ -18,6 +18,7 @@ use crate::{
         service_discovery,
         web_config::WebConfig,
     },
+    output,
     probes::Probes,
     profile::{Sampling, StackFrame},
     report::flamegraph,
@@ -61,8 +62,8 @@ fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) {
     let Some(path) = path else { return };
     let Some((sampling, title)) = host_sampling(cluster) else { return };
     match flamegraph::write_file(path, &sampling, &title) {
-        Ok(()) => eprintln!("zeek-probe: flame graph written to {}", path.display()),
-        Err(err) => eprintln!("zeek-probe: {:#}", anyhow::Error::from(err)),
+        Ok(()) => output::note(format_args!("flame graph written to {}", path.display())),
+        Err(err) => output::note(format_args!("{:#}", anyhow::Error::from(err))),
     }
 }
 
@@ -93,11 +94,11 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let node_cfg = args.discovery.node_cfg.clone();
     service_discovery::discover(node_cfg.as_deref(), "", args.listen.port(), &[])?;
     if !args.listen.ip().is_loopback() && (web.tls.is_none() || web.auth.is_none()) {
-        eprintln!(
-            "zeek-probe: warning: serving {} without {} (see --web-config)",
+        output::note(format_args!(
+            "warning: serving {} without {} (see --web-config)",
             args.listen,
             if web.tls.is_none() { "TLS" } else { "authentication" }
-        );
+        ));
     }
 
     let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
@@ -140,10 +141,10 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                 _ => format!("attached to {} Zeek process(es), following the host", c.running().count()),
             }
         };
-        eprintln!("zeek-probe: {serving}; metrics on {scheme}://{address}/metrics");
+        output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
 
         for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
-            eprintln!("zeek-probe: ZeroMQ {} feed on {endpoint}", kind.as_str());
+            output::note(format_args!("ZeroMQ {} feed on {endpoint}", kind.as_str()));
         }
         let for_scrapes = cluster.clone();
         let for_discovery = cluster.clone();

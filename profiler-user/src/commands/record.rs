@@ -3,6 +3,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::RecordArgs,
+    output,
     probes::Probes,
     report::{self, top_table},
     session::Session,
@@ -37,11 +38,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
 
     report::write_all(&args.out, &profile, started.elapsed())?;
-    print!("{}", top_table::render(&profile));
-    println!(
-        "report: {}/ (summary.json{})",
+    output::print(&format!(
+        "{}report: {}/ (summary.json{})\n",
+        top_table::render(&profile),
         args.out.display(),
         if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" }
-    );
+    ))?;
     Ok(exit.status())
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     cli::{TargetsArgs, TargetsFormat},
     exporter::service_discovery,
+    output,
     probes::privileges,
     target::{discovery::Discovery, node::NodeType},
 };
@@ -24,9 +25,7 @@ struct Row {
 
 pub fn run(args: TargetsArgs) -> anyhow::Result<i32> {
     if privileges::missing().contains(&"CAP_SYS_PTRACE") {
-        eprintln!(
-            "zeek-probe: warning: without CAP_SYS_PTRACE other users' Zeek processes are not visible (run as root)"
-        );
+        output::note("warning: without CAP_SYS_PTRACE other users' Zeek processes are not visible (run as root)");
     }
     let mut found: Vec<_> = Discovery::default().scan().into_values().collect();
     found.sort_by(|a, b| (&a.process.node, a.process.pid).cmp(&(&b.process.node, b.process.pid)));
@@ -56,7 +55,7 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<i32> {
             service_discovery::to_json(&groups) + "\n"
         }
     };
-    print!("{out}");
+    output::print(&out)?;
     Ok(0)
 }
 
