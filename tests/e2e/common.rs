@@ -137,6 +137,19 @@ impl Drop for Reaped {
     }
 }
 
+/// Polls `poll` until it gives a value, for up to `timeout` (generous: the machine may be
+/// loaded); then fails, saying what was awaited and how things stood at the last try.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut poll: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match poll() {
+            Ok(value) => return value,
+            Err(now) => assert!(Instant::now() < deadline, "{what}: not within {timeout:?}; last seen:\n{now}"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "cannot signal {pid}");

@@ -2,8 +2,11 @@
 //! manager, output places that cannot be written.
 use std::{
     ffi::OsStr,
-    fs::File,
+    fs::{self, File},
+    io::Read as _,
+    path::Path,
     process::{Command, Output, Stdio},
+    time::Duration,
 };
 
 use crate::common::*;
@@ -116,4 +119,58 @@ fn a_full_stderr_is_a_failed_exit_not_a_panic() {
         ],
     );
     assert!(output.status.success(), "attach with a full stderr: {:?}", output.status);
+}
+
+/// The PID of `parent`'s child running `program`, once it runs (past the stop before its
+/// first instruction, where `record` holds it until the probes are attached).
+fn running_child(parent: u32, program: &Path) -> u32 {
+    wait_until("the command runs under record", Duration::from_secs(60), || {
+        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+        let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
+        let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
+        let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        match state {
+            Some('R' | 'S' | 'D') if exe == program => Ok(child),
+            _ => Err(format!("PID {child} runs {} in state {state:?}", exe.display())),
+        }
+    })
+}
+
+/// SIGTERM (systemd, timeout, container runtimes), SIGHUP and a SIGINT sent to zeek-probe
+/// alone do what Ctrl-C does: the command gets the signal, the report is written, and
+/// zeek-probe exits with the command's status. Nothing is left running.
+#[test]
+fn stopping_record_stops_the_command_and_keeps_the_report() {
+    if !privileged() {
+        return;
+    }
+    let program = fixture("zeek-shaped-8.2");
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP"), (libc::SIGINT, "SIGINT")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("report");
+        let mut record = Reaped(
+            Command::new(zeek_probe())
+                .args(["record", "--out"])
+                .arg(&out)
+                .arg("--")
+                .arg(&program)
+                .args(["--seconds", "120"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let command = running_child(record.0.id(), &program);
+        signal(record.0.id(), sig);
+        let mut stdout = String::new();
+        record.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let mut stderr = String::new();
+        record.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let status = record.0.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + sig), "{name}: the command's status (killed by {name}): {stderr}");
+        assert!(out.join("summary.json").is_file() && out.join("flamegraph.svg").is_file(), "{name}: {stderr}");
+        assert!(stdout.contains("report: "), "{name}: top table printed: {stdout}");
+        assert!(!Path::new(&format!("/proc/{command}")).exists(), "{name}: the command is left running");
+    }
 }

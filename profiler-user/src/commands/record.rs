@@ -25,9 +25,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         }
     };
 
-    // Ctrl-C reaches the command too; we stay to write the report once it has stopped.
-    // SAFETY: setting a signal disposition has no preconditions.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
+    // report once it has stopped.
     let mut final_profile = None;
     let exit = tracee.run_to_exit(|| {
         let snapshot = probes.snapshot();
