@@ -174,3 +174,69 @@ fn stopping_record_stops_the_command_and_keeps_the_report() {
         assert!(!Path::new(&format!("/proc/{command}")).exists(), "{name}: the command is left running");
     }
 }
+
+/// An output directory that cannot take the report is refused before the command runs (the
+/// fixture's truth file, written as it starts, is not there).
+#[test]
+fn record_refuses_an_unwritable_out_before_running() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let truth = dir.path().join("truth.json");
+    for out in [Path::new("/proc/zeek-probe-report"), Path::new("/proc"), &file, &file.join("report")] {
+        let output = Command::new(zeek_probe())
+            .args(["record", "--out"])
+            .arg(out)
+            .arg("--")
+            .arg(fixture("zeek-shaped-8.2"))
+            .args(["--rounds", "1", "--truth"])
+            .arg(&truth)
+            .output()
+            .unwrap();
+        assert_one_line_error(&output, &format!("cannot write to {}", out.display()));
+        assert_one_line_error(&output, "give --out a directory zeek-probe can write to");
+        assert!(!truth.exists(), "{}: the command ran", out.display());
+    }
+}
+
+#[test]
+fn attach_refuses_a_flamegraph_in_a_missing_directory_before_attaching() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in [dir.path().join("missing/flame.svg"), dir.path().to_owned()] {
+        let output = Command::new(zeek_probe())
+            .args(["attach", "--pid", "1", "--listen", "127.0.0.1:0", "--flamegraph"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_one_line_error(&output, &format!("cannot write to {}", path.display()));
+        assert_one_line_error(&output, "give --flamegraph a file in an existing directory");
+    }
+}
+
+/// A flame graph that cannot be written at exit (its directory went away) is a failed exit.
+#[test]
+fn attach_fails_when_the_final_flamegraph_cannot_be_written() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let place = dir.path().join("graphs");
+    fs::create_dir(&place).unwrap();
+    let target = Reaped(Command::new(fixture("zeek-shaped-8.2")).args(["--seconds", "60"]).spawn().unwrap());
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["attach", "--hz", "999", "--listen", "127.0.0.1:0", "--flamegraph"])
+        .arg(place.join("flame.svg"))
+        .args(["--pid", &target.0.id().to_string()]);
+    let mut exporter = Exporter::start(cmd, "http");
+    fs::remove_dir(&place).unwrap();
+    exporter.wait_for("samples taken", |t| t.contains("zeek_probe_function_self_seconds_total{"));
+    signal(exporter.child.0.id(), libc::SIGTERM);
+    let status = exporter.child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", exporter.log.lock().unwrap());
+    let log = exporter.log.lock().unwrap();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.starts_with("zeek-probe: error: cannot write ") && last.contains("flame.svg"), "{log}");
+}

@@ -13,6 +13,8 @@ use crate::{
 pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Load the probes before starting anything: a missing privilege must not cost a run.
     let mut probes = Probes::load()?;
+    // Nor an output directory that cannot take the report.
+    report::prepare_dir(&args.out)?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;
     let started = std::time::Instant::now();
@@ -36,12 +38,14 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
 
-    report::write_all(&args.out, &profile, started.elapsed())?;
-    output::print(&format!(
-        "{}report: {}/ (summary.json{})\n",
-        top_table::render(&profile),
-        args.out.display(),
-        if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" }
-    ))?;
+    // The table is shown even when the files could not be written.
+    let written = report::write_all(&args.out, &profile, started.elapsed());
+    let files = if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" };
+    let report_line = match written {
+        Ok(()) => format!("report: {}/ (summary.json{files})\n", args.out.display()),
+        Err(_) => String::new(),
+    };
+    output::print(&(top_table::render(&profile) + &report_line))?;
+    written?;
     Ok(exit.status())
 }
