@@ -107,3 +107,35 @@ fn what_is_not_zeek_gets_one_line() {
     let output = Command::new(zeek_probe()).args(["check", "/nonexistent/zeek"]).output().unwrap();
     assert_one_line_error(&output, "cannot open /nonexistent/zeek");
 }
+
+/// A FIFO is refused at once (opening it to read would wait for a writer forever), as is any
+/// other file that is not a regular one.
+#[test]
+fn what_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("zeek");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let started = std::time::Instant::now();
+    let mut check = Reaped(
+        Command::new(zeek_probe())
+            .arg("check")
+            .arg(&fifo)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_until("check of a FIFO ends", std::time::Duration::from_secs(30), || {
+        check.0.try_wait().unwrap().ok_or_else(|| format!("still running after {:?}", started.elapsed()))
+    });
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut check.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let output = std::process::Output { status, stdout: Vec::new(), stderr };
+    assert_one_line_error(&output, &format!("{} is a FIFO, not an executable file", fifo.display()));
+    for (path, kind) in [("/tmp", "a directory"), ("/dev/null", "a device")] {
+        let output = Command::new(zeek_probe()).args(["check", path]).output().unwrap();
+        assert_one_line_error(&output, &format!("{path} is {kind}, not an executable file"));
+    }
+}
