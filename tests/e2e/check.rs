@@ -106,6 +106,9 @@ fn what_is_not_zeek_gets_one_line() {
     assert_one_line_error(&output, "/bin/true is not Zeek: it has no ScriptFunc::Invoke symbol");
     let output = Command::new(zeek_probe()).args(["check", "/nonexistent/zeek"]).output().unwrap();
     assert_one_line_error(&output, "cannot open /nonexistent/zeek");
+    let debug = fixture("zeek-shaped-8.2-debuglink.debug");
+    let output = Command::new(zeek_probe()).arg("check").arg(&debug).output().unwrap();
+    assert_one_line_error(&output, &format!("{} is a debug-information file, not an executable", debug.display()));
 }
 
 /// A FIFO is refused at once (opening it to read would wait for a writer forever), as is any

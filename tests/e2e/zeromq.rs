@@ -435,7 +435,11 @@ fn bad_configuration_says_what_to_do() {
     assert!(e.contains("no :PORT"), "{e}");
     let (_taken, bound) = logs_feed("tcp://127.0.0.1:*", 1);
     let e = error(FeedConfig { logs: Some(bound.clone()), ..FeedConfig::default() });
-    assert!(e.starts_with(&format!("cannot bind {bound}")) && e.contains("Choose a free address or port"), "{e}");
+    assert!(
+        e.starts_with(&format!("cannot bind {bound}"))
+            && e.contains("another process is bound to it: choose a free port"),
+        "{e}"
+    );
     let keys = CurveKeys::from_z85(&"0".repeat(40), &"0".repeat(40), &"0".repeat(40)).unwrap();
     let e = error(FeedConfig { logs: Some("tcp://127.0.0.1:*".into()), curve: Some(keys), ..FeedConfig::default() });
     assert!(e.contains("--zmq-cluster"), "{e}");

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
+use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
 
 use super::symbols::{Symbol, SymbolIndex};
 
@@ -72,6 +72,12 @@ impl ElfFile {
 
     pub fn is_x86_64(&self) -> bool {
         self.parsed().architecture() == object::Architecture::X86_64
+    }
+
+    /// A separate debug-information file (`objcopy --only-keep-debug`): its sections keep
+    /// their headers, but the code in `.text` is gone (SHT_NOBITS).
+    pub fn is_debug_info_only(&self) -> bool {
+        self.parsed().section_by_name(".text").is_some_and(|text| text.file_range().is_none())
     }
 
     /// ET_DYN: a position-independent executable, loaded at a random base.
