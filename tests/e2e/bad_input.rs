@@ -2,7 +2,6 @@
 use std::{
     net::TcpListener,
     process::{Command, Output, Stdio},
-    time::Duration,
 };
 
 use crate::common::*;

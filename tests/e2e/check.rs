@@ -63,16 +63,18 @@ fn a_running_process_gets_its_node_and_zam_state() {
     if !privileged() {
         return;
     }
-    let mut zeek = Command::new(fixture("zeek-shaped-8.2"))
-        .args(["--wait-for-signal", "--rounds", "1"])
-        .env("CLUSTER_NODE", "worker-3")
-        .env("ZEEK_ZAM", "1")
-        .spawn()
-        .unwrap();
-    let (status, r) = check_json(&["--pid", &zeek.id().to_string()]);
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(zeek.id() as i32, libc::SIGUSR1) };
-    zeek.wait().unwrap();
+    // Killed when the test ends, should it fail before the signal that lets it finish.
+    let mut zeek = Reaped(
+        Command::new(fixture("zeek-shaped-8.2"))
+            .args(["--wait-for-signal", "--rounds", "1"])
+            .env("CLUSTER_NODE", "worker-3")
+            .env("ZEEK_ZAM", "1")
+            .spawn()
+            .unwrap(),
+    );
+    let (status, r) = check_json(&["--pid", &zeek.0.id().to_string()]);
+    signal(zeek.0.id(), libc::SIGUSR1);
+    assert!(zeek.0.wait().unwrap().success());
     assert_eq!(status, Some(0), "{r}");
     assert_eq!((r["node"].as_str(), r["zam"].as_bool()), (Some("worker-3"), Some(true)), "{r}");
 
