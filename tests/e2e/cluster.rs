@@ -377,10 +377,12 @@ fn the_systemd_units_capabilities_suffice_without_root() {
     let caps = unit_capabilities().iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.json");
+    // Log streams are named from the running process at the exporter's refreshes (1 s apart,
+    // later on a loaded machine): a workload of a few of them.
     let mut worker = node(
         &fixture("zeek-shaped-8.2"),
         Some("worker-unit"),
-        &["--wait-for-signal".as_ref(), "--seconds".as_ref(), "1".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+        &["--wait-for-signal".as_ref(), "--seconds".as_ref(), "3".as_ref(), "--truth".as_ref(), truth.as_os_str()],
     );
     // As systemd runs it: another user than the Zeek process, with only the unit's capabilities.
     let mut cmd = Command::new("setpriv");
