@@ -3,7 +3,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands;
+use crate::{commands, output};
 
 #[derive(Debug, Parser)]
 #[command(name = "zeek-probe", version, about = "External eBPF profiler for unmodified Zeek processes")]
@@ -185,7 +185,7 @@ pub fn main() -> i32 {
     match result {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("zeek-probe: error: {err:#}");
+            output::note(format_args!("error: {err:#}"));
             1
         }
     }

@@ -9,6 +9,7 @@ use std::{
 
 use crate::{
     exporter::{Exposition, FailingTarget, TargetMetrics},
+    output,
     probes::{
         Probes,
         loader::{AttachPlan, MapSnapshot, ProbeScope},
@@ -131,7 +132,7 @@ impl Cluster {
         match attached {
             Ok(session) => {
                 let s = session.summary();
-                eprintln!("zeek-probe: attached to node {node} (PID {pid}, Zeek {})", s.zeek_version);
+                output::note(format_args!("attached to node {node} (PID {pid}, Zeek {})", s.zeek_version));
                 self.failing.remove(&pid);
                 self.nodes.insert(pid, Node { session, process: None, exited_at: None });
             }
@@ -140,10 +141,10 @@ impl Cluster {
                 let failures = self.failing.get(&pid).map_or(0, |f| f.failures) + 1;
                 let backoff = FIRST_RETRY.saturating_mul(1 << (failures - 1).min(5)).min(MAX_RETRY);
                 if self.failing.get(&pid).is_none_or(|f| f.error != error) {
-                    eprintln!(
-                        "zeek-probe: cannot attach to node {node} (PID {pid}): {error}; retrying every {}s at most",
+                    output::note(format_args!(
+                        "cannot attach to node {node} (PID {pid}): {error}; retrying every {}s at most",
                         MAX_RETRY.as_secs()
-                    );
+                    ));
                 }
                 self.failing.insert(pid, Failure { node, error, failures, next_try: now + backoff });
             }
@@ -159,10 +160,10 @@ impl Cluster {
                 None => {
                     node.exited_at = Some(now);
                     self.probes.detach(*pid);
-                    eprintln!(
-                        "zeek-probe: node {} (PID {pid}) exited; serving its final counts",
+                    output::note(format_args!(
+                        "node {} (PID {pid}) exited; serving its final counts",
                         node.session.process.node
-                    );
+                    ));
                 }
             }
         }

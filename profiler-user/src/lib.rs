@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod exporter;
+pub mod output;
 pub mod probes;
 pub mod profile;
 pub mod report;

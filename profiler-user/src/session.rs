@@ -27,6 +27,14 @@ pub enum SessionError {
     Probe(Box<ProbeError>),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error("PID {pid} exited while zeek-probe was attaching to it")]
+    Exited { pid: u32 },
+}
+
+/// Whatever step failed (the kernel says "No such process", the maps read empty, ...), a
+/// target that went away meanwhile has exited.
+fn exited_or(pid: u32, err: SessionError) -> SessionError {
+    if ProcessInfo::is_alive(pid) { err } else { SessionError::Exited { pid } }
 }
 
 impl From<ProbeError> for SessionError {
@@ -53,7 +61,7 @@ impl Session {
     pub fn attach(probes: &mut Probes, pid: u32, plan: AttachPlan) -> Result<Self, SessionError> {
         let process = ProcessInfo::read(pid)?;
         let binary = ZeekBinary::inspect(&process.exe, &process.exe_link)
-            .map_err(|source| SessionError::Binary { pid, source })?;
+            .map_err(|source| exited_or(pid, SessionError::Binary { pid, source }))?;
         Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess, plan)
     }
 
@@ -65,11 +73,16 @@ impl Session {
         scope: ProbeScope,
         plan: AttachPlan,
     ) -> Result<Self, SessionError> {
-        let bias =
-            if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
-        let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
-        let memory = TargetMemory::open(process.pid)?;
-        probes.attach(process.pid, &process.exe, scope, &binary.probe_points, layout, plan)?;
+        let pid = process.pid;
+        let mut attached = || -> Result<_, SessionError> {
+            let bias =
+                if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
+            let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
+            let memory = TargetMemory::open(pid)?;
+            probes.attach(pid, &process.exe, scope, &binary.probe_points, layout, plan)?;
+            Ok((bias, memory))
+        };
+        let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
         Ok(Self { process, binary, bias, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
     }
 

@@ -1,5 +1,8 @@
 //! Bad input: each answered with one line naming the problem, and a non-zero exit.
-use std::process::{Command, Stdio};
+use std::{
+    net::TcpListener,
+    process::{Command, Output, Stdio},
+};
 
 use crate::common::*;
 
@@ -66,4 +69,97 @@ fn without_bpf_privileges() {
         .output()
         .unwrap();
     assert_one_line_error(&output, "lacks CAP_SYS_ADMIN, CAP_SYS_PTRACE");
+}
+
+/// The line says the underlying error once, with the hint that fits it.
+fn assert_said_once(output: &Output, detail: &str, hint: &str) {
+    assert_one_line_error(output, hint);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches(detail).count(), 1, "{detail:?} said once: {stderr}");
+}
+
+#[test]
+fn configuration_errors_say_the_cause_once_with_the_right_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "basic_auth_users: [\n").unwrap();
+    let attach = |extra: &[&str]| {
+        zeek_probe_cmd(&["attach", "--cluster", "--listen", "127.0.0.1:0"]).args(extra).output().unwrap()
+    };
+    assert_said_once(&attach(&["--web-config", web.to_str().unwrap()]), "invalid type", "web config");
+    let bad_host = attach(&["--zmq-logs", "tcp://nosuchhost.invalid:5557"]);
+    assert_said_once(&bad_host, "No such device", "the host is not an address of this machine");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("tcp://{}", taken.local_addr().unwrap());
+    assert_said_once(&attach(&["--zmq-logs", &endpoint]), "Address already in use", "another process is bound to it");
+}
+
+/// Refused as root (with CAP_SYS_PTRACE), the message says what the kernel refused rather
+/// than asking for the privilege zeek-probe has.
+#[test]
+fn attach_to_pid_1_says_what_failed() {
+    if !privileged() {
+        return;
+    }
+    let output = zeek_probe_cmd(&["attach", "--pid", "1"]).output().unwrap();
+    assert_one_line_error(&output, "PID 1");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("run zeek-probe as root"), "{output:?}");
+}
+
+/// A target that exits while zeek-probe attaches to it is said to have exited, whatever step
+/// it was at (not the kernel's "No such process" from perf_event_open). Targets living ever
+/// longer, until one lives long enough to be attached, sweep through every step.
+#[test]
+fn a_target_exiting_during_attach_is_said_to_have_exited() {
+    if !privileged() {
+        return;
+    }
+    let mut said = Vec::new();
+    for step in 1..=100 {
+        let seconds = format!("{:.2}", f64::from(step) * 0.03);
+        let mut target = Reaped(
+            Command::new(fixture("zeek-shaped-8.2"))
+                .args(["--seconds", &seconds])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = target.0.id().to_string();
+        let output =
+            zeek_probe_cmd(&["attach", "--pid", &pid, "--listen", "127.0.0.1:0", "--duration", "1"]).output().unwrap();
+        target.0.wait().unwrap();
+        if output.status.success() {
+            eprintln!("targets living {seconds} s were attached; before, zeek-probe said: {said:?}");
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            stderr.contains(&format!("no process with PID {pid}"))
+                || stderr.contains(&format!("PID {pid} exited while zeek-probe was attaching to it")),
+            "a target living {seconds} s: {stderr}"
+        );
+        assert_one_line_error(&output, &pid);
+        said.push(stderr.trim().to_owned());
+    }
+    panic!("no target was attached: {said:?}");
+}
+
+/// Without privileges, no Zeek visible is not "no Zeek running".
+#[test]
+fn targets_without_privileges_says_it_cannot_see_them() {
+    if !privileged() {
+        return;
+    }
+    let _zeek = Reaped(Command::new(fixture("zeek-shaped-8.2")).args(["--seconds", "60"]).spawn().unwrap());
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"])
+        .arg(zeek_probe())
+        .arg("targets")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stdout.contains("no Zeek process is running"), "{stdout}");
+    assert!(stdout.contains("cannot see other users' processes (run it as root"), "{stdout}");
 }

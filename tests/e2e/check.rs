@@ -63,16 +63,18 @@ fn a_running_process_gets_its_node_and_zam_state() {
     if !privileged() {
         return;
     }
-    let mut zeek = Command::new(fixture("zeek-shaped-8.2"))
-        .args(["--wait-for-signal", "--rounds", "1"])
-        .env("CLUSTER_NODE", "worker-3")
-        .env("ZEEK_ZAM", "1")
-        .spawn()
-        .unwrap();
-    let (status, r) = check_json(&["--pid", &zeek.id().to_string()]);
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(zeek.id() as i32, libc::SIGUSR1) };
-    zeek.wait().unwrap();
+    // Killed when the test ends, should it fail before the signal that lets it finish.
+    let mut zeek = Reaped(
+        Command::new(fixture("zeek-shaped-8.2"))
+            .args(["--wait-for-signal", "--rounds", "1"])
+            .env("CLUSTER_NODE", "worker-3")
+            .env("ZEEK_ZAM", "1")
+            .spawn()
+            .unwrap(),
+    );
+    let (status, r) = check_json(&["--pid", &zeek.0.id().to_string()]);
+    signal(zeek.0.id(), libc::SIGUSR1);
+    assert!(zeek.0.wait().unwrap().success());
     assert_eq!(status, Some(0), "{r}");
     assert_eq!((r["node"].as_str(), r["zam"].as_bool()), (Some("worker-3"), Some(true)), "{r}");
 
@@ -106,4 +108,39 @@ fn what_is_not_zeek_gets_one_line() {
     assert_one_line_error(&output, "/bin/true is not Zeek: it has no ScriptFunc::Invoke symbol");
     let output = Command::new(zeek_probe()).args(["check", "/nonexistent/zeek"]).output().unwrap();
     assert_one_line_error(&output, "cannot open /nonexistent/zeek");
+    let debug = fixture("zeek-shaped-8.2-debuglink.debug");
+    let output = Command::new(zeek_probe()).arg("check").arg(&debug).output().unwrap();
+    assert_one_line_error(&output, &format!("{} is a debug-information file, not an executable", debug.display()));
+}
+
+/// A FIFO is refused at once (opening it to read would wait for a writer forever), as is any
+/// other file that is not a regular one.
+#[test]
+fn what_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("zeek");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let started = std::time::Instant::now();
+    let mut check = Reaped(
+        Command::new(zeek_probe())
+            .arg("check")
+            .arg(&fifo)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_until("check of a FIFO ends", std::time::Duration::from_secs(30), || {
+        check.0.try_wait().unwrap().ok_or_else(|| format!("still running after {:?}", started.elapsed()))
+    });
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut check.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let output = std::process::Output { status, stdout: Vec::new(), stderr };
+    assert_one_line_error(&output, &format!("{} is a FIFO, not an executable file", fifo.display()));
+    for (path, kind) in [("/tmp", "a directory"), ("/dev/null", "a device")] {
+        let output = Command::new(zeek_probe()).args(["check", path]).output().unwrap();
+        assert_one_line_error(&output, &format!("{path} is {kind}, not an executable file"));
+    }
 }

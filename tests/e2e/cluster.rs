@@ -5,14 +5,12 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     os::unix::fs::{PermissionsExt, symlink},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Mutex,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -38,17 +36,6 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// GET over HTTP/1.0, so that the body comes unchunked. Returns (status line, body).
-fn get(address: &str, path: &str) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_owned(), body.to_owned()))
-}
-
 impl Prometheus {
     fn start(config: &Path, dir: &Path) -> Self {
         let address = format!("127.0.0.1:{}", free_port());
@@ -62,21 +49,17 @@ impl Prometheus {
                 .spawn()
                 .expect("prometheus (Debian package) is installed by cargo xtask setup"),
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !get(&address, "/-/ready").is_some_and(|(status, _)| status.contains(" 200")) {
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus did not get ready; see {}",
-                dir.join("prometheus.log").display()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
+        wait_until("Prometheus gets ready", Duration::from_secs(60), || match http_get(&address, "/-/ready") {
+            Some(r) if r.status.contains(" 200") => Ok(()),
+            _ => Err(format!("see {}", dir.join("prometheus.log").display())),
+        });
         Self { _server: server, address }
     }
 
     /// An instant query's series as (labels, value).
     fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let Some((status, body)) = get(&self.address, &format!("/api/v1/query?query={}", percent_encode(promql)))
+        let Some(HttpResponse { status, body, .. }) =
+            http_get(&self.address, &format!("/api/v1/query?query={}", percent_encode(promql)))
         else {
             return Vec::new();
         };
@@ -109,19 +92,14 @@ impl Prometheus {
         exporter_log: &Mutex<String>,
         done: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
     ) -> Vec<(BTreeMap<String, String>, f64)> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_until(what, Duration::from_secs(60), || {
             let result = self.query(promql);
             if done(&result) {
-                return result;
+                Ok(result)
+            } else {
+                Err(format!("`{promql}` gave {result:?}\nexporter log:\n{}", exporter_log.lock().unwrap()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: `{promql}` gave {result:?}\nexporter log:\n{}",
-                exporter_log.lock().unwrap()
-            );
-            thread::sleep(Duration::from_millis(300));
-        }
+        })
     }
 }
 
@@ -399,10 +377,12 @@ fn the_systemd_units_capabilities_suffice_without_root() {
     let caps = unit_capabilities().iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.json");
+    // Log streams are named from the running process at the exporter's refreshes (1 s apart,
+    // later on a loaded machine): a workload of a few of them.
     let mut worker = node(
         &fixture("zeek-shaped-8.2"),
         Some("worker-unit"),
-        &["--wait-for-signal".as_ref(), "--seconds".as_ref(), "1".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+        &["--wait-for-signal".as_ref(), "--seconds".as_ref(), "3".as_ref(), "--truth".as_ref(), truth.as_os_str()],
     );
     // As systemd runs it: another user than the Zeek process, with only the unit's capabilities.
     let mut cmd = Command::new("setpriv");

@@ -58,7 +58,9 @@ pub fn privileged() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("privileged end-to-end tests must run as root in CI");
     }
-    eprintln!("skipping: needs root (CAP_SYS_ADMIN, CAP_SYS_PTRACE)");
+    // Straight to the file descriptor: the test harness would hide what eprintln! says.
+    let test = thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "skipped {test}: needs root (CAP_SYS_ADMIN, CAP_SYS_PTRACE)");
     false
 }
 
@@ -152,20 +154,51 @@ impl Drop for Reaped {
     }
 }
 
+/// Polls `poll` until it gives a value, for up to `timeout` (generous: the machine may be
+/// loaded); then fails, saying what was awaited and how things stood at the last try.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut poll: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match poll() {
+            Ok(value) => return value,
+            Err(now) => assert!(Instant::now() < deadline, "{what}: not within {timeout:?}; last seen:\n{now}"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "cannot signal {pid}");
 }
 
-pub fn http_get(address: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to the exporter");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+/// What an HTTP server answered.
+pub struct HttpResponse {
+    /// The status line, e.g. `HTTP/1.0 200 OK`.
+    pub status: String,
+    /// Everything before the body, the status line included.
+    pub head: String,
+    pub body: String,
+}
+
+/// A GET over HTTP/1.0, so that the body comes unchunked; None when nothing answered.
+pub fn http_get(address: &str, path: &str) -> Option<HttpResponse> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some(HttpResponse { status: head.lines().next()?.to_owned(), head: head.to_owned(), body: body.to_owned() })
+}
+
+/// The exposition an exporter serves, asserted to be a 200 in Prometheus' text format.
+pub fn scrape(address: &str) -> String {
+    let response = http_get(address, "/metrics").unwrap_or_else(|| panic!("no HTTP answer from {address}"));
+    let head = &response.head;
+    assert!(response.status.starts_with("HTTP/1.") && response.status.contains(" 200 "), "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
-    body.to_owned()
+    response.body
 }
 
 /// Parses `name{k="v",...} value` samples of one metric into (labels, value).
@@ -282,14 +315,9 @@ impl Exporter {
 
     /// Polls the exposition until `done` holds for it.
     pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = http_get(&self.address, "/metrics");
-            if done(&text) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "{what}:\n{text}\nexporter log:\n{}", self.log.lock().unwrap());
-            thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(what, Duration::from_secs(60), || {
+            let text = scrape(&self.address);
+            if done(&text) { Ok(text) } else { Err(format!("{text}\nexporter log:\n{}", self.log.lock().unwrap())) }
+        })
     }
 }

@@ -7,6 +7,7 @@ mod binary;
 mod check;
 mod cluster;
 mod common;
+mod faults;
 mod record;
 mod sampling;
 mod zeromq;

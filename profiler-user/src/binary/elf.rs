@@ -1,11 +1,12 @@
 //! Reading an ELF file lazily: Zeek binaries with DWARF are hundreds of megabytes, and only
 //! headers, symbol tables and a few instruction bytes are needed.
 use std::{
-    fs::File,
+    fs::{self, File},
+    os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
+use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
 
 use super::symbols::{Symbol, SymbolIndex};
 
@@ -13,6 +14,8 @@ use super::symbols::{Symbol, SymbolIndex};
 pub enum ElfError {
     #[error("cannot open {path}")]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {kind}, not an executable file: give the path of a zeek binary")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{path} is not an ELF executable")]
     Parse { path: PathBuf, source: object::Error },
     #[error("{path} has no loadable segment")]
@@ -21,14 +24,38 @@ pub enum ElfError {
     AddressNotMapped { path: PathBuf, address: u64 },
 }
 
+/// What a file that is not a regular one is, to say so.
+fn check_regular(metadata: &fs::Metadata) -> Result<(), &'static str> {
+    let t = metadata.file_type();
+    if t.is_file() {
+        Ok(())
+    } else if t.is_dir() {
+        Err("a directory")
+    } else if t.is_fifo() {
+        Err("a FIFO")
+    } else if t.is_socket() {
+        Err("a socket")
+    } else if t.is_char_device() || t.is_block_device() {
+        Err("a device")
+    } else {
+        Err("a special file")
+    }
+}
+
 pub struct ElfFile {
     path: PathBuf,
     cache: ReadCache<File>,
 }
 
 impl ElfFile {
+    /// Opens a regular file only: a FIFO or a device would block or be changed by reading.
     pub fn open(path: &Path) -> Result<Self, ElfError> {
-        let file = File::open(path).map_err(|source| ElfError::Open { path: path.to_path_buf(), source })?;
+        let open_err = |source| ElfError::Open { path: path.to_path_buf(), source };
+        let not_a_file = |kind| ElfError::NotAFile { path: path.to_path_buf(), kind };
+        check_regular(&fs::metadata(path).map_err(open_err)?).map_err(not_a_file)?;
+        // Non-blocking, should it have been swapped for a FIFO since: then refused below.
+        let file = File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(open_err)?;
+        check_regular(&file.metadata().map_err(open_err)?).map_err(not_a_file)?;
         let elf = Self { path: path.to_path_buf(), cache: ReadCache::new(file) };
         elf.parse()?;
         Ok(elf)
@@ -45,6 +72,12 @@ impl ElfFile {
 
     pub fn is_x86_64(&self) -> bool {
         self.parsed().architecture() == object::Architecture::X86_64
+    }
+
+    /// A separate debug-information file (`objcopy --only-keep-debug`): its sections keep
+    /// their headers, but the code in `.text` is gone (SHT_NOBITS).
+    pub fn is_debug_info_only(&self) -> bool {
+        self.parsed().section_by_name(".text").is_some_and(|text| text.file_range().is_none())
     }
 
     /// ET_DYN: a position-independent executable, loaded at a random base.

@@ -60,6 +60,10 @@ pub enum BinaryError {
     NotZeek { path: PathBuf, missing: &'static str },
     #[error("{path}: {detail}")]
     Unsupported { path: PathBuf, detail: String },
+    #[error(
+        "{path} is a debug-information file, not an executable (its code was left out, as by objcopy --only-keep-debug): give the zeek executable it belongs to, whose .gnu_debuglink finds it"
+    )]
+    DebugInfoOnly { path: PathBuf },
 }
 
 impl ZeekBinary {
@@ -82,6 +86,9 @@ impl ZeekBinary {
     /// `shown_as` (a process's executable is read through /proc/PID/root/...).
     pub fn inspect(path: &Path, shown_as: &Path) -> Result<Self, BinaryError> {
         let elf = ElfFile::open(path)?;
+        if elf.is_debug_info_only() {
+            return Err(BinaryError::DebugInfoOnly { path: shown_as.to_path_buf() });
+        }
         if !elf.is_x86_64() {
             return Err(BinaryError::Unsupported {
                 path: shown_as.to_path_buf(),

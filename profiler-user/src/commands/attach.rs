@@ -18,9 +18,10 @@ use crate::{
         service_discovery,
         web_config::WebConfig,
     },
+    output,
     probes::Probes,
     profile::{Sampling, StackFrame},
-    report::flamegraph,
+    report::{self, flamegraph},
     target::discovery::Discovery,
     zeromq::{CurveKeys, FeedConfig, Feeds},
 };
@@ -55,15 +56,13 @@ fn host_sampling(cluster: &Mutex<Cluster>) -> Option<(Sampling, String)> {
     }
 }
 
-/// Writes the flame graph of everything sampled so far, if one was asked for. A failure is
-/// reported and the exporter carries on.
-fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) {
-    let Some(path) = path else { return };
-    let Some((sampling, title)) = host_sampling(cluster) else { return };
-    match flamegraph::write_file(path, &sampling, &title) {
-        Ok(()) => eprintln!("zeek-probe: flame graph written to {}", path.display()),
-        Err(err) => eprintln!("zeek-probe: {:#}", anyhow::Error::from(err)),
-    }
+/// Writes the flame graph of everything sampled so far, if one was asked for.
+fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) -> Result<(), flamegraph::FlamegraphError> {
+    let Some(path) = path else { return Ok(()) };
+    let Some((sampling, title)) = host_sampling(cluster) else { return Ok(()) };
+    flamegraph::write_file(path, &sampling, &title)?;
+    output::note(format_args!("flame graph written to {}", path.display()));
+    Ok(())
 }
 
 /// The ZeroMQ feeds asked for, started (sockets bound or connecting), or none.
@@ -92,12 +91,15 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let web = args.web_config.as_deref().map(WebConfig::load).transpose()?.unwrap_or_default();
     let node_cfg = args.discovery.node_cfg.clone();
     service_discovery::discover(node_cfg.as_deref(), "", args.listen.port(), &[])?;
+    if let Some(path) = &args.flamegraph {
+        report::check_file_place(path, "--flamegraph")?;
+    }
     if !args.listen.ip().is_loopback() && (web.tls.is_none() || web.auth.is_none()) {
-        eprintln!(
-            "zeek-probe: warning: serving {} without {} (see --web-config)",
+        output::note(format_args!(
+            "warning: serving {} without {} (see --web-config)",
             args.listen,
             if web.tls.is_none() { "TLS" } else { "authentication" }
-        );
+        ));
     }
 
     let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
@@ -140,10 +142,10 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                 _ => format!("attached to {} Zeek process(es), following the host", c.running().count()),
             }
         };
-        eprintln!("zeek-probe: {serving}; metrics on {scheme}://{address}/metrics");
+        output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
 
         for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
-            eprintln!("zeek-probe: ZeroMQ {} feed on {endpoint}", kind.as_str());
+            output::note(format_args!("ZeroMQ {} feed on {endpoint}", kind.as_str()));
         }
         let for_scrapes = cluster.clone();
         let for_discovery = cluster.clone();
@@ -189,14 +191,19 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     })
                     .await;
                 }
-                _ = flamegraph_request.recv() => write_flamegraph(&cluster, args.flamegraph.as_deref()),
+                // A failure on request is said and the exporter carries on; at exit it is the exit status.
+                _ = flamegraph_request.recv() => {
+                    if let Err(err) = write_flamegraph(&cluster, args.flamegraph.as_deref()) {
+                        output::note(format_args!("error: {:#}", anyhow::Error::from(err)));
+                    }
+                }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = &mut deadline => break,
             }
         }
         serving.abort();
-        write_flamegraph(&cluster, args.flamegraph.as_deref());
+        write_flamegraph(&cluster, args.flamegraph.as_deref())?;
         Ok(0)
     })
 }

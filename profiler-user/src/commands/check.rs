@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     binary::{ProbePoint, ZeekBinary},
     cli::CheckArgs,
+    output,
     probes::{kernel_features::KernelFeatures, privileges},
     target::ProcessInfo,
 };
@@ -71,9 +72,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
     };
     let report = assess(&binary, shown, process.as_ref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        output::print(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        print!("{}", render(&report));
+        output::print(&render(&report))?;
     }
     Ok(if report.ready { 0 } else { 1 })
 }

@@ -3,6 +3,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::RecordArgs,
+    output,
     probes::Probes,
     report::{self, top_table},
     session::Session,
@@ -12,6 +13,8 @@ use crate::{
 pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Load the probes before starting anything: a missing privilege must not cost a run.
     let mut probes = Probes::load()?;
+    // Nor an output directory that cannot take the report.
+    report::prepare_dir(&args.out)?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;
     let started = std::time::Instant::now();
@@ -24,9 +27,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         }
     };
 
-    // Ctrl-C reaches the command too; we stay to write the report once it has stopped.
-    // SAFETY: setting a signal disposition has no preconditions.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
+    // report once it has stopped.
     let mut final_profile = None;
     let exit = tracee.run_to_exit(|| {
         let snapshot = probes.snapshot();
@@ -39,12 +41,14 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
 
-    report::write_all(&args.out, &profile, started.elapsed())?;
-    print!("{}", top_table::render(&profile));
-    println!(
-        "report: {}/ (summary.json{})",
-        args.out.display(),
-        if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" }
-    );
+    // The table is shown even when the files could not be written.
+    let written = report::write_all(&args.out, &profile, started.elapsed());
+    let files = if profile.sampling.is_some() { ", flamegraph.svg, profile.folded, profile.pb.gz" } else { "" };
+    let report_line = match written {
+        Ok(()) => format!("report: {}/ (summary.json{files})\n", args.out.display()),
+        Err(_) => String::new(),
+    };
+    output::print(&(top_table::render(&profile) + &report_line))?;
+    written?;
     Ok(exit.status())
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     cli::{TargetsArgs, TargetsFormat},
     exporter::service_discovery,
+    output,
     probes::privileges,
     target::{discovery::Discovery, node::NodeType},
 };
@@ -23,10 +24,9 @@ struct Row {
 }
 
 pub fn run(args: TargetsArgs) -> anyhow::Result<i32> {
-    if privileges::missing().contains(&"CAP_SYS_PTRACE") {
-        eprintln!(
-            "zeek-probe: warning: without CAP_SYS_PTRACE other users' Zeek processes are not visible (run as root)"
-        );
+    let sees_all = !privileges::missing().contains(&"CAP_SYS_PTRACE");
+    if !sees_all {
+        output::note("warning: without CAP_SYS_PTRACE other users' Zeek processes are not visible (run as root)");
     }
     let mut found: Vec<_> = Discovery::default().scan().into_values().collect();
     found.sort_by(|a, b| (&a.process.node, a.process.pid).cmp(&(&b.process.node, b.process.pid)));
@@ -42,7 +42,7 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<i32> {
         })
         .collect();
     let out = match args.format {
-        TargetsFormat::Table => table(&rows),
+        TargetsFormat::Table => table(&rows, sees_all),
         TargetsFormat::Json => serde_json::to_string_pretty(&rows)? + "\n",
         TargetsFormat::FileSd => {
             let advertise = args
@@ -56,13 +56,18 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<i32> {
             service_discovery::to_json(&groups) + "\n"
         }
     };
-    print!("{out}");
+    output::print(&out)?;
     Ok(0)
 }
 
-fn table(rows: &[Row]) -> String {
-    if rows.is_empty() {
-        return "no Zeek process is running on this host\n".to_owned();
+/// The rows as a table; with none, whether that means none runs (`sees_all`) or none is visible.
+fn table(rows: &[Row], sees_all: bool) -> String {
+    match (rows.is_empty(), sees_all) {
+        (true, true) => return "no Zeek process is running on this host\n".to_owned(),
+        (true, false) => {
+            return "no Zeek process visible: without CAP_SYS_PTRACE zeek-probe cannot see other users' processes (run it as root to see them all)\n".to_owned();
+        }
+        _ => {}
     }
     let mut out = format!("{:<16} {:<10} {:>8} {:<8} {:<40} STATUS\n", "NODE", "TYPE", "PID", "ZEEK", "BINARY");
     for r in rows {

@@ -23,8 +23,8 @@ use tokio_rustls::TlsAcceptor;
 pub enum WebConfigError {
     #[error("cannot read the web config {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("web config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("web config {path}: {error}")]
+    Parse { path: PathBuf, error: serde_yaml::Error },
     #[error("web config {path}: {detail}")]
     Invalid { path: PathBuf, detail: String },
 }
@@ -78,7 +78,7 @@ impl WebConfig {
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
-            serde_yaml::from_str(&text).map_err(|source| WebConfigError::Parse { path: path.into(), source })?
+            serde_yaml::from_str(&text).map_err(|error| WebConfigError::Parse { path: path.into(), error })?
         };
         let invalid = |detail: String| WebConfigError::Invalid { path: path.into(), detail };
         // Relative paths are relative to the config file, as in exporter-toolkit.
@@ -242,6 +242,8 @@ mod tests {
             let err = WebConfig::load(&write(dir.path(), "web.yml", yaml)).err().expect("must fail");
             let text = format!("{:#}", anyhow::Error::from(err));
             assert!(!text.contains('\n'), "{text}");
+            let (_, detail) = text.split_once(": ").unwrap_or_default();
+            assert!(!detail.is_empty() && text.matches(detail).count() == 1, "said once: {text}");
             text
         };
         assert!(

@@ -5,9 +5,60 @@ pub mod pprof;
 pub mod summary_json;
 pub mod top_table;
 
-use std::path::Path;
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
 
 use crate::profile::Profile;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to {}: {error}; {hint}", place.display())]
+pub struct PlaceError {
+    place: PathBuf,
+    error: io::Error,
+    hint: String,
+}
+
+/// Makes sure, before anything runs, that the report can be written into `dir` (`--out`),
+/// creating it.
+pub fn prepare_dir(dir: &Path) -> Result<(), PlaceError> {
+    let checked = match fs::metadata(dir) {
+        Ok(_) => try_writing_in(dir),
+        Err(_) => fs::create_dir_all(dir).and_then(|()| try_writing_in(dir)),
+    };
+    checked.map_err(|error| PlaceError {
+        place: dir.to_owned(),
+        error,
+        hint: "give --out a directory zeek-probe can write to".into(),
+    })
+}
+
+/// Makes sure, before anything runs, that a file can be written at `path` (given by `option`):
+/// its directory exists and takes new files, and it is not itself a directory.
+pub fn check_file_place(path: &Path, option: &str) -> Result<(), PlaceError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let checked = match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::IsADirectory, "it is a directory")),
+        _ => try_writing_in(dir),
+    };
+    checked.map_err(|error| PlaceError {
+        place: path.to_owned(),
+        error,
+        hint: format!("give {option} a file in an existing directory zeek-probe can write to"),
+    })
+}
+
+/// Creates and removes a file in `dir`: the one test that holds alike for root (whom
+/// permissions do not stop), read-only mounts and /proc.
+fn try_writing_in(dir: &Path) -> io::Result<()> {
+    if !fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
+    }
+    let probe = dir.join(format!(".zeek-probe-{}.tmp", std::process::id()));
+    fs::File::options().write(true).create_new(true).open(&probe)?;
+    fs::remove_file(&probe)
+}
 
 /// Writes every report file for `profile` into `dir`: summary.json always; the folded
 /// stacks, flame graph and pprof profile when CPU was sampled.

@@ -87,7 +87,8 @@ impl Discovery {
 fn inspect(process: &ProcessInfo) -> Verdict {
     match ZeekBinary::inspect(&process.exe, &process.exe_link) {
         Ok(binary) => Verdict::Zeek(Arc::new(binary)),
-        Err(BinaryError::NotZeek { .. } | BinaryError::Elf(_)) => Verdict::NotZeek,
+        // A debug-information file cannot be run: never met here.
+        Err(BinaryError::NotZeek { .. } | BinaryError::Elf(_) | BinaryError::DebugInfoOnly { .. }) => Verdict::NotZeek,
         Err(err @ BinaryError::Unsupported { .. }) => Verdict::Unsupported(format!("{err}").into()),
     }
 }

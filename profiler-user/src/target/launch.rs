@@ -2,16 +2,44 @@
 //! after exec (nothing has run before the probes are attached) and again on its way out,
 //! while its memory can still be read. Nothing else is traced: no syscalls, no breakpoints,
 //! no writes. If zeek-probe dies, the kernel detaches the tracee and it runs on.
-use std::{ffi::OsStr, io, os::unix::process::CommandExt, process::Command};
+//!
+//! Stopping zeek-probe stops the command the way stopping it directly would: SIGINT, SIGTERM
+//! and SIGHUP sent to zeek-probe are passed on to it, and zeek-probe stays to see it exit.
+use std::{
+    ffi::OsStr,
+    io,
+    os::unix::process::CommandExt,
+    process::Command,
+    sync::atomic::{AtomicI32, Ordering},
+};
 
 use nix::{
     sys::{
         ptrace::{self, Event, Options},
-        signal::Signal,
+        signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction},
         wait::{WaitStatus, waitpid},
     },
     unistd::Pid,
 };
+
+/// The signals that ask a command to stop, passed on to the one we follow.
+const FORWARDED: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// The PID of the command signals are passed on to; 0 when there is none (not started yet, or
+/// exited: its PID may be reused).
+static FOLLOWED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // A terminal's Ctrl-C (sent by the kernel) already reached the command, which is in our
+    // process group; a signal from a process (kill, timeout, systemd) reached only us.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let from_kernel = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
+    let pid = FOLLOWED.load(Ordering::SeqCst);
+    if pid > 0 && !from_kernel {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -21,6 +49,8 @@ pub enum LaunchError {
     ExitedEarly { command: String, code: i32 },
     #[error("lost control of PID {pid}")]
     Trace { pid: u32, source: nix::Error },
+    #[error("cannot pass {signal} on to the command")]
+    Signals { signal: Signal, source: nix::Error },
 }
 
 /// How the command ended.
@@ -45,26 +75,37 @@ pub struct Tracee {
 }
 
 impl Tracee {
-    /// Starts `program args...`, stopped before its first instruction.
+    /// Starts `program args...`, stopped before its first instruction; from now on the
+    /// signals that ask zeek-probe to stop are passed on to it.
     pub fn spawn(program: &OsStr, args: &[impl AsRef<OsStr>]) -> Result<Self, LaunchError> {
         let command = program.to_string_lossy().into_owned();
         let mut cmd = Command::new(program);
         cmd.args(args);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
-                // We ignore SIGINT while the command runs; the command must not inherit that.
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                ptrace::traceme().map_err(io::Error::from)
-            });
+            cmd.pre_exec(|| ptrace::traceme().map_err(io::Error::from));
         }
         let child = cmd.spawn().map_err(|source| LaunchError::Start { command: command.clone(), source })?;
         let pid = Pid::from_raw(child.id() as i32);
         let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
+        FOLLOWED.store(pid.as_raw(), Ordering::SeqCst);
+        let tracee = Self { pid };
+        let handler = SigAction::new(SigHandler::SigAction(pass_on), SaFlags::SA_RESTART, SigSet::empty());
+        for signal in FORWARDED {
+            // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
+            if let Err(source) = unsafe { sigaction(signal, &handler) } {
+                tracee.kill();
+                return Err(LaunchError::Signals { signal, source });
+            }
+        }
         match waitpid(pid, None).map_err(trace_err)? {
             WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
-            WaitStatus::Exited(_, code) => return Err(LaunchError::ExitedEarly { command, code }),
+            WaitStatus::Exited(_, code) => {
+                FOLLOWED.store(0, Ordering::SeqCst);
+                return Err(LaunchError::ExitedEarly { command, code });
+            }
             other => {
+                tracee.kill();
                 return Err(LaunchError::Start {
                     command,
                     source: io::Error::other(format!("unexpected state after exec: {other:?}")),
@@ -72,7 +113,7 @@ impl Tracee {
             }
         }
         ptrace::setoptions(pid, Options::PTRACE_O_TRACEEXIT | Options::PTRACE_O_TRACEEXEC).map_err(trace_err)?;
-        Ok(Self { pid })
+        Ok(tracee)
     }
 
     pub fn pid(&self) -> u32 {
@@ -81,6 +122,7 @@ impl Tracee {
 
     /// Ends a command that must not run (it cannot be profiled) and reaps it.
     pub fn kill(self) {
+        FOLLOWED.store(0, Ordering::SeqCst);
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
         // It may pass through its exit stop on the way out.
         while let Ok(status) = waitpid(self.pid, None) {
@@ -92,17 +134,23 @@ impl Tracee {
     }
 
     /// Lets the command run to its end. `at_exit` runs once while it is stopped on its way
-    /// out (its memory still readable); signals sent to it are passed on unchanged.
+    /// out (its memory still readable); signals sent to it are passed on unchanged. Signals
+    /// passed on from zeek-probe stop once it is on its way out (its PID is about to be freed).
     pub fn run_to_exit(self, mut at_exit: impl FnMut()) -> Result<Exit, LaunchError> {
         let pid = self.pid;
         let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
         let mut exit_seen = false;
         ptrace::cont(pid, None).map_err(trace_err)?;
         loop {
-            match waitpid(pid, None).map_err(trace_err)? {
+            let status = waitpid(pid, None).map_err(trace_err)?;
+            if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                FOLLOWED.store(0, Ordering::SeqCst);
+            }
+            match status {
                 WaitStatus::Exited(_, code) => return Ok(Exit::Code(code)),
                 WaitStatus::Signaled(_, signal, _) => return Ok(Exit::Signal(signal)),
                 WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXIT as i32 => {
+                    FOLLOWED.store(0, Ordering::SeqCst);
                     if !exit_seen {
                         exit_seen = true;
                         at_exit();

@@ -1,6 +1,8 @@
 //! What /proc says about a process: its executable, command line, node name and load bias.
 use std::{fs, io, path::PathBuf};
 
+use crate::probes::privileges;
+
 use super::{
     mappings,
     node::{NodeType, node_name},
@@ -12,6 +14,10 @@ pub enum ProcessError {
     Gone { pid: u32 },
     #[error("cannot inspect PID {pid}: permission denied (run zeek-probe as root or with CAP_SYS_PTRACE)")]
     PermissionDenied { pid: u32 },
+    #[error(
+        "cannot inspect PID {pid}: the kernel refused to let zeek-probe read /proc/{pid}/{what} although it has CAP_SYS_PTRACE (a security module such as Yama, AppArmor or SELinux, or the process's user namespace, forbids it)"
+    )]
+    Refused { pid: u32, what: &'static str },
     #[error("cannot read /proc/{pid}/{what}")]
     Read { pid: u32, what: &'static str, source: io::Error },
     #[error("PID {pid} does not map its executable {exe}: cannot find where it is loaded")]
@@ -50,7 +56,10 @@ fn proc_read(pid: u32, what: &'static str) -> Result<Vec<u8>, ProcessError> {
 fn classify(pid: u32, what: &'static str, source: io::Error) -> ProcessError {
     match source.kind() {
         io::ErrorKind::NotFound => ProcessError::Gone { pid },
-        io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied { pid },
+        io::ErrorKind::PermissionDenied if privileges::missing().contains(&"CAP_SYS_PTRACE") => {
+            ProcessError::PermissionDenied { pid }
+        }
+        io::ErrorKind::PermissionDenied => ProcessError::Refused { pid, what },
         _ if source.raw_os_error() == Some(libc::ESRCH) => ProcessError::Gone { pid },
         _ => ProcessError::Read { pid, what, source },
     }

@@ -30,14 +30,27 @@ const DRAIN_BATCH: usize = 1024;
 pub enum SocketError {
     #[error("invalid ZeroMQ endpoint {endpoint:?}: {reason}; use tcp://HOST:PORT or ipc:///PATH")]
     BadEndpoint { endpoint: String, reason: &'static str },
-    #[error("cannot bind {endpoint}: {source}; is another process bound to it? Choose a free address or port")]
-    Bind { endpoint: String, source: zmq::Error },
-    #[error("cannot connect to {endpoint}: {source}; check the endpoint (tcp://HOST:PORT of the cluster's XPUB)")]
-    Connect { endpoint: String, source: zmq::Error },
-    #[error("cannot set up a ZeroMQ socket for {endpoint} ({what}): {source}")]
-    Setup { endpoint: String, what: &'static str, source: zmq::Error },
+    #[error("cannot bind {endpoint}: {error}; {}", bind_hint(*error))]
+    Bind { endpoint: String, error: zmq::Error },
+    #[error("cannot connect to {endpoint}: {error}; check the endpoint (tcp://HOST:PORT of the cluster's XPUB)")]
+    Connect { endpoint: String, error: zmq::Error },
+    #[error("cannot set up a ZeroMQ socket for {endpoint} ({what}): {error}")]
+    Setup { endpoint: String, what: &'static str, error: zmq::Error },
     #[error("cannot start the ZeroMQ receiving thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// What to do when binding failed for `error`.
+fn bind_hint(error: zmq::Error) -> &'static str {
+    match error {
+        zmq::Error::EADDRINUSE => "another process is bound to it: choose a free port",
+        // libzmq binds to a host name only if it names a local interface.
+        zmq::Error::ENODEV | zmq::Error::EADDRNOTAVAIL => {
+            "the host is not an address of this machine: bind to one of its IP addresses, an interface name or *"
+        }
+        zmq::Error::EACCES => "not allowed: choose a port above 1023 or a path zeek-probe can write to",
+        _ => "choose a free address or port of this machine",
+    }
 }
 
 /// One SUB socket: where, which way, and its limits.
@@ -98,7 +111,7 @@ pub fn open(context: &zmq::Context, config: &SocketConfig) -> Result<(zmq::Socke
     let endpoint = config.endpoint.clone();
     let setup = |what| {
         let endpoint = endpoint.clone();
-        move |source| SocketError::Setup { endpoint, what, source }
+        move |error| SocketError::Setup { endpoint, what, error }
     };
     let socket = context.socket(zmq::SUB).map_err(setup("socket"))?;
     // Nothing to flush on close: a SUB socket never sends data.
@@ -107,7 +120,7 @@ pub fn open(context: &zmq::Context, config: &SocketConfig) -> Result<(zmq::Socke
     socket.set_maxmsgsize(config.hard_frame_limit()).map_err(setup("ZMQ_MAXMSGSIZE"))?;
     if let Some(keys) = &config.curve {
         if !curve::supported() {
-            return Err(SocketError::Setup { endpoint, what: "CURVE", source: zmq::Error::ENOTSUP });
+            return Err(SocketError::Setup { endpoint, what: "CURVE", error: zmq::Error::ENOTSUP });
         }
         socket.set_curve_serverkey(&keys.server_public).map_err(setup("ZMQ_CURVE_SERVERKEY"))?;
         socket.set_curve_publickey(&keys.client_public).map_err(setup("ZMQ_CURVE_PUBLICKEY"))?;
@@ -115,9 +128,9 @@ pub fn open(context: &zmq::Context, config: &SocketConfig) -> Result<(zmq::Socke
     }
     socket.set_subscribe(&config.subscribe).map_err(setup("ZMQ_SUBSCRIBE"))?;
     if config.bind {
-        socket.bind(&endpoint).map_err(|source| SocketError::Bind { endpoint: endpoint.clone(), source })?;
+        socket.bind(&endpoint).map_err(|error| SocketError::Bind { endpoint: endpoint.clone(), error })?;
     } else {
-        socket.connect(&endpoint).map_err(|source| SocketError::Connect { endpoint: endpoint.clone(), source })?;
+        socket.connect(&endpoint).map_err(|error| SocketError::Connect { endpoint: endpoint.clone(), error })?;
     }
     let resolved = match config.bind {
         true => socket.get_last_endpoint().ok().and_then(Result::ok).unwrap_or_else(|| endpoint.clone()),
@@ -314,7 +327,7 @@ mod tests {
         let (_first, resolved) = open(&context, &sub("tcp://127.0.0.1:*", true, 1024)).unwrap();
         let Err(e) = open(&context, &sub(&resolved, true, 1024)) else { panic!("bound twice") };
         assert!(matches!(e, SocketError::Bind { .. }), "{e}");
-        assert!(e.to_string().contains("Choose a free address or port"), "{e}");
+        assert!(e.to_string().contains("another process is bound to it: choose a free port"), "{e}");
     }
 
     #[test]
