@@ -8,6 +8,8 @@ mod check;
 mod cluster;
 mod common;
 mod faults;
+mod real_zeek;
+mod real_zeek_support;
 mod record;
 mod sampling;
 mod zeromq;
