@@ -52,7 +52,7 @@ fn demo() -> Result<()> {
     let mut cmd = std::process::Command::new(&probe);
     // Zeek writes its logs to the working directory: keep them with the report.
     cmd.current_dir(&out).args(["record", "--count-calls", "--out"]).arg(&out).arg("--");
-    match run::find_in_path("zeek") {
+    match run::find_zeek() {
         Some(zeek) => {
             eprintln!("xtask: profiling the installed Zeek ({}) on a built-in script", zeek.display());
             cmd.arg(zeek).arg(run::workspace_root().join("xtask/demo.zeek"));

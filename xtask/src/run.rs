@@ -30,6 +30,13 @@ pub fn setup() -> Result<()> {
     status(Command::new("bash").arg(workspace_root().join("xtask/setup.sh")))
 }
 
-pub fn find_in_path(program: &str) -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
+/// The real Zeek to profile: `$ZEEK`, a `zeek` on PATH, or the build `setup` installs from
+/// `../shared/zeek/` (the same order as the real-Zeek tests, but PATH first: an operator's own
+/// Zeek wins over the test build).
+pub fn find_zeek() -> Option<PathBuf> {
+    let on_path = || env::split_paths(&env::var_os("PATH")?).map(|dir| dir.join("zeek")).find(|p| p.is_file());
+    env::var_os("ZEEK")
+        .map(PathBuf::from)
+        .or_else(on_path)
+        .or_else(|| Some(PathBuf::from("/usr/local/zeek/bin/zeek")).filter(|p| p.is_file()))
 }
