@@ -16,16 +16,21 @@ as_root() {
 # Zeek-shaped fixtures, bpftrace for the benchmark baseline, libzmq for the ZeroMQ side,
 # prometheus for promtool and the end-to-end scrape tests, binutils for strip/objcopy, curl
 # for the TLS and basic-auth checks.
-debs=(llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev pkg-config zlib1g-dev libzstd-dev curl)
-missing=()
-for p in "${debs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Installs those of the named Debian packages that are missing; $1 says what they are.
+install_debs() {
+  local what=$1 missing=() p
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing $what: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+install_debs "Debian packages" llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev \
+  pkg-config zlib1g-dev libzstd-dev curl
 
 # The BPF crate builds with nightly and needs the standard library's source for core.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
@@ -64,16 +69,7 @@ runtime_tarball=$(ls "$shared_zeek"/zeek-*-x86_64.tar.xz 2>/dev/null | head -n 1
 if [ -n "$runtime_tarball" ]; then
   zeek_version=$(basename "$runtime_tarball" | sed -E 's/^zeek-(.*)-x86_64\.tar\.xz$/\1/')
   # eu-unstrip (elfutils) rejoins the binary with its debug file for the DWARF-in-binary check.
-  zeek_debs=(libpcap0.8 libssl3 libzmq5 libmaxminddb0 libkrb5-3 libgssapi-krb5-2 elfutils)
-  zeek_missing=()
-  for p in "${zeek_debs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || zeek_missing+=("$p")
-  done
-  if [ "${#zeek_missing[@]}" -gt 0 ]; then
-    say "installing Zeek's run-time libraries: ${zeek_missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${zeek_missing[@]}" >/dev/null
-  fi
+  install_debs "Zeek's run-time libraries" libpcap0.8 libssl3 libzmq5 libmaxminddb0 libkrb5-3 libgssapi-krb5-2 elfutils
   # A stamp per tarball (its name, size and mtime) keeps this quick once done, and a changed
   # tarball in shared/ is installed again.
   stamp_of() { printf '%s %s\n' "$(basename "$1")" "$(stat -c '%s %Y' "$1")"; }

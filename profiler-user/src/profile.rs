@@ -342,14 +342,10 @@ mod tests {
     };
 
     use super::*;
+    use crate::symbolize::function_names::func_info;
 
     fn info(name: &str, kind: u8, flavor: u8) -> FuncInfo {
-        let mut i = FuncInfo::zeroed();
-        i.name[..name.len()].copy_from_slice(name.as_bytes());
-        i.name_len = name.len() as u32;
-        i.kind = kind;
-        i.flavor = flavor;
-        i
+        func_info(name, kind, flavor, "", 0)
     }
 
     fn target(pid: u32) -> TargetSummary {
@@ -421,9 +417,7 @@ mod tests {
         let (ev, fib) = (name_hash_bytes(b"zeek_init"), name_hash_bytes(b"fib"));
         let mut snap = MapSnapshot::default();
         snap.funcs.insert(ev, info("zeek_init", 0, 1));
-        let mut fib_info = info("fib", 0, 0);
-        fib_info.file[..32].copy_from_slice(b"/z/site/packages/math/fib.zeek\0\0");
-        snap.funcs.insert(fib, fib_info);
+        snap.funcs.insert(fib, func_info("fib", 0, 0, "/z/site/packages/math/fib.zeek", 0));
         // 30 samples in fib (recursing), 10 in zeek_init itself.
         snap.stacks.insert(1, stack(&[ev, fib, fib, fib]));
         snap.stacks.insert(2, stack(&[ev]));

@@ -112,11 +112,11 @@ fn call_counts_equal_zeeks_own_profiler_on_a_real_replay() {
         dir.path(),
         &["--count-calls", "--no-sample"],
         &[
-            &"-r".as_ref(),
-            &merged_trace().as_os_str(),
-            &"--profile-scripts=prof.log".as_ref(),
-            &"local".as_ref(),
-            &streams.as_os_str(),
+            "-r".as_ref(),
+            merged_trace().as_os_str(),
+            "--profile-scripts=prof.log".as_ref(),
+            "local".as_ref(),
+            streams.as_os_str(),
         ],
     );
     assert_eq!(summary["target"]["zeek_version"], "8.2.2");
@@ -298,7 +298,7 @@ fn sampled_seconds_add_up_to_real_zeeks_cpu_time() {
     let Some(zeek) = real_zeek_privileged() else { return };
     let dir = tempfile::tempdir().unwrap();
     let summary =
-        record(&zeek, dir.path(), &["--hz", "999"], &[&"-r".as_ref(), &merged_trace().as_os_str(), &"local".as_ref()]);
+        record(&zeek, dir.path(), &["--hz", "999"], &["-r".as_ref(), merged_trace().as_os_str(), "local".as_ref()]);
     let health = &summary["probe_health"];
     assert_eq!((health["read_failed"].as_u64(), health["unnamed_samples"].as_u64()), (Some(0), Some(0)), "{health}");
     let cpu = summary["target"]["cpu_seconds"].as_f64().expect("the process's CPU time at exit");

@@ -85,28 +85,30 @@ pub fn script_path(file: &str) -> &str {
         .map_or(file, |(_, relative)| relative)
 }
 
+/// What the BPF side records for a function, made by hand (tests of the decoders).
+#[cfg(test)]
+pub fn func_info(name: &str, kind: u8, flavor: u8, file: &str, line: u32) -> FuncInfo {
+    let mut i = FuncInfo::zeroed();
+    i.name[..name.len()].copy_from_slice(name.as_bytes());
+    i.name_len = name.len() as u32;
+    i.kind = kind;
+    i.flavor = flavor;
+    i.file[..file.len()].copy_from_slice(file.as_bytes());
+    i.line = line;
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use profiler_common::name_hash::name_hash_bytes;
 
     use super::*;
 
-    fn info(name: &str, kind: u8, flavor: u8, file: &str, line: u32) -> FuncInfo {
-        let mut i = FuncInfo::zeroed();
-        i.name[..name.len()].copy_from_slice(name.as_bytes());
-        i.name_len = name.len() as u32;
-        i.kind = kind;
-        i.flavor = flavor;
-        i.file[..file.len()].copy_from_slice(file.as_bytes());
-        i.line = line;
-        i
-    }
-
     fn names(funcs: &[(&str, &str, u32)]) -> FunctionNames {
         FunctionNames::new(
             &funcs
                 .iter()
-                .map(|(name, file, line)| (name_hash_bytes(name.as_bytes()), info(name, 0, 0, file, *line)))
+                .map(|(name, file, line)| (name_hash_bytes(name.as_bytes()), func_info(name, 0, 0, file, *line)))
                 .collect(),
         )
     }
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn undecodable_entries_are_left_out() {
-        let mut bad = info("x", 0, 0, "", 0);
+        let mut bad = func_info("x", 0, 0, "", 0);
         bad.kind = 7;
         let n = FunctionNames::new(&HashMap::from([(5, bad)]));
         assert!(n.get(5).is_none());

@@ -105,20 +105,10 @@ impl<'a> StackDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::{FuncInfo, name_hash::name_hash_bytes};
+    use profiler_common::name_hash::name_hash_bytes;
 
     use super::*;
-
-    fn info(name: &str, kind: u8, flavor: u8, file: &str, line: u32) -> FuncInfo {
-        let mut i = FuncInfo::zeroed();
-        i.name[..name.len()].copy_from_slice(name.as_bytes());
-        i.name_len = name.len() as u32;
-        i.kind = kind;
-        i.flavor = flavor;
-        i.file[..file.len()].copy_from_slice(file.as_bytes());
-        i.line = line;
-        i
-    }
+    use crate::symbolize::function_names::func_info;
 
     fn trace(kind: StackKind, frames: &[u64], leaf: u64) -> StackTrace {
         let mut t = StackTrace::zeroed();
@@ -133,8 +123,8 @@ mod tests {
     fn script_stacks_name_lambdas_by_location() {
         let (ev, lambda) = (name_hash_bytes(b"new_connection"), name_hash_bytes(b"lambda_123"));
         let funcs = FunctionNames::new(&HashMap::from([
-            (ev, info("new_connection", 0, 1, "/z/base/conn.zeek", 10)),
-            (lambda, info("lambda_123", 0, 0, "/z/site/packages/pkg/main.zeek", 42)),
+            (ev, func_info("new_connection", 0, 1, "/z/base/conn.zeek", 10)),
+            (lambda, func_info("lambda_123", 0, 0, "/z/site/packages/pkg/main.zeek", 42)),
         ]));
         let natives = NativeSymbols::default();
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &[]);
@@ -149,7 +139,7 @@ mod tests {
     #[test]
     fn dispatch_native_and_thread_stacks() {
         let ev = name_hash_bytes(b"dns_request");
-        let funcs = FunctionNames::new(&HashMap::from([(ev, info("dns_request", 0, 1, "", 0))]));
+        let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("dns_request", 0, 1, "", 0))]));
         let natives = NativeSymbols::default();
         let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/lib/libc.so.6".into() }];
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &libc);
