@@ -44,7 +44,7 @@ fn the_package_loads_and_logs_on_real_zeek() {
 #[test]
 fn a_real_zeromq_cluster_reports_its_memory_through_the_package() {
     let Some(zeek) = real_zeek_privileged() else { return };
-    let cluster = ZeroMqCluster::start(&zeek, &["worker-1", "worker-2"]);
+    let cluster = RealCluster::start(&zeek, Backend::ZeroMq, &["worker-1", "worker-2"]);
     let mut cmd = Command::new(zeek_probe());
     cmd.args(["attach", "--cluster", "--no-sample", "--listen", "127.0.0.1:0", "--zmq-interval", "1"])
         .args(["--zmq-cluster", &cluster.xpub_endpoint()]);
@@ -88,6 +88,17 @@ fn a_real_zeromq_cluster_reports_its_memory_through_the_package() {
             && run_of(text, "worker-2").is_some_and(|run| run < before)
     });
     exporter.wait_for("worker-2's runs going on", |text| run_of(text, "worker-2").is_some_and(|run| run >= 2.0));
+    cluster.wait_for_every_nodes_runs(2);
+    cluster.assert_every_node_loaded_cleanly();
+}
+
+/// On a Broker cluster (no ZeroMQ to publish on) the package loads on every node with no error
+/// or warning, and every node's measurements reach the manager's log.
+#[test]
+fn the_package_runs_on_a_real_broker_cluster() {
+    let Some(zeek) = real_zeek() else { return };
+    let cluster = RealCluster::start(&zeek, Backend::Broker, &["worker-1"]);
+    cluster.wait_for_every_nodes_runs(3);
     cluster.assert_every_node_loaded_cleanly();
 }
 

@@ -217,26 +217,37 @@ impl ScriptProfile {
 pub const PACKAGE_EVERY_SECOND: &str =
     "redef ZeekProbe::initial_delay = 1sec;\nredef ZeekProbe::stats_interval = 1sec;\n";
 
-/// A manager (also the logger) and workers on this host, on Zeek's ZeroMQ cluster backend, with
-/// the companion package loaded; every node runs in its own directory and is killed at the end.
-pub struct ZeroMqCluster<'a> {
+/// The cluster backends a real cluster can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Zeek's ZeroMQ backend (7.1+): the manager runs the XPUB/XSUB proxy.
+    ZeroMq,
+    /// Broker, the default before 8.1.
+    Broker,
+}
+
+/// A manager (also the logger) and workers on this host, with the companion package loaded;
+/// every node runs in its own directory and is killed at the end.
+pub struct RealCluster<'a> {
     zeek: &'a RealZeek,
     dir: tempfile::TempDir,
+    /// The manager's port (ZeroMQ: its log endpoint; Broker: where it listens), then the
+    /// ZeroMQ proxy's XPUB and XSUB.
     ports: [u16; 3],
     nodes: BTreeMap<String, Reaped>,
 }
 
-impl<'a> ZeroMqCluster<'a> {
-    pub fn start(zeek: &'a RealZeek, workers: &[&str]) -> Self {
+impl<'a> RealCluster<'a> {
+    pub fn start(zeek: &'a RealZeek, backend: Backend, workers: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Ports the OS says are free now: tests run side by side.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
         let ports = [0, 1, 2].map(|i| listeners[i].local_addr().unwrap().port());
         drop(listeners);
-        let [log, xpub, xsub] = ports;
+        let [manager, xpub, xsub] = ports;
         let mut layout = format!(
             "redef Cluster::manager_is_logger = T;\nredef Cluster::nodes = {{\n\
-             \t[\"manager\"] = [$node_type=Cluster::MANAGER, $ip=127.0.0.1, $p={log}/tcp],\n"
+             \t[\"manager\"] = [$node_type=Cluster::MANAGER, $ip=127.0.0.1, $p={manager}/tcp],\n"
         );
         for worker in workers {
             layout.push_str(&format!(
@@ -245,14 +256,17 @@ impl<'a> ZeroMqCluster<'a> {
         }
         layout.push_str("};\n");
         std::fs::write(dir.path().join("cluster-layout.zeek"), layout).unwrap();
-        let site = format!(
-            "@load policy/frameworks/cluster/backend/zeromq\n\
-             redef Cluster::Backend::ZeroMQ::listen_xpub_endpoint = \"tcp://127.0.0.1:{xpub}\";\n\
-             redef Cluster::Backend::ZeroMQ::listen_xsub_endpoint = \"tcp://127.0.0.1:{xsub}\";\n\
-             redef Cluster::Backend::ZeroMQ::connect_xpub_endpoint = \"tcp://127.0.0.1:{xsub}\";\n\
-             redef Cluster::Backend::ZeroMQ::connect_xsub_endpoint = \"tcp://127.0.0.1:{xpub}\";\n\
-             redef Log::default_rotation_interval = 0secs;\n{PACKAGE_EVERY_SECOND}"
-        );
+        let backend = match backend {
+            Backend::ZeroMq => format!(
+                "@load policy/frameworks/cluster/backend/zeromq\n\
+                 redef Cluster::Backend::ZeroMQ::listen_xpub_endpoint = \"tcp://127.0.0.1:{xpub}\";\n\
+                 redef Cluster::Backend::ZeroMQ::listen_xsub_endpoint = \"tcp://127.0.0.1:{xsub}\";\n\
+                 redef Cluster::Backend::ZeroMQ::connect_xpub_endpoint = \"tcp://127.0.0.1:{xsub}\";\n\
+                 redef Cluster::Backend::ZeroMQ::connect_xsub_endpoint = \"tcp://127.0.0.1:{xpub}\";\n"
+            ),
+            Backend::Broker => "@load policy/frameworks/cluster/backend/broker\n".to_owned(),
+        };
+        let site = format!("{backend}redef Log::default_rotation_interval = 0secs;\n{PACKAGE_EVERY_SECOND}");
         std::fs::write(dir.path().join("site.zeek"), site).unwrap();
         let mut cluster = Self { zeek, dir, ports, nodes: BTreeMap::new() };
         for node in std::iter::once("manager").chain(workers.iter().copied()) {
@@ -296,8 +310,19 @@ impl<'a> ZeroMqCluster<'a> {
         self.spawn(node);
     }
 
-    /// No node said anything on stderr but Zeek's own start-up notes, and every node's
-    /// measurements reached the manager's logs.
+    /// Waits until every node's measurements reached the manager's log, `runs` each.
+    pub fn wait_for_every_nodes_runs(&self, runs: usize) {
+        let log = self.dir.path().join("manager/zeek_probe_stats.log");
+        wait_until("every node's runs in the manager's zeek_probe_stats.log", Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+            let (fields, rows) = read_zeek_log(&log);
+            let node = fields.iter().position(|f| f == "node").ok_or("no node field")?;
+            let logged = |name: &String| rows.iter().filter(|r| r.get(node) == Some(name)).count();
+            if self.nodes.keys().all(|name| logged(name) >= runs) { Ok(()) } else { Err(text) }
+        });
+    }
+
+    /// No node said anything on stderr, and the manager's reporter.log holds no warning or error.
     pub fn assert_every_node_loaded_cleanly(&self) {
         for node in self.nodes.keys() {
             let stderr = std::fs::read_to_string(self.dir.path().join(node).join("stderr.txt")).unwrap();
@@ -307,10 +332,12 @@ impl<'a> ZeroMqCluster<'a> {
                 .collect();
             assert!(problems.is_empty(), "{node} reported:\n{stderr}");
         }
-        let (fields, rows) = read_zeek_log(&self.dir.path().join("manager/zeek_probe_stats.log"));
-        let node = fields.iter().position(|f| f == "node").unwrap();
-        for name in self.nodes.keys() {
-            assert!(rows.iter().any(|r| &r[node] == name), "{name}'s runs logged by the manager");
+        let reporter = self.dir.path().join("manager/reporter.log");
+        if reporter.is_file() {
+            let (fields, rows) = read_zeek_log(&reporter);
+            let level = fields.iter().position(|f| f == "level").unwrap();
+            let reported: Vec<&Vec<String>> = rows.iter().filter(|r| r[level] != "Reporter::INFO").collect();
+            assert!(reported.is_empty(), "the cluster reported: {reported:?}");
         }
     }
 }
