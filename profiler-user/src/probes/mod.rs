@@ -3,5 +3,6 @@
 pub mod kernel_features;
 pub mod loader;
 pub mod privileges;
+pub mod sampler;
 
 pub use loader::{ProbeError, Probes};
