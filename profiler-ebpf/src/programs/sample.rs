@@ -1,5 +1,4 @@
-//! CPU sampling: a `perf_event` program on the task clock of each target thread (user space opens
-//! one per thread, inherited by the threads it starts: `probes::sampler`). For a target's
+//! CPU sampling: a `perf_event` program on the software CPU clock of every CPU. For a target's
 //! main thread it reads Zeek's script call stack (`zeek::detail::call_stack`); with no script
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
 //! threads are named by their thread name. Counts accumulate per distinct stack in maps that

@@ -11,13 +11,14 @@ use aya::{
     maps::{HashMap, MapData, MapError, ProgramArray},
     programs::{
         PerfEvent, ProgramError, UProbe,
-        perf_event::PerfEventLinkId,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
+    util::online_cpus,
 };
 use profiler_common::{CallKey, FuncInfo, LogKey, SampleKey, StackTrace, StatKey, TargetLayout};
 
-use super::{privileges, sampler};
+use super::privileges;
 use crate::binary::{FileId, ProbePoint, ProbePointKind};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
@@ -42,10 +43,10 @@ pub enum ProbeError {
     NoTarget,
     #[error("BPF object has no {what} named {name} (build mismatch)")]
     Missing { what: &'static str, name: &'static str },
-    #[error(
-        "cannot sample PID {pid}'s CPU at {hz} Hz (needs a kernel with perf events and the task-clock software event)"
-    )]
-    Sampling { pid: u32, hz: u64, source: ProgramError },
+    #[error("cannot start CPU sampling at {hz} Hz (needs a kernel with perf events and the cpu-clock software event)")]
+    Sampling { hz: u64, source: ProgramError },
+    #[error("cannot list the online CPUs")]
+    Cpus { source: std::io::Error },
 }
 
 /// Which program goes on the `Invoke` probe points.
@@ -125,8 +126,8 @@ pub struct Probes {
     own_links: StdHashMap<u32, Vec<Link>>,
     /// Uprobes shared by every process of a binary (`ProbeScope::SharedBy`).
     shared_links: StdHashMap<FileId, SharedLinks>,
-    /// The sampler's perf events per target (`probes::sampler`).
-    sampler_links: StdHashMap<u32, Vec<PerfEventLinkId>>,
+    /// The rate the sampler runs at, once started (one sampler serves every target).
+    sampling_hz: Option<u64>,
 }
 
 fn take_map<K: aya::Pod, V: aya::Pod>(
@@ -196,13 +197,34 @@ impl Probes {
             ebpf,
             own_links: StdHashMap::new(),
             shared_links: StdHashMap::new(),
-            sampler_links: StdHashMap::new(),
+            sampling_hz: None,
         })
     }
 
+    /// Starts the CPU sampler on every online CPU (once; later calls keep the first rate).
+    /// It samples only processes registered with a call stack address.
+    pub fn start_sampling(&mut self, hz: u64) -> Result<u64, ProbeError> {
+        if let Some(running) = self.sampling_hz {
+            return Ok(running);
+        }
+        let program = perf_program(&mut self.ebpf, SAMPLER)?;
+        for cpu in online_cpus().map_err(|(_, source)| ProbeError::Cpus { source })? {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(hz),
+                    false,
+                )
+                .map_err(|source| ProbeError::Sampling { hz, source })?;
+        }
+        self.sampling_hz = Some(hz);
+        Ok(hz)
+    }
+
     /// Attaches to one process running `exe`. The layout is registered first, so the very
-    /// first hit is already understood. Its threads are sampled if the plan asks. On failure
-    /// nothing stays registered or attached for `pid`.
+    /// first hit is already understood. Sampling starts (for every target) if the plan asks.
+    /// On failure nothing stays registered or attached for `pid`.
     pub fn attach(
         &mut self,
         pid: u32,
@@ -212,39 +234,12 @@ impl Probes {
         layout: TargetLayout,
         plan: AttachPlan,
     ) -> Result<(), ProbeError> {
-        if pid == 0 {
-            return Err(ProbeError::NoTarget);
+        let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NoTarget)?;
+        if let Some(hz) = plan.sample {
+            self.start_sampling(hz)?;
         }
         self.targets.insert(pid, layout, 0).map_err(|source| ProbeError::Map { map: "TARGETS", source })?;
-        let attached = self.attach_uprobes(pid, exe, scope, points, plan).and_then(|()| match plan.sample {
-            Some(hz) => self.sample(pid, hz),
-            None => Ok(()),
-        });
-        if attached.is_err() {
-            self.detach(pid);
-        }
-        attached
-    }
-
-    /// Starts sampling `pid`'s threads.
-    fn sample(&mut self, pid: u32, hz: u64) -> Result<(), ProbeError> {
-        let program = perf_program(&mut self.ebpf, SAMPLER)?;
-        let links =
-            sampler::sample_threads(program, pid, hz).map_err(|source| ProbeError::Sampling { pid, hz, source })?;
-        self.sampler_links.entry(pid).or_default().extend(links);
-        Ok(())
-    }
-
-    fn attach_uprobes(
-        &mut self,
-        pid: u32,
-        exe: &Path,
-        scope: ProbeScope,
-        points: &[ProbePoint],
-        plan: AttachPlan,
-    ) -> Result<(), ProbeError> {
-        let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NoTarget)?;
-        match scope {
+        let attached = match scope {
             ProbeScope::OneProcess => self
                 .attach_points(pid, exe, points, plan, UProbeScope::OneProcess(pid_nz))
                 .map(|links| self.own_links.entry(pid).or_default().extend(links)),
@@ -257,7 +252,11 @@ impl Probes {
                     self.shared_links.insert(file, SharedLinks { links, users: HashSet::from([pid]) });
                 }),
             },
+        };
+        if attached.is_err() {
+            self.detach(pid);
         }
+        attached
     }
 
     /// Attaches the plan's programs at `points`; all or nothing.
@@ -309,11 +308,6 @@ impl Probes {
     pub fn detach(&mut self, pid: u32) {
         let own = self.own_links.remove(&pid).unwrap_or_default();
         self.release(own);
-        if let Some(links) = self.sampler_links.remove(&pid)
-            && let Ok(program) = perf_program(&mut self.ebpf, SAMPLER)
-        {
-            sampler::release(program, links);
-        }
         let unused: Vec<FileId> = self
             .shared_links
             .iter_mut()

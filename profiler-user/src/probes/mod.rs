@@ -3,6 +3,5 @@
 pub mod kernel_features;
 pub mod loader;
 pub mod privileges;
-pub mod sampler;
 
 pub use loader::{ProbeError, Probes};
