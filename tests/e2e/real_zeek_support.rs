@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     io::Write as _,
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
@@ -256,7 +256,7 @@ impl<'a> RealCluster<'a> {
         }
         layout.push_str("};\n");
         std::fs::write(dir.path().join("cluster-layout.zeek"), layout).unwrap();
-        let backend = match backend {
+        let backend_script = match backend {
             Backend::ZeroMq => format!(
                 "@load policy/frameworks/cluster/backend/zeromq\n\
                  redef Cluster::Backend::ZeroMQ::listen_xpub_endpoint = \"tcp://127.0.0.1:{xpub}\";\n\
@@ -266,11 +266,20 @@ impl<'a> RealCluster<'a> {
             ),
             Backend::Broker => "@load policy/frameworks/cluster/backend/broker\n".to_owned(),
         };
-        let site = format!("{backend}redef Log::default_rotation_interval = 0secs;\n{PACKAGE_EVERY_SECOND}");
+        let site = format!("{backend_script}redef Log::default_rotation_interval = 0secs;\n{PACKAGE_EVERY_SECOND}");
         std::fs::write(dir.path().join("site.zeek"), site).unwrap();
         let mut cluster = Self { zeek, dir, ports, nodes: BTreeMap::new() };
-        for node in std::iter::once("manager").chain(workers.iter().copied()) {
-            cluster.spawn(node);
+        // Workers started before the manager listens would report failed connection attempts.
+        cluster.spawn("manager");
+        let listening = match backend {
+            Backend::ZeroMq => xpub,
+            Backend::Broker => manager,
+        };
+        wait_until("the manager listening", Duration::from_secs(60), || {
+            TcpStream::connect(("127.0.0.1", listening)).map(drop).map_err(|e| e.to_string())
+        });
+        for worker in workers {
+            cluster.spawn(worker);
         }
         cluster
     }
