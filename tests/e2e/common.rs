@@ -1,6 +1,7 @@
 //! Shared helpers: finding the binaries, privilege policy, reading truth and summaries.
 use std::{
     collections::BTreeMap,
+    fs,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
@@ -320,4 +321,20 @@ impl Exporter {
             if done(&text) { Ok(text) } else { Err(format!("{text}\nexporter log:\n{}", self.log.lock().unwrap())) }
         })
     }
+}
+
+/// The PID of `parent`'s child running `program`, once it runs (past the stop before its
+/// first instruction, where `record` holds it until the probes are attached).
+pub fn running_child(parent: u32, program: &Path) -> u32 {
+    wait_until("the command runs under record", Duration::from_secs(60), || {
+        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+        let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
+        let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
+        let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        match state {
+            Some('R' | 'S' | 'D') if exe == program => Ok(child),
+            _ => Err(format!("PID {child} runs {} in state {state:?}", exe.display())),
+        }
+    })
 }

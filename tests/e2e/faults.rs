@@ -6,7 +6,6 @@ use std::{
     io::Read as _,
     path::Path,
     process::{Command, Output, Stdio},
-    time::Duration,
 };
 
 use crate::common::*;
@@ -119,22 +118,6 @@ fn a_full_stderr_is_a_failed_exit_not_a_panic() {
         ],
     );
     assert!(output.status.success(), "attach with a full stderr: {:?}", output.status);
-}
-
-/// The PID of `parent`'s child running `program`, once it runs (past the stop before its
-/// first instruction, where `record` holds it until the probes are attached).
-fn running_child(parent: u32, program: &Path) -> u32 {
-    wait_until("the command runs under record", Duration::from_secs(60), || {
-        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-        let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
-        let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
-        let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        match state {
-            Some('R' | 'S' | 'D') if exe == program => Ok(child),
-            _ => Err(format!("PID {child} runs {} in state {state:?}", exe.display())),
-        }
-    })
 }
 
 /// SIGTERM (systemd, timeout, container runtimes), SIGHUP and a SIGINT sent to zeek-probe

@@ -8,6 +8,7 @@ mod check;
 mod cluster;
 mod common;
 mod faults;
+mod hard_kills;
 mod real_zeek;
 mod real_zeek_support;
 mod record;

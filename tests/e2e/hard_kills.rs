@@ -1,0 +1,231 @@
+//! zeek-probe or its target killed outright: whatever dies, Zeek carries on as if never probed
+//! (its probed instructions restored, no BPF program left behind), and what can still be
+//! reported is.
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::fs::FileExt as _,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Where `check` says the fixture is probed: (file offset, the instruction bytes there).
+fn probe_points(binary: &Path) -> Vec<(u64, Vec<u8>)> {
+    let output = Command::new(zeek_probe()).args(["check", "--json"]).arg(binary).output().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["probe_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let bytes = p["instruction_bytes"].as_str().unwrap();
+            let bytes = bytes.split(' ').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+            (p["file_offset"].as_u64().unwrap(), bytes)
+        })
+        .collect()
+}
+
+/// The bytes at each probe point as the process `pid` sees them now (its text, as mapped).
+fn probed_bytes(pid: u32, binary: &Path, points: &[(u64, Vec<u8>)]) -> Result<Vec<Vec<u8>>, String> {
+    let binary = binary.canonicalize().unwrap();
+    let binary = binary.to_str().unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("PID {pid}'s maps: {e}"))?;
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| format!("PID {pid}'s memory: {e}"))?;
+    points
+        .iter()
+        .map(|(offset, original)| {
+            let address = maps
+                .lines()
+                .filter(|l| l.ends_with(binary))
+                .find_map(|l| {
+                    let fields: Vec<&str> = l.split_whitespace().collect();
+                    let (start, end) = fields[0].split_once('-')?;
+                    let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+                    let file_offset = u64::from_str_radix(fields[2], 16).ok()?;
+                    (file_offset <= *offset && *offset < file_offset + end - start)
+                        .then(|| start + offset - file_offset)
+                })
+                .ok_or_else(|| format!("offset {offset:#x} of {binary} is not mapped in {pid}"))?;
+            let mut now = vec![0; original.len()];
+            mem.read_exact_at(&mut now, address).map_err(|e| format!("PID {pid} at {address:#x}: {e}"))?;
+            Ok(now)
+        })
+        .collect()
+}
+
+/// Waits until the process's probe points hold their original instructions.
+fn wait_for_original_bytes(what: &str, pid: u32, binary: &Path, points: &[(u64, Vec<u8>)]) {
+    let originals: Vec<Vec<u8>> = points.iter().map(|(_, b)| b.clone()).collect();
+    wait_until(what, Duration::from_secs(10), || {
+        let now = probed_bytes(pid, binary, points)?;
+        if now == originals { Ok(()) } else { Err(format!("{now:02x?} against {originals:02x?}")) }
+    });
+}
+
+/// The BPF programs a process holds open (from its file descriptors' fdinfo).
+fn bpf_programs_held_by(pid: u32) -> BTreeSet<u32> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return BTreeSet::new() };
+    fds.filter_map(|fd| fs::read_to_string(fd.ok()?.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok()))
+        .collect()
+}
+
+fn loaded_bpf_programs() -> BTreeSet<u32> {
+    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
+}
+
+/// `kill -9` of `attach`: the target's probed instructions are its own again and every BPF
+/// program zeek-probe loaded is gone, within seconds; the target then runs to a clean end.
+#[test]
+fn kill_9_of_attach_leaves_the_target_as_it_was() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2");
+    let points = probe_points(&binary);
+    assert!(points.len() >= 3, "Invoke ×2 and Manager::Write: {points:?}");
+    let truth = dir.path().join("truth.json");
+    let mut target = Reaped(
+        Command::new(&binary).args(["--wait-for-signal", "--rounds", "20", "--truth"]).arg(&truth).spawn().unwrap(),
+    );
+    let pid = target.0.id();
+    wait_for_original_bytes("the fixture mapped", pid, &binary, &points);
+
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["attach", "--count-calls", "--listen", "127.0.0.1:0", "--pid"]).arg(pid.to_string());
+    let mut exporter = Exporter::start(cmd, "http");
+    let probed = probed_bytes(pid, &binary, &points).unwrap();
+    assert!(probed.iter().all(|b| b[0] == 0xcc), "uprobes in place (int3): {probed:02x?}");
+    let ours = bpf_programs_held_by(exporter.child.0.id());
+    assert!(ours.len() >= 4, "the exporter holds its programs: {ours:?}");
+
+    exporter.child.0.kill().unwrap();
+    exporter.child.0.wait().unwrap();
+    wait_for_original_bytes("the target's instructions restored", pid, &binary, &points);
+    wait_until("zeek-probe's BPF programs unloaded", Duration::from_secs(10), || {
+        let left: Vec<u32> = loaded_bpf_programs().intersection(&ours).copied().collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("still loaded: {left:?}")) }
+    });
+
+    signal(pid, libc::SIGUSR1);
+    let status = target.0.wait().unwrap();
+    assert!(status.success(), "the target ran on to a clean end: {status:?}");
+    assert!(read_json(&truth)["rounds"].as_u64().is_some_and(|r| r == 20), "its workload completed");
+}
+
+/// `kill -9` of `record`: the command is let go (not killed with its tracer), its probes go,
+/// and it runs to its own end.
+#[test]
+fn kill_9_of_record_lets_the_command_finish() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2");
+    let points = probe_points(&binary);
+    let truth = dir.path().join("truth.json");
+    let mut record = Reaped(
+        Command::new(zeek_probe())
+            .args(["record", "--count-calls", "--out"])
+            .arg(dir.path().join("report"))
+            .arg("--")
+            .arg(&binary)
+            .args(["--seconds", "6", "--truth"])
+            .arg(&truth)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = running_child(record.0.id(), &binary);
+    record.0.kill().unwrap();
+    record.0.wait().unwrap();
+    wait_for_original_bytes("the command's instructions restored", pid, &binary, &points);
+    wait_until("the command ran to its end", Duration::from_secs(60), || {
+        if Path::new(&format!("/proc/{pid}")).exists() { Err("still running".into()) } else { Ok(()) }
+    });
+    let truth = read_json(&truth);
+    assert!(truth["rounds"].as_u64().is_some_and(|r| r > 0), "it finished its workload and wrote its truth");
+}
+
+/// A target killed while `record` profiles it: zeek-probe exits with its status (137) and
+/// still writes what it counted.
+#[test]
+fn a_target_killed_mid_record_still_gets_its_report() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2");
+    let out = dir.path().join("report");
+    let mut record = Reaped(
+        Command::new(zeek_probe())
+            .args(["record", "--count-calls", "--out"])
+            .arg(&out)
+            .arg("--")
+            .arg(&binary)
+            .args(["--seconds", "60"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = running_child(record.0.id(), &binary);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(pid, libc::SIGKILL);
+    let status = record.0.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGKILL), "the command's status: {status:?}");
+    let summary = read_json(&out.join("summary.json"));
+    let calls: u64 = functions(&summary).values().sum();
+    assert!(calls > 0, "what was counted before the kill is reported: {summary}");
+}
+
+/// A restart storm under `--cluster`: many short-lived nodes coming and going, some gone
+/// before they could be attached. The exporter stays up, serves a valid exposition, and ends
+/// with every storm node exited or never seen, none still counted as attached.
+#[test]
+fn a_restart_storm_leaves_the_cluster_exporter_healthy() {
+    if !privileged() {
+        return;
+    }
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["attach", "--cluster", "--no-sample", "--count-calls", "--listen", "127.0.0.1:0"]);
+    let mut exporter = Exporter::start(cmd, "http");
+    let binary = fixture("zeek-shaped-7.0");
+    let storm_pids: Vec<String> = (0..24)
+        .map(|i| {
+            let mut node = Command::new(&binary)
+                .args(["--seconds", if i % 3 == 0 { "1.5" } else { "0.05" }])
+                .env("CLUSTER_NODE", format!("storm-{}", i % 4))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = node.id().to_string();
+            if i % 4 == 3 {
+                node.wait().unwrap();
+            } else {
+                std::thread::spawn(move || node.wait());
+            }
+            std::thread::sleep(Duration::from_millis(40));
+            pid
+        })
+        .collect();
+    exporter.wait_for("storm nodes attached, then every one exited", |text| {
+        let up = samples(text, "zeek_probe_target_up");
+        let storm: Vec<f64> = up
+            .iter()
+            .filter(|(l, _)| l["node"].starts_with("storm-") && storm_pids.contains(&l["pid"]))
+            .map(|(_, v)| *v)
+            .collect();
+        !storm.is_empty() && storm.iter().all(|v| *v == 0.0)
+    });
+    assert!(exporter.child.0.try_wait().unwrap().is_none(), "the exporter is still running");
+    let text = scrape(&exporter.address);
+    assert!(text.contains("zeek_probe_build_info"), "a full exposition: {text}");
+    let log = exporter.log.lock().unwrap().clone();
+    assert!(!log.contains("panicked"), "{log}");
+}
