@@ -44,6 +44,11 @@ if ! command -v bpf-linker >/dev/null || ! bpf-linker --version 2>/dev/null | gr
   PATH="/usr/lib/llvm-22/bin:$PATH" cargo +stable install --locked bpf-linker@^0.13 \
     --no-default-features --features llvm-22
 fi
+# cargo-fuzz (libFuzzer) for the bounded fuzzing of every decoder of outside input.
+if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
+  say "installing cargo-fuzz 0.13.2 (once, a minute)"
+  cargo +stable install --locked cargo-fuzz@0.13.2
+fi
 # zeekscript (Zeek's own parser and formatter, from PyPI) checks the companion Zeek package's
 # scripts (xtask/src/zeek_scripts.rs). Pinned, in a venv under the workspace's target/ so that
 # nothing outside the checkout changes; it pins its tree-sitter grammar itself.

@@ -2,6 +2,7 @@
 //! and `cargo xtask test`; both install what they need first (`setup`).
 mod bench;
 mod fixtures;
+mod fuzz;
 mod run;
 mod zeek_scripts;
 
@@ -27,7 +28,16 @@ enum Task {
     Test,
     /// Benchmarks: per-call cost with no probe, an empty probe, zeek-probe and bpftrace.
     Bench,
+    /// Fuzz every decoder of outside input for a while (part of `test`, 20 s each).
+    Fuzz {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
+
+/// Seconds each fuzz target runs in `test`: bounded, so CI stays well inside its hour.
+const FUZZ_SECONDS_IN_TEST: u64 = 20;
 
 fn main() {
     let result = match Cli::parse().task {
@@ -36,6 +46,7 @@ fn main() {
         Task::Demo => demo(),
         Task::Test => test(),
         Task::Bench => run::setup().and_then(|()| fixtures::build_all()).and_then(|()| bench::run()),
+        Task::Fuzz { seconds } => run::setup().and_then(|()| fuzz::run(seconds)),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");
@@ -72,5 +83,6 @@ fn test() -> Result<()> {
     zeek_scripts::check()?;
     run::cargo(&["fmt", "--all", "--check"])?;
     run::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
-    run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])
+    run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])?;
+    fuzz::run(FUZZ_SECONDS_IN_TEST)
 }

@@ -75,6 +75,11 @@ pub struct WebConfig {
 impl WebConfig {
     pub fn load(path: &Path) -> Result<Self, WebConfigError> {
         let text = fs::read_to_string(path).map_err(|source| WebConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// The web config in `text`, read from `path` (relative file names are relative to it).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, WebConfigError> {
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {

@@ -1,0 +1,43 @@
+//! Bounded coverage-guided fuzzing of every decoder of outside input (`profiler-user/fuzz/`,
+//! cargo-fuzz and libFuzzer on nightly). Each target starts from its committed corpus; what it
+//! finds on the way is kept under target/, not in the checkout. A crash fails the run, naming
+//! the input that caused it.
+use std::{fs, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+use crate::run;
+
+/// The fuzz targets, one per kind of outside input (`fuzz/fuzz_targets/<name>.rs`).
+const TARGETS: [&str; 6] = ["broker_bin", "broker_json", "ncsa_log_record", "web_config", "node_cfg", "zeek_binary"];
+
+/// Fuzzes every target for `seconds` each.
+pub fn run(seconds: u64) -> Result<()> {
+    let fuzz_dir = run::workspace_root().join("profiler-user/fuzz");
+    run::status(
+        Command::new("cargo").args(["+nightly", "fuzz", "build", "--release"]).current_dir(fuzz_dir.parent().unwrap()),
+    )?;
+    for target in TARGETS {
+        let seeds = fuzz_dir.join("corpus").join(target);
+        let found = run::workspace_root().join("target/fuzz-corpus").join(target);
+        fs::create_dir_all(&found).with_context(|| format!("cannot create {}", found.display()))?;
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let status = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "--release", target])
+            .arg(&found)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-rss_limit_mb=2048", "-timeout=10", "-print_final_stats=1"])
+            .current_dir(fuzz_dir.parent().unwrap())
+            .status()
+            .context("cannot run cargo fuzz")?;
+        if !status.success() {
+            bail!(
+                "fuzz target {target} failed ({status}): the input is in {}; make it a test",
+                fuzz_dir.join("artifacts").join(target).display()
+            );
+        }
+    }
+    Ok(())
+}
