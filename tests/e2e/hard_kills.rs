@@ -79,6 +79,13 @@ fn loaded_bpf_programs() -> BTreeSet<u32> {
     aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
 }
 
+/// `record --count-calls --out OUT -- BINARY ARGS`, running.
+fn record_counting(out: &Path, binary: &Path, args: &[&std::ffi::OsStr]) -> Reaped {
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["record", "--count-calls", "--out"]).arg(out).arg("--").arg(binary).args(args);
+    Reaped(cmd.stdout(Stdio::null()).spawn().unwrap())
+}
+
 /// `kill -9` of `attach`: the target's probed instructions are its own again and every BPF
 /// program zeek-probe loaded is gone, within seconds; the target then runs to a clean end.
 #[test]
@@ -130,17 +137,10 @@ fn kill_9_of_record_lets_the_command_finish() {
     let binary = fixture("zeek-shaped-8.2");
     let points = probe_points(&binary);
     let truth = dir.path().join("truth.json");
-    let mut record = Reaped(
-        Command::new(zeek_probe())
-            .args(["record", "--count-calls", "--out"])
-            .arg(dir.path().join("report"))
-            .arg("--")
-            .arg(&binary)
-            .args(["--seconds", "6", "--truth"])
-            .arg(&truth)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut record = record_counting(
+        &dir.path().join("report"),
+        &binary,
+        &["--seconds".as_ref(), "6".as_ref(), "--truth".as_ref(), truth.as_os_str()],
     );
     let pid = running_child(record.0.id(), &binary);
     record.0.kill().unwrap();
@@ -163,17 +163,7 @@ fn a_target_killed_mid_record_still_gets_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let binary = fixture("zeek-shaped-8.2");
     let out = dir.path().join("report");
-    let mut record = Reaped(
-        Command::new(zeek_probe())
-            .args(["record", "--count-calls", "--out"])
-            .arg(&out)
-            .arg("--")
-            .arg(&binary)
-            .args(["--seconds", "60"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut record = record_counting(&out, &binary, &["--seconds".as_ref(), "60".as_ref()]);
     let pid = running_child(record.0.id(), &binary);
     std::thread::sleep(Duration::from_millis(500));
     signal(pid, libc::SIGKILL);

@@ -83,7 +83,7 @@ impl WebConfig {
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
-            serde_yaml::from_str(&text).map_err(|error| WebConfigError::Parse { path: path.into(), error })?
+            serde_yaml::from_str(text).map_err(|error| WebConfigError::Parse { path: path.into(), error })?
         };
         let invalid = |detail: String| WebConfigError::Invalid { path: path.into(), detail };
         // Relative paths are relative to the config file, as in exporter-toolkit.
