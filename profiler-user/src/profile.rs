@@ -201,7 +201,12 @@ impl Profile {
         let mut functions: BTreeMap<(String, FuncKind), FunctionRow> = BTreeMap::new();
         let mut edges: BTreeMap<(Option<String>, String), EdgeRow> = BTreeMap::new();
 
-        let names = FunctionNames::new(&snapshot.funcs);
+        // The functions this process's calls and samples name, and only those.
+        let called = snapshot.calls.iter().filter(|(k, _)| k.pid == pid).flat_map(|(k, _)| [k.callee, k.caller]);
+        let sampled_stacks =
+            snapshot.samples.iter().filter(|(k, _)| k.pid == pid).filter_map(|(k, _)| snapshot.stacks.get(&k.stack));
+        let on_stacks = sampled_stacks.flat_map(|t| t.frames().iter().copied().chain([t.leaf]));
+        let names = FunctionNames::new(&snapshot.funcs, called.chain(on_stacks));
         for (key, calls) in snapshot.calls.iter().filter(|(k, _)| k.pid == pid) {
             let Some(callee) = names.get(key.callee) else {
                 health.unnamed_calls += calls;

@@ -29,7 +29,7 @@ pub fn run(seconds: u64) -> Result<()> {
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .args(["-rss_limit_mb=2048", "-timeout=10", "-print_final_stats=1"])
-            .current_dir(fuzz_dir.parent().unwrap())
+            .current_dir(&crate_dir)
             .status()
             .context("cannot run cargo fuzz")?;
         if !status.success() {

@@ -9,7 +9,7 @@
 //! directory or its zkg package (`base/protocols/ssl/consts.zeek`, `pkg/main.zeek`): several
 //! base scripts are called `consts.zeek`. Distinct functions never share a shown name: should
 //! two lambdas be defined on the same line, both carry Zeek's name too.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, hash_map::Entry};
 
 use profiler_common::FuncInfo;
 
@@ -37,11 +37,18 @@ pub struct FunctionNames {
 }
 
 impl FunctionNames {
-    /// Names every function in `funcs` (the `FUNCS` map); entries that do not decode are left
-    /// out, and looking them up gives `None`.
-    pub fn new(funcs: &HashMap<u64, FuncInfo>) -> Self {
-        let mut by_hash: HashMap<u64, NamedFunction> =
-            funcs.iter().filter_map(|(hash, info)| Some((*hash, decode(info)?))).collect();
+    /// Names the `wanted` functions of `funcs` (the `FUNCS` map, shared by every target: one
+    /// profile names only what it shows, and its names are distinct among those). Hashes with
+    /// no entry, and entries that do not decode, are left out: looking them up gives `None`.
+    pub fn new(funcs: &HashMap<u64, FuncInfo>, wanted: impl IntoIterator<Item = u64>) -> Self {
+        let mut by_hash: HashMap<u64, NamedFunction> = HashMap::new();
+        for hash in wanted {
+            if let (Entry::Vacant(slot), Some(info)) = (by_hash.entry(hash), funcs.get(&hash))
+                && let Some(named) = decode(info)
+            {
+                slot.insert(named);
+            }
+        }
         let mut holders: BTreeMap<(String, FuncKind), Vec<u64>> = BTreeMap::new();
         for (hash, f) in &by_hash {
             holders.entry((f.name.clone(), f.kind)).or_default().push(*hash);
@@ -105,12 +112,11 @@ mod tests {
     use super::*;
 
     fn names(funcs: &[(&str, &str, u32)]) -> FunctionNames {
-        FunctionNames::new(
-            &funcs
-                .iter()
-                .map(|(name, file, line)| (name_hash_bytes(name.as_bytes()), func_info(name, 0, 0, file, *line)))
-                .collect(),
-        )
+        let funcs: HashMap<u64, FuncInfo> = funcs
+            .iter()
+            .map(|(name, file, line)| (name_hash_bytes(name.as_bytes()), func_info(name, 0, 0, file, *line)))
+            .collect();
+        FunctionNames::new(&funcs, funcs.keys().copied())
     }
 
     fn shown(names: &FunctionNames, zeek_name: &str) -> String {
@@ -147,6 +153,17 @@ mod tests {
     }
 
     #[test]
+    fn only_the_wanted_are_named_and_kept_apart() {
+        let file = "/usr/local/zeek/share/zeek/site/local.zeek";
+        let funcs: HashMap<u64, FuncInfo> = ["lambda_<1>", "lambda_<2>"]
+            .map(|name| (name_hash_bytes(name.as_bytes()), func_info(name, 0, 0, file, 5)))
+            .into();
+        let n = FunctionNames::new(&funcs, [name_hash_bytes(b"lambda_<1>")]);
+        assert_eq!(shown(&n, "lambda_<1>"), "lambda@site/local.zeek:5", "no clash within what is shown");
+        assert!(n.get(name_hash_bytes(b"lambda_<2>")).is_none());
+    }
+
+    #[test]
     fn scripts_outside_zeeks_directories_keep_their_path() {
         assert_eq!(script_path("/home/ops/test.zeek"), "/home/ops/test.zeek");
         assert_eq!(script_path("./test.zeek"), "./test.zeek");
@@ -157,7 +174,8 @@ mod tests {
     fn undecodable_entries_are_left_out() {
         let mut bad = func_info("x", 0, 0, "", 0);
         bad.kind = 7;
-        let n = FunctionNames::new(&HashMap::from([(5, bad)]));
+        let n = FunctionNames::new(&HashMap::from([(5, bad)]), [5, 6]);
         assert!(n.get(5).is_none());
+        assert!(n.get(6).is_none());
     }
 }

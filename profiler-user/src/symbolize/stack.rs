@@ -122,10 +122,11 @@ mod tests {
     #[test]
     fn script_stacks_name_lambdas_by_location() {
         let (ev, lambda) = (name_hash_bytes(b"new_connection"), name_hash_bytes(b"lambda_123"));
-        let funcs = FunctionNames::new(&HashMap::from([
+        let infos = HashMap::from([
             (ev, func_info("new_connection", 0, 1, "/z/base/conn.zeek", 10)),
             (lambda, func_info("lambda_123", 0, 0, "/z/site/packages/pkg/main.zeek", 42)),
-        ]));
+        ]);
+        let funcs = FunctionNames::new(&infos, [ev, lambda]);
         let natives = NativeSymbols::default();
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &[]);
         let frames = decoder.decode(&trace(StackKind::Script, &[ev, lambda, CALLER_UNRESOLVED], 0)).unwrap();
@@ -139,7 +140,7 @@ mod tests {
     #[test]
     fn dispatch_native_and_thread_stacks() {
         let ev = name_hash_bytes(b"dns_request");
-        let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("dns_request", 0, 1, "", 0))]));
+        let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("dns_request", 0, 1, "", 0))]), [ev]);
         let natives = NativeSymbols::default();
         let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/lib/libc.so.6".into() }];
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &libc);
