@@ -13,10 +13,10 @@ const TARGETS: [&str; 6] = ["broker_bin", "broker_json", "ncsa_log_record", "web
 
 /// Fuzzes every target for `seconds` each.
 pub fn run(seconds: u64) -> Result<()> {
-    let fuzz_dir = run::workspace_root().join("profiler-user/fuzz");
-    run::status(
-        Command::new("cargo").args(["+nightly", "fuzz", "build", "--release"]).current_dir(fuzz_dir.parent().unwrap()),
-    )?;
+    // cargo-fuzz runs from the fuzzed crate's directory and finds `fuzz/` in it.
+    let crate_dir = run::workspace_root().join("profiler-user");
+    let fuzz_dir = crate_dir.join("fuzz");
+    run::status(Command::new("cargo").args(["+nightly", "fuzz", "build", "--release"]).current_dir(&crate_dir))?;
     for target in TARGETS {
         let seeds = fuzz_dir.join("corpus").join(target);
         let found = run::workspace_root().join("target/fuzz-corpus").join(target);
