@@ -1,5 +1,5 @@
 //! Builds the BPF programs (profiler-ebpf, nightly, bpfel-unknown-none) and leaves the object in
-//! OUT_DIR, from where `probes::loader` embeds it: the `zeek-probe` binary needs nothing else
+//! OUT_DIR, from where `probes::programs` embeds it: the `zeek-probe` binary needs nothing else
 //! at run time. `cargo xtask setup` installs what this needs (rust-src, bpf-linker).
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;

@@ -7,6 +7,7 @@
 pub mod layout;
 pub mod maps;
 pub mod name_hash;
+pub mod names;
 pub mod samples;
 pub mod stats;
 

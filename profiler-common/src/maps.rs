@@ -7,6 +7,17 @@ pub const FILE_MAX: usize = 128;
 /// hash still covers the full length, so they stay distinct from their own prefixes.
 pub const NAME_MAX: usize = 128;
 
+/// `Func::kind` of script functions, events and hooks.
+pub const FUNC_KIND_SCRIPT: u8 = 0;
+/// `Func::kind` of built-in functions.
+pub const FUNC_KIND_BIF: u8 = 1;
+/// `FuncType::flavor` of plain functions (lambdas and `when` closures among them).
+pub const FLAVOR_FUNCTION: u8 = 0;
+/// `FuncType::flavor` of events.
+pub const FLAVOR_EVENT: u8 = 1;
+/// `FuncType::flavor` of hooks.
+pub const FLAVOR_HOOK: u8 = 2;
+
 /// Caller hash for calls made from C++ (the event loop, `EventHandler::Call`): no parent frame.
 pub const CALLER_NATIVE: u64 = 0;
 /// Caller hash when the parent frame's function failed validation.
@@ -32,9 +43,9 @@ pub struct CallKey {
 pub struct FuncInfo {
     /// Full length of the name in the target (may exceed `NAME_MAX`).
     pub name_len: u32,
-    /// `Func::kind`: 0 script, 1 BIF.
+    /// `Func::kind`: `FUNC_KIND_SCRIPT` or `FUNC_KIND_BIF`.
     pub kind: u8,
-    /// `FuncType::flavor`: 0 function, 1 event, 2 hook.
+    /// `FuncType::flavor`: `FLAVOR_FUNCTION`, `FLAVOR_EVENT` or `FLAVOR_HOOK`.
     pub flavor: u8,
     pub _pad: [u8; 2],
     /// First line of the definition (0 when unknown).

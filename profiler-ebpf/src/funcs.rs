@@ -2,23 +2,18 @@
 //! hash) and caching the name hash per live object.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_probe_read_user_str_bytes};
-use profiler_common::{FuncInfo, FuncPtrKey, ProbeStat, TargetLayout, maps::CALLER_UNRESOLVED};
+use profiler_common::{
+    FuncInfo, FuncPtrKey, ProbeStat, TargetLayout,
+    maps::{CALLER_UNRESOLVED, FLAVOR_EVENT, FLAVOR_FUNCTION, FLAVOR_HOOK, FUNC_KIND_BIF, FUNC_KIND_SCRIPT},
+};
 
 use crate::{
     maps::{FUNC_HASHES, FUNC_SCRATCH, FUNCS, bump},
     target_memory::{StdString, copy_string_prefix, hash_std_string, read, read_std_string},
 };
 
-/// `Func::kind` of script functions, events and hooks.
-const FUNC_KIND_SCRIPT: u8 = 0;
-/// `Func::kind` of built-in functions.
-pub const FUNC_KIND_BIF: u8 = 1;
 const FUNC_KIND_MAX: u8 = FUNC_KIND_BIF;
-const FUNC_FLAVOR_MAX: u8 = 2;
-/// `FuncType::flavor` of plain functions (lambdas and `when` closures among them).
-const FLAVOR_FUNCTION: u8 = 0;
-/// `FuncType::flavor` of events, for names recorded from an `EventHandler`.
-pub const FLAVOR_EVENT: u8 = 1;
+const FUNC_FLAVOR_MAX: u8 = FLAVOR_HOOK;
 /// Zeek source lines fit easily; larger values are misreads.
 const MAX_SANE_LINE: i32 = 10_000_000;
 
@@ -148,7 +143,7 @@ pub fn remember_event_name(name_addr: u64, hash: u64) {
         return;
     }
     if let Some(name) = read_std_string(name_addr) {
-        if let Some(info) = record_name(&name, 0, FLAVOR_EVENT) {
+        if let Some(info) = record_name(&name, FUNC_KIND_SCRIPT, FLAVOR_EVENT) {
             let _ = FUNCS.insert(&hash, info, BPF_NOEXIST as u64);
         }
     }

@@ -1,5 +1,5 @@
-//! The maps shared with user space (looked up there by these names) and the counting helper
-//! every program uses.
+//! The maps shared with user space (looked up there by these names, which
+//! `profiler_common::names` lists) and the counting helper every program uses.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 

@@ -9,7 +9,6 @@
 //! `profile` (the symbolised result) → `report` (files and tables) / `exporter` (Prometheus).
 pub mod binary;
 pub mod cli;
-pub mod cluster;
 pub mod commands;
 pub mod exporter;
 pub mod output;
@@ -19,4 +18,5 @@ pub mod report;
 pub mod session;
 pub mod symbolize;
 pub mod target;
+pub mod target_set;
 pub mod zeromq;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     binary::symbols::NativeSymbols,
-    probes::loader::MapSnapshot,
+    probes::MapSnapshot,
     symbolize::{FuncKind, FunctionNames, LogStreamNames, StackDecoder, stack::DecodedFrame},
     target::mappings::Mapping,
 };

@@ -2,12 +2,11 @@
 //! the name caches that must be filled while it is alive.
 use std::sync::Arc;
 
+use profiler_common::LogKey;
+
 use crate::{
     binary::{BinaryError, ZeekBinary},
-    probes::{
-        Probes,
-        loader::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope},
-    },
+    probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes},
     profile::{Profile, SampleContext, TargetSummary},
     symbolize::LogStreamNames,
     target::{
@@ -93,14 +92,15 @@ impl Session {
     /// Names what only the live process can name (log streams). Call it regularly while the
     /// process runs, and once more when it stops on its way out. Failures are retried next
     /// time; what stays unresolved is shown by ordinal.
-    pub fn learn_names(&mut self, snapshot: &MapSnapshot) {
+    /// `log_writes` are the streams written so far (`Probes::log_write_keys`).
+    pub fn learn_names(&mut self, log_writes: &[LogKey]) {
         let pid = self.pid();
         // Libraries loaded later (plugins) appear as the process runs; a gone process reads empty.
         let mappings = mappings::read(pid);
         if !mappings.is_empty() {
             self.mappings = mappings;
         }
-        for (key, _) in snapshot.log_writes.iter().filter(|(k, _)| k.pid == pid) {
+        for key in log_writes.iter().filter(|k| k.pid == pid) {
             let _ = self.streams.learn(&self.memory, key.enum_type, self.binary.layout.enum_type_names);
         }
     }

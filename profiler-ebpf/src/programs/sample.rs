@@ -14,11 +14,14 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use profiler_common::{
-    SampleKey, StackKind, StackTrace, TargetLayout, maps::CALLER_UNRESOLVED, samples::MAX_STACK_DEPTH,
+    SampleKey, StackKind, StackTrace, TargetLayout,
+    maps::{CALLER_UNRESOLVED, FLAVOR_EVENT, FUNC_KIND_BIF},
+    names::SAMPLE_STEP_SLOT,
+    samples::MAX_STACK_DEPTH,
 };
 
 use crate::{
-    funcs::{FLAVOR_EVENT, FUNC_KIND_BIF, remember_event_name, remember_func},
+    funcs::{remember_event_name, remember_func},
     maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
     target_memory::{hash_std_string, read, read_global},
 };
@@ -28,8 +31,6 @@ const MAX_SANE_ENTRIES: u64 = 1 << 20;
 /// `call_stack` entries read per program run. The verifier walks every iteration, so the
 /// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17).
 const FRAMES_PER_STEP: u32 = 8;
-/// Index of `sample_frames` in `SAMPLE_STEPS`.
-const STEP_PROGRAM: u32 = 0;
 
 /// Where the frame walk of the current sample stands, between tail calls.
 #[derive(Clone, Copy)]
@@ -50,7 +51,8 @@ pub struct Cursor {
 #[map]
 static SAMPLE_CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
 
-/// Holds `sample_frames` (set by user space), the step program tail-called per frame batch.
+/// Holds `sample_frames` at `SAMPLE_STEP_SLOT` (set by user space), the step program tail-called
+/// per frame batch. Its name is `names::SAMPLE_STEPS`.
 #[map]
 static SAMPLE_STEPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
@@ -102,7 +104,7 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
         return finish(pid, trace);
     }
     // SAFETY: a tail call either does not return or fails; on failure we count what we have.
-    unsafe { SAMPLE_STEPS.tail_call(ctx, STEP_PROGRAM) };
+    unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_STEP_SLOT) };
     finish(pid, trace)
 }
 
@@ -241,7 +243,7 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
     }
     if cursor.next < cursor.entries {
         // SAFETY: as above; a failed tail call (limit reached) keeps the frames read so far.
-        unsafe { SAMPLE_STEPS.tail_call(ctx, STEP_PROGRAM) };
+        unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_STEP_SLOT) };
     }
     let slot = trace.depth as usize;
     if cursor.bif_leaf != 0 && slot < MAX_STACK_DEPTH {

@@ -3,7 +3,7 @@
 use std::{
     path::Path,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -11,18 +11,18 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::{AttachArgs, ZmqArgs},
-    cluster::Cluster,
     exporter::{
-        self,
+        self, Exposition, FailingTarget, TargetMetrics,
         server::{self, Routes},
         service_discovery,
         web_config::WebConfig,
     },
     output,
     probes::Probes,
-    profile::{Sampling, StackFrame},
+    profile::{Profile, Sampling, StackFrame},
     report::{self, flamegraph},
     target::discovery::Discovery,
+    target_set::{TargetSet, live::LiveBackend},
     zeromq::{CurveKeys, FeedConfig, Feeds},
 };
 
@@ -30,12 +30,40 @@ use crate::{
 /// and exited nodes are noticed within two of these.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
+type Targets = Mutex<TargetSet<LiveBackend>>;
+
+/// Every target's profile as of now, with what else is exported for it.
+fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>) -> Exposition {
+    let snapshot = targets.backend().snapshot();
+    Exposition {
+        targets: targets
+            .targets()
+            .map(|(_, t)| TargetMetrics {
+                profile: t.session.profile(&snapshot),
+                node_type: t.session.process.node_type,
+                process: t.process,
+                up: t.is_running(),
+                caller_series,
+            })
+            .collect(),
+        failing: targets
+            .failing()
+            .map(|(pid, f)| FailingTarget { node: f.node.clone(), pid, error: f.error.clone() })
+            .collect(),
+        attach_errors: targets.attach_errors().clone().into_iter().collect(),
+        extra: Vec::new(),
+    }
+}
+
 /// The samples of every target in one flame graph; with several targets, each one's stacks
 /// hang under a root frame naming its node.
-fn host_sampling(cluster: &Mutex<Cluster>) -> Option<(Sampling, String)> {
-    let exposition = cluster.lock().ok()?.metrics();
-    let sampled: Vec<_> =
-        exposition.targets.iter().filter_map(|t| Some((&t.profile.target, t.profile.sampling.as_ref()?))).collect();
+fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
+    let profiles: Vec<Profile> = {
+        let targets = targets.lock().ok()?;
+        let snapshot = targets.backend().snapshot();
+        targets.targets().map(|(_, t)| t.session.profile(&snapshot)).collect()
+    };
+    let sampled: Vec<_> = profiles.iter().filter_map(|p| Some((&p.target, p.sampling.as_ref()?))).collect();
     match sampled.as_slice() {
         [] => None,
         [(t, sampling)] => {
@@ -57,9 +85,9 @@ fn host_sampling(cluster: &Mutex<Cluster>) -> Option<(Sampling, String)> {
 }
 
 /// Writes the flame graph of everything sampled so far, if one was asked for.
-fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) -> Result<(), flamegraph::FlamegraphError> {
+fn write_flamegraph(targets: &Targets, path: Option<&Path>) -> Result<(), flamegraph::FlamegraphError> {
     let Some(path) = path else { return Ok(()) };
-    let Some((sampling, title)) = host_sampling(cluster) else { return Ok(()) };
+    let Some((sampling, title)) = host_sampling(targets) else { return Ok(()) };
     flamegraph::write_file(path, &sampling, &title)?;
     output::note(format_args!("flame graph written to {}", path.display()));
     Ok(())
@@ -103,20 +131,22 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     }
 
     let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
-    let probes = Probes::load()?;
-    let plan = args.probes.plan(args.hz);
+    let mut backend = LiveBackend::new(Probes::load()?, args.probes.plan(args.hz));
     let caller_series = args.caller_metrics.then_some(args.caller_series);
-    let mut cluster = match args.pid {
-        Some(pid) => Cluster::single(probes, pid, plan, caller_series)?,
-        None => Cluster::discover(probes, plan, Duration::from_secs(args.retain_exited), caller_series),
+    let mut targets = match args.pid {
+        Some(pid) => {
+            let session = backend.attach_pid(pid)?;
+            TargetSet::one(backend, pid, session)
+        }
+        None => TargetSet::discover(backend, Duration::from_secs(args.retain_exited)),
     };
-    // Only --cluster follows the host; its scans run outside the cluster's lock.
+    // Only --cluster follows the host; its scans run outside the target set's lock.
     let discovery = args.cluster.then(|| Arc::new(Mutex::new(Discovery::default())));
     let scan = |discovery: &Option<Arc<Mutex<Discovery>>>| {
         discovery.as_ref().map(|d| d.lock().map(|mut d| d.scan()).unwrap_or_default())
     };
-    cluster.refresh(scan(&discovery));
-    let cluster = Arc::new(Mutex::new(cluster));
+    targets.refresh(scan(&discovery), Instant::now());
+    let targets = Arc::new(Mutex::new(targets));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
@@ -134,12 +164,12 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         });
         let scheme = if web.tls.is_some() { "https" } else { "http" };
         let serving = {
-            let c = cluster.lock().map_err(|_| anyhow::anyhow!("the exporter's state is poisoned"))?;
-            match c.running().next().map(|s| s.summary()) {
+            let t = targets.lock().map_err(|_| anyhow::anyhow!("the exporter's state is poisoned"))?;
+            match t.running().next().map(|s| s.summary()) {
                 Some(s) if args.pid.is_some() => {
                     format!("attached to PID {} (node {}, Zeek {})", s.pid, s.node, s.zeek_version)
                 }
-                _ => format!("attached to {} Zeek process(es), following the host", c.running().count()),
+                _ => format!("attached to {} Zeek process(es), following the host", t.running().count()),
             }
         };
         output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
@@ -147,11 +177,13 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
             output::note(format_args!("ZeroMQ {} feed on {endpoint}", kind.as_str()));
         }
-        let for_scrapes = cluster.clone();
-        let for_discovery = cluster.clone();
+        let for_scrapes = targets.clone();
+        let for_discovery = targets.clone();
         let routes = Routes {
             metrics: Arc::new(move || {
-                let Ok(mut exposition) = for_scrapes.lock().map(|mut c| c.metrics()) else { return String::new() };
+                let Ok(mut exposition) = for_scrapes.lock().map(|t| exposition(&t, caller_series)) else {
+                    return String::new();
+                };
                 exposition.extra = feeds.as_ref().map(|f| f.families()).unwrap_or_default();
                 exporter::encode(&exposition)
             }),
@@ -159,7 +191,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
             services: Arc::new(move || {
                 let nodes: Vec<String> = for_discovery
                     .lock()
-                    .map(|c| c.running().map(|s| s.process.node.clone()).collect())
+                    .map(|t| t.running().map(|s| s.process.node.clone()).collect())
                     .unwrap_or_default();
                 service_discovery::discover(node_cfg.as_deref(), &advertise, address.port(), &nodes)
                     .map(|groups| service_discovery::to_json(&groups))
@@ -182,18 +214,18 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    let (cluster, discovery) = (cluster.clone(), discovery.clone());
+                    let (targets, discovery) = (targets.clone(), discovery.clone());
                     let _ = tokio::task::spawn_blocking(move || {
                         let found = scan(&discovery);
-                        if let Ok(mut c) = cluster.lock() {
-                            c.refresh(found);
+                        if let Ok(mut t) = targets.lock() {
+                            t.refresh(found, Instant::now());
                         }
                     })
                     .await;
                 }
                 // A failure on request is said and the exporter carries on; at exit it is the exit status.
                 _ = flamegraph_request.recv() => {
-                    if let Err(err) = write_flamegraph(&cluster, args.flamegraph.as_deref()) {
+                    if let Err(err) = write_flamegraph(&targets, args.flamegraph.as_deref()) {
                         output::note(format_args!("error: {:#}", anyhow::Error::from(err)));
                     }
                 }
@@ -203,7 +235,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
             }
         }
         serving.abort();
-        write_flamegraph(&cluster, args.flamegraph.as_deref())?;
+        write_flamegraph(&targets, args.flamegraph.as_deref())?;
         Ok(0)
     })
 }

@@ -6,7 +6,7 @@ pub mod targets;
 
 use crate::{
     cli::ProbeArgs,
-    probes::loader::{AttachPlan, InvokeProgram},
+    probes::{AttachPlan, InvokeProgram},
 };
 
 impl ProbeArgs {

@@ -31,9 +31,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // report once it has stopped.
     let mut final_profile = None;
     let exit = tracee.run_to_exit(|| {
-        let snapshot = probes.snapshot();
-        session.learn_names(&snapshot);
-        let mut profile = session.profile(&snapshot);
+        session.learn_names(&probes.log_write_keys());
+        let mut profile = session.profile(&probes.snapshot());
         // At its exit stop the process is still there, with every thread's CPU time summed.
         profile.target.cpu_seconds = ProcessStats::read(profile.target.pid).map(|s| s.cpu_seconds);
         final_profile = Some(profile);

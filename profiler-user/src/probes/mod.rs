@@ -1,7 +1,84 @@
-//! The BPF side as seen from user space: loading the embedded programs, attaching them to a
-//! Zeek binary for one process, and handing out the maps they fill.
+//! The BPF side as seen from user space. `programs` loads the embedded object, `links`
+//! attaches its uprobes at a binary's probe points, `sampler` starts the CPU sampler, and
+//! `maps` registers targets and reads what the programs counted. `Probes` holds them together.
+pub mod error;
 pub mod kernel_features;
-pub mod loader;
+pub mod links;
+pub mod maps;
+pub mod plan;
 pub mod privileges;
+pub mod programs;
+pub mod sampler;
 
-pub use loader::{ProbeError, Probes};
+use std::{num::NonZeroU32, path::Path};
+
+use aya::Ebpf;
+pub use error::ProbeError;
+pub use maps::{MapSnapshot, ProbeMaps};
+pub use plan::{AttachPlan, InvokeProgram, ProbeScope};
+use profiler_common::{LogKey, TargetLayout};
+
+use crate::binary::ProbePoint;
+
+pub struct Probes {
+    ebpf: Ebpf,
+    maps: ProbeMaps,
+    links: links::UprobeLinks,
+    sampler: sampler::Sampler,
+}
+
+impl Probes {
+    /// Loads the programs into the kernel; nothing is attached yet.
+    pub fn load() -> Result<Self, ProbeError> {
+        let mut ebpf = programs::load()?;
+        let maps = ProbeMaps::take(&mut ebpf)?;
+        Ok(Self { ebpf, maps, links: Default::default(), sampler: Default::default() })
+    }
+
+    /// Attaches to one process running `exe`. The layout is registered first, so the very
+    /// first hit is already understood. Sampling starts (for every target) if the plan asks.
+    /// On failure nothing stays registered or attached for `pid`.
+    pub fn attach(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        scope: ProbeScope,
+        points: &[ProbePoint],
+        layout: TargetLayout,
+        plan: AttachPlan,
+    ) -> Result<(), ProbeError> {
+        let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NoTarget)?;
+        // One sampler serves every target: the first plan's rate holds.
+        if let Some(hz) = plan.sample {
+            self.sampler.start(&mut self.ebpf, hz)?;
+        }
+        self.maps.register(pid, layout)?;
+        let attached = self.links.attach(&mut self.ebpf, pid_nz, exe, scope, points, plan);
+        if attached.is_err() {
+            self.detach(pid);
+        }
+        attached
+    }
+
+    /// Detaches what serves only `pid` (probes shared by a binary stay while another process
+    /// of it is a target); its counts stay in the maps.
+    pub fn detach(&mut self, pid: u32) {
+        self.links.detach(&mut self.ebpf, pid);
+        self.maps.unregister(pid);
+    }
+
+    /// Deletes a detached process's counts from the maps (names, shared by all, stay).
+    pub fn forget(&mut self, pid: u32) {
+        self.maps.forget(pid);
+    }
+
+    /// Copies the maps. Counters are cumulative: nothing is reset.
+    pub fn snapshot(&self) -> MapSnapshot {
+        self.maps.snapshot()
+    }
+
+    /// The log streams written so far, read without copying the rest.
+    pub fn log_write_keys(&self) -> Vec<LogKey> {
+        self.maps.log_write_keys()
+    }
+}

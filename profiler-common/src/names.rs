@@ -1,0 +1,39 @@
+//! Names by which user space finds the BPF object's maps and programs. The BPF side names
+//! them by its statics and functions (aya takes the identifier), so the names are written
+//! there once more; user space checks the embedded object against this list in its tests.
+
+/// Per-process layouts and runtime addresses: registering a PID makes it a target.
+pub const TARGETS: &str = "TARGETS";
+/// Calls per caller→callee edge.
+pub const CALLS: &str = "CALLS";
+/// Names of functions seen, by name hash.
+pub const FUNCS: &str = "FUNCS";
+/// Writes per log stream.
+pub const LOG_WRITES: &str = "LOG_WRITES";
+/// The probes' own health counters.
+pub const STATS: &str = "STATS";
+/// CPU samples per stack.
+pub const SAMPLES: &str = "SAMPLES";
+/// Sampled stacks, by stack hash.
+pub const STACKS: &str = "STACKS";
+/// Holds the frame-walking step the sampler tail-calls, at `SAMPLE_STEP_SLOT`.
+pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
+pub const SAMPLE_STEP_SLOT: u32 = 0;
+
+/// Counts one call per caller→callee edge, on the `Invoke` entries.
+pub const FUNC_INVOKE: &str = "func_invoke";
+/// Does nothing: the kernel's uprobe floor, for benchmarks.
+pub const EMPTY_PROBE: &str = "empty_probe";
+/// Counts writes per log stream, on `Manager::Write`.
+pub const LOG_WRITE: &str = "log_write";
+/// The CPU sampler, on a perf event per CPU.
+pub const CPU_SAMPLE: &str = "cpu_sample";
+/// Walks a few script frames per run, tail-calling itself through `SAMPLE_STEPS`.
+pub const SAMPLE_FRAMES: &str = "sample_frames";
+
+/// Every map user space reads or fills.
+pub const MAPS: [&str; 8] = [TARGETS, CALLS, FUNCS, LOG_WRITES, STATS, SAMPLES, STACKS, SAMPLE_STEPS];
+/// Every uprobe program, loaded up front.
+pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];
+/// Every perf event program, loaded up front.
+pub const PERF_EVENTS: [&str; 2] = [CPU_SAMPLE, SAMPLE_FRAMES];

@@ -1,0 +1,43 @@
+//! What to attach, and for which processes: the choices a command makes before attaching.
+use profiler_common::names;
+
+use crate::binary::FileId;
+
+/// Which program goes on the `Invoke` probe points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeProgram {
+    /// Count every call per caller→callee edge.
+    CountCalls,
+    /// Do nothing: the kernel's floor, for benchmarks.
+    Empty,
+}
+
+impl InvokeProgram {
+    pub const fn program(self) -> &'static str {
+        match self {
+            Self::CountCalls => names::FUNC_INVOKE,
+            Self::Empty => names::EMPTY_PROBE,
+        }
+    }
+}
+
+/// What to attach for one process.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachPlan {
+    pub invoke: Option<InvokeProgram>,
+    pub log_writes: bool,
+    /// Sample CPU at this many Hz per thread.
+    pub sample: Option<u64>,
+}
+
+/// Which processes a target's uprobes fire in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeScope {
+    /// Its own uprobes, firing only in that process (`record`, `attach --pid`): other Zeek
+    /// processes on the host pay nothing.
+    OneProcess,
+    /// One set of uprobes per executable file, firing in every process that runs it
+    /// (`attach --cluster`); the programs count only registered PIDs. Eight workers cost one
+    /// set of attachments, and a restarted node is probed from its first instruction.
+    SharedBy(FileId),
+}

@@ -1,0 +1,98 @@
+//! The embedded BPF object: loading every program into the kernel up front (a verifier
+//! rejection is seen before anything is attached) and wiring the sampler's tail call.
+use aya::{
+    Ebpf, include_bytes_aligned,
+    maps::ProgramArray,
+    programs::{PerfEvent, ProgramError, UProbe},
+};
+use profiler_common::names;
+
+use super::{ProbeError, privileges};
+
+static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
+
+/// Loads every program; nothing is attached yet.
+pub fn load() -> Result<Ebpf, ProbeError> {
+    let missing = privileges::missing();
+    if !missing.is_empty() {
+        return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
+    }
+    let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+    for name in names::UPROBES {
+        uprobe(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
+    }
+    for name in names::PERF_EVENTS {
+        perf_event(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
+    }
+    wire_sample_step(&mut ebpf)?;
+    Ok(ebpf)
+}
+
+/// Puts the frame-walking step where the sampler tail-calls it.
+fn wire_sample_step(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let program = names::SAMPLE_FRAMES;
+    let step = perf_event(ebpf, program)?
+        .fd()
+        .map_err(|source| ProbeError::Program { program, source })?
+        .try_clone()
+        .map_err(|source| ProbeError::Program { program, source: source.into() })?;
+    let map = names::SAMPLE_STEPS;
+    let mut steps = ProgramArray::try_from(ebpf.map_mut(map).ok_or(ProbeError::Missing { what: "map", name: map })?)
+        .map_err(|source| ProbeError::Map { map, source })?;
+    steps.set(names::SAMPLE_STEP_SLOT, &step, 0).map_err(|source| ProbeError::Map { map, source })
+}
+
+/// A load error as one line: the verifier's log can be a million lines long; its last
+/// lines say why.
+fn load_error(program: &'static str, source: ProgramError) -> ProbeError {
+    match source {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().filter(|l| !l.trim().is_empty()).take(2).collect();
+            let summary = tail.into_iter().rev().collect::<Vec<_>>().join(" / ");
+            ProbeError::Rejected { program, summary: format!("{io_error}: {summary}") }
+        }
+        source => ProbeError::Program { program, source },
+    }
+}
+
+pub fn perf_event<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut PerfEvent, ProbeError> {
+    let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
+    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
+}
+
+pub fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, ProbeError> {
+    let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
+    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object, ObjectSection, ObjectSymbol};
+
+    use super::*;
+
+    /// The BPF side names its maps and programs by its statics and functions; user space by
+    /// `profiler_common::names`. Both lists must agree, or loading fails at run time.
+    #[test]
+    fn the_embedded_object_has_every_map_and_program_user_space_names() {
+        let object = object::File::parse(BPF_OBJECT).expect("the embedded BPF object parses");
+        let in_section = |name: &str, section: &dyn Fn(&str) -> bool| {
+            object.symbols().any(|s| {
+                s.name() == Ok(name)
+                    && s.section_index()
+                        .and_then(|i| object.section_by_index(i).ok())
+                        .is_some_and(|sec| sec.name().is_ok_and(section))
+            })
+        };
+        for map in names::MAPS {
+            assert!(in_section(map, &|s| s == "maps"), "no map {map} in the BPF object");
+        }
+        for program in names::UPROBES {
+            assert!(in_section(program, &|s| s.starts_with("uprobe")), "no uprobe program {program}");
+        }
+        for program in names::PERF_EVENTS {
+            assert!(in_section(program, &|s| s.starts_with("perf_event")), "no perf_event program {program}");
+        }
+    }
+}
