@@ -1,21 +1,16 @@
 //! The symbolised result for one target: what `record` reports and `attach` exports.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use profiler_common::{
-    ProbeStat,
-    maps::{CALLER_NATIVE, CALLER_UNRESOLVED},
-};
+use profiler_common::{ProbeStat, maps::CALLER_NATIVE};
 use serde::Serialize;
 
+pub use crate::symbolize::StackFrame;
 use crate::{
     binary::symbols::NativeSymbols,
     probes::loader::MapSnapshot,
-    symbolize::{FuncKind, FunctionNames, LogStreamNames, StackDecoder, stack::DecodedFrame},
+    symbolize::{DecodedFrame, FuncKind, FunctionNames, LogStreamNames, StackDecoder},
     target::mappings::Mapping,
 };
-
-/// Caller label for an edge whose caller could not be read.
-pub const UNRESOLVED_CALLER: &str = "<unresolved>";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetSummary {
@@ -99,18 +94,6 @@ pub struct ProbeHealth {
     pub unnamed_calls: u64,
     /// Samples whose stack could not be decoded.
     pub unnamed_samples: u64,
-}
-
-/// One frame of a sampled stack, as people read it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct StackFrame {
-    /// Script function/event/hook/BIF name, `lambda@file:line`, a demangled native function,
-    /// or a thread name.
-    pub name: String,
-    /// Source file of a script function, where known.
-    pub file: Option<String>,
-    /// First line in `file` (0 when unknown).
-    pub line: u32,
 }
 
 /// A distinct stack and how many samples landed on it.
@@ -212,11 +195,7 @@ impl Profile {
                 health.unnamed_calls += calls;
                 continue;
             };
-            let caller = match key.caller {
-                CALLER_NATIVE => None,
-                CALLER_UNRESOLVED => Some(UNRESOLVED_CALLER.to_owned()),
-                hash => Some(names.get(hash).map_or_else(|| UNRESOLVED_CALLER.to_owned(), |n| n.name.clone())),
-            };
+            let caller = (key.caller != CALLER_NATIVE).then(|| names.shown_name(key.caller).to_owned());
             let row = functions.entry((callee.name.clone(), callee.kind)).or_default();
             *row.calls.get_or_insert(0) += calls;
             row.zeek_name.clone_from(&callee.zeek_name);
@@ -343,11 +322,12 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use profiler_common::{
-        CallKey, FuncInfo, LogKey, SampleKey, StackKind, StackTrace, StatKey, name_hash::name_hash_bytes,
+        CallKey, FuncInfo, LogKey, SampleKey, StackKind, StackTrace, StatKey, maps::CALLER_UNRESOLVED,
+        name_hash::name_hash_bytes,
     };
 
     use super::*;
-    use crate::symbolize::function_names::func_info;
+    use crate::symbolize::{UNRESOLVED, function_names::func_info};
 
     fn info(name: &str, kind: u8, flavor: u8) -> FuncInfo {
         func_info(name, kind, flavor, "", 0)
@@ -400,7 +380,7 @@ mod tests {
             p.callers.iter().find(|e| e.caller.as_deref() == caller && e.callee == callee).map(|e| e.calls)
         };
         assert_eq!(edge(None, "new_connection"), Some(Some(10)));
-        assert_eq!(edge(Some(UNRESOLVED_CALLER), "fmt"), Some(Some(1)));
+        assert_eq!(edge(Some(UNRESOLVED), "fmt"), Some(Some(1)));
         assert_eq!(p.log_writes, vec![StreamWrites { stream: "Log::ID#3".into(), writes: 5 }]);
         assert_eq!(p.probe_health.map_full, 2);
         assert!(p.sampling.is_none());
