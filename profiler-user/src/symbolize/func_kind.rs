@@ -1,6 +1,8 @@
 //! A function's kind label from `Func::kind` and `FuncType::flavor`.
 use std::fmt;
 
+use profiler_common::maps::{FLAVOR_EVENT, FLAVOR_FUNCTION, FLAVOR_HOOK, FUNC_KIND_BIF, FUNC_KIND_SCRIPT};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FuncKind {
@@ -15,13 +17,13 @@ pub enum FuncKind {
 }
 
 impl FuncKind {
-    /// `kind`: 0 script, 1 built-in; `flavor`: 0 function, 1 event, 2 hook.
+    /// From `Func::kind` and `FuncType::flavor` as the BPF side recorded them.
     pub fn from_raw(kind: u8, flavor: u8) -> Option<Self> {
         match (kind, flavor) {
-            (1, _) => Some(Self::Bif),
-            (0, 0) => Some(Self::Function),
-            (0, 1) => Some(Self::Event),
-            (0, 2) => Some(Self::Hook),
+            (FUNC_KIND_BIF, _) => Some(Self::Bif),
+            (FUNC_KIND_SCRIPT, FLAVOR_FUNCTION) => Some(Self::Function),
+            (FUNC_KIND_SCRIPT, FLAVOR_EVENT) => Some(Self::Event),
+            (FUNC_KIND_SCRIPT, FLAVOR_HOOK) => Some(Self::Hook),
             _ => None,
         }
     }

@@ -11,10 +11,14 @@
 //! two lambdas be defined on the same line, both carry Zeek's name too.
 use std::collections::{BTreeMap, HashMap, hash_map::Entry};
 
-use profiler_common::FuncInfo;
+use profiler_common::{FuncInfo, maps::CALLER_UNRESOLVED};
 
 use super::{FuncKind, func_name};
 use crate::target::memory::printable;
+
+/// The name shown for a function that could not be read: a caller or stack frame the probe
+/// marked `CALLER_UNRESOLVED`, or one whose `FUNCS` entry is missing or does not decode.
+pub const UNRESOLVED: &str = "<unresolved>";
 
 /// A recorded function as the outputs name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,17 @@ impl FunctionNames {
 
     pub fn get(&self, hash: u64) -> Option<&NamedFunction> {
         self.by_hash.get(&hash)
+    }
+
+    /// The function a caller or a stack frame holds: `None` where the probe could not read it
+    /// (`CALLER_UNRESOLVED`) or it has no name here; both show as [`UNRESOLVED`].
+    pub fn resolve(&self, hash: u64) -> Option<&NamedFunction> {
+        if hash == CALLER_UNRESOLVED { None } else { self.get(hash) }
+    }
+
+    /// The name a caller or a stack frame shows.
+    pub fn shown_name(&self, hash: u64) -> &str {
+        self.resolve(hash).map_or(UNRESOLVED, |f| &f.name)
     }
 }
 

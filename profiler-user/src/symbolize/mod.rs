@@ -8,6 +8,6 @@ pub mod stack;
 
 pub use func_kind::FuncKind;
 pub use func_name::func_name;
-pub use function_names::FunctionNames;
+pub use function_names::{FunctionNames, UNRESOLVED};
 pub use log_stream::LogStreamNames;
-pub use stack::StackDecoder;
+pub use stack::{DecodedFrame, StackDecoder, StackFrame};

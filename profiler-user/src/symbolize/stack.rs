@@ -2,12 +2,12 @@
 //! defined), native code by demangled symbol, other threads by thread name.
 use std::collections::{HashMap, hash_map::Entry};
 
-use profiler_common::{StackKind, StackTrace, maps::CALLER_UNRESOLVED};
+use profiler_common::{StackKind, StackTrace};
+use serde::Serialize;
 
-use super::{FuncKind, FunctionNames};
+use super::{FuncKind, FunctionNames, UNRESOLVED};
 use crate::{
     binary::symbols::NativeSymbols,
-    profile::StackFrame,
     target::mappings::{self, Mapping},
 };
 
@@ -15,10 +15,19 @@ use crate::{
 pub const NATIVE_ROOT: &str = "[native]";
 /// Leaf under an event whose C++ dispatch (no script body) was sampled.
 pub const DISPATCH_LEAF: &str = "[dispatch]";
-/// A frame whose function could not be read.
-pub const UNRESOLVED_FRAME: &str = "<unresolved>";
+/// One frame of a sampled stack, as people read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct StackFrame {
+    /// Script function/event/hook/BIF name, `lambda@file:line`, a demangled native function,
+    /// or a thread name.
+    pub name: String,
+    /// Source file of a script function, where known.
+    pub file: Option<String>,
+    /// First line in `file` (0 when unknown).
+    pub line: u32,
+}
 
-/// One decoded frame.
+/// One decoded frame: the frame people read, and what the profile's rows add up by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedFrame {
     pub frame: StackFrame,
@@ -70,15 +79,14 @@ impl<'a> StackDecoder<'a> {
     }
 
     fn script_frame(&self, hash: u64) -> DecodedFrame {
-        let named = (hash != CALLER_UNRESOLVED).then(|| self.funcs.get(hash)).flatten();
-        match named {
+        match self.funcs.resolve(hash) {
             Some(f) => DecodedFrame {
                 frame: StackFrame { name: f.name.clone(), file: f.file.clone(), line: f.line },
                 kind: f.kind,
                 zeek_name: f.zeek_name.clone(),
             },
             None => DecodedFrame {
-                frame: StackFrame { name: UNRESOLVED_FRAME.to_owned(), file: None, line: 0 },
+                frame: StackFrame { name: UNRESOLVED.to_owned(), file: None, line: 0 },
                 kind: FuncKind::Function,
                 zeek_name: None,
             },
@@ -105,7 +113,7 @@ impl<'a> StackDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::name_hash::name_hash_bytes;
+    use profiler_common::{maps::CALLER_UNRESOLVED, name_hash::name_hash_bytes};
 
     use super::*;
     use crate::symbolize::function_names::func_info;
@@ -131,7 +139,7 @@ mod tests {
         let mut decoder = StackDecoder::new(&funcs, &natives, 0, &[]);
         let frames = decoder.decode(&trace(StackKind::Script, &[ev, lambda, CALLER_UNRESOLVED], 0)).unwrap();
         let names: Vec<&str> = frames.iter().map(|f| f.frame.name.as_str()).collect();
-        assert_eq!(names, ["new_connection", "lambda@pkg/main.zeek:42", UNRESOLVED_FRAME]);
+        assert_eq!(names, ["new_connection", "lambda@pkg/main.zeek:42", UNRESOLVED]);
         assert_eq!(frames[0].kind, FuncKind::Event);
         assert_eq!(frames[1].frame.file.as_deref(), Some("/z/site/packages/pkg/main.zeek"));
         assert_eq!(frames[1].zeek_name.as_deref(), Some("lambda_123"));

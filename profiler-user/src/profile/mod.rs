@@ -1,0 +1,187 @@
+//! The symbolised result for one target: what `record` reports and `attach` exports.
+//!
+//! `model` is the result itself; the rest are the steps that build it from one map snapshot:
+//! the functions to name, then `calls` and `samples` add up per function and per caller edge
+//! (`tally`), `logs` counts writes per stream, `rollups` sums self time per file and package,
+//! and `health` reads the probes' own counters.
+mod calls;
+mod health;
+mod logs;
+mod model;
+mod rollups;
+mod samples;
+mod tally;
+
+pub use model::{
+    CallerEdge, FunctionStats, ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
+};
+pub use rollups::package_of;
+pub use samples::SampleContext;
+
+pub use crate::symbolize::StackFrame;
+use crate::{
+    probes::MapSnapshot,
+    symbolize::{FunctionNames, LogStreamNames},
+};
+
+impl Profile {
+    /// Folds the snapshot's entries for `target.pid` into named, sorted rows.
+    pub fn build(
+        target: TargetSummary,
+        snapshot: &MapSnapshot,
+        streams: &LogStreamNames,
+        sampling: Option<SampleContext>,
+    ) -> Self {
+        let pid = target.pid;
+        let names = shown_functions(snapshot, pid);
+        let mut probe_health = health::probe_health(snapshot, pid);
+        let mut tally = tally::Tally::default();
+        probe_health.unnamed_calls = calls::count_calls(snapshot, pid, &names, &mut tally);
+        let sampled = sampling.map(|ctx| samples::count_samples(snapshot, pid, &names, &ctx, &mut tally));
+
+        // One sample stands for 1 / hz CPU seconds; without sampling there are none to convert.
+        let hz = sampled.as_ref().map_or(1, |s| s.sampling.hz.max(1)) as f64;
+        let seconds = |samples: u64| samples as f64 / hz;
+        let (functions, callers) = tally.into_rows(seconds);
+        let (sampling, leaf_samples) = match sampled {
+            Some(s) => {
+                probe_health.unnamed_samples = s.unnamed;
+                (Some(s.sampling), s.leaf_samples)
+            }
+            None => (None, Default::default()),
+        };
+        let rollups = rollups::roll_up(leaf_samples, seconds);
+
+        Self {
+            target,
+            functions,
+            callers,
+            log_writes: logs::log_writes(snapshot, pid, streams),
+            files: rollups.files,
+            packages: rollups.packages,
+            sampling,
+            probe_health,
+        }
+    }
+}
+
+/// The functions `pid`'s calls and samples name, and only those (`FUNCS` is shared by every
+/// target).
+fn shown_functions(snapshot: &MapSnapshot, pid: u32) -> FunctionNames {
+    let called = snapshot.calls.iter().filter(|(k, _)| k.pid == pid).flat_map(|(k, _)| [k.callee, k.caller]);
+    let sampled_stacks =
+        snapshot.samples.iter().filter(|(k, _)| k.pid == pid).filter_map(|(k, _)| snapshot.stacks.get(&k.stack));
+    let on_stacks = sampled_stacks.flat_map(|t| t.frames().iter().copied().chain([t.leaf]));
+    FunctionNames::new(&snapshot.funcs, called.chain(on_stacks))
+}
+
+#[cfg(test)]
+mod tests {
+    use profiler_common::{
+        CallKey, FuncInfo, LogKey, ProbeStat, SampleKey, StackKind, StackTrace, StatKey,
+        maps::{CALLER_NATIVE, CALLER_UNRESOLVED},
+        name_hash::name_hash_bytes,
+    };
+
+    use super::*;
+    use crate::{
+        binary::symbols::NativeSymbols,
+        symbolize::{FuncKind, UNRESOLVED, function_names::func_info},
+    };
+
+    fn info(name: &str, kind: u8, flavor: u8) -> FuncInfo {
+        func_info(name, kind, flavor, "", 0)
+    }
+
+    fn target(pid: u32) -> TargetSummary {
+        TargetSummary {
+            pid,
+            node: "worker-1".into(),
+            zeek_version: "8.2.2".into(),
+            abi: "8.2".into(),
+            layout_source: crate::binary::LayoutSource::Table,
+            binary: "/usr/bin/zeek".into(),
+            calls_counted: true,
+            sample_hz: None,
+            zam: false,
+            cpu_seconds: None,
+        }
+    }
+
+    fn stack(frames: &[u64]) -> StackTrace {
+        let mut t = StackTrace::zeroed();
+        t.kind = StackKind::Script as u32;
+        t.depth = frames.len() as u32;
+        t.frames[..frames.len()].copy_from_slice(frames);
+        t
+    }
+
+    #[test]
+    fn folds_edges_into_functions_and_keeps_other_pids_out() {
+        let (ev, f, bif) = (name_hash_bytes(b"new_connection"), name_hash_bytes(b"set_conn"), name_hash_bytes(b"fmt"));
+        let mut snap = MapSnapshot::default();
+        snap.funcs.insert(ev, info("new_connection", 0, 1));
+        snap.funcs.insert(f, info("set_conn", 0, 0));
+        snap.funcs.insert(bif, info("fmt", 1, 0));
+        snap.calls = vec![
+            (CallKey { pid: 7, _pad: 0, callee: ev, caller: CALLER_NATIVE }, 10),
+            (CallKey { pid: 7, _pad: 0, callee: f, caller: ev }, 10),
+            (CallKey { pid: 7, _pad: 0, callee: bif, caller: f }, 20),
+            (CallKey { pid: 7, _pad: 0, callee: bif, caller: CALLER_UNRESOLVED }, 1),
+            (CallKey { pid: 8, _pad: 0, callee: bif, caller: f }, 99),
+        ];
+        snap.log_writes = vec![(LogKey { pid: 7, _pad: 0, enum_type: 0x1000, ordinal: 3 }, 5)];
+        snap.stats = vec![(StatKey { pid: 7, stat: ProbeStat::MapFull as u32 }, 2)];
+        let p = Profile::build(target(7), &snap, &LogStreamNames::default(), None);
+        let fmt = p.functions.iter().find(|f| f.name == "fmt").unwrap();
+        assert_eq!((fmt.kind, fmt.calls), (FuncKind::Bif, Some(21)));
+        assert_eq!(p.functions.len(), 3);
+        let edge = |caller: Option<&str>, callee: &str| {
+            p.callers.iter().find(|e| e.caller.as_deref() == caller && e.callee == callee).map(|e| e.calls)
+        };
+        assert_eq!(edge(None, "new_connection"), Some(Some(10)));
+        assert_eq!(edge(Some(UNRESOLVED), "fmt"), Some(Some(1)));
+        assert_eq!(p.log_writes, vec![StreamWrites { stream: "Log::ID#3".into(), writes: 5 }]);
+        assert_eq!(p.probe_health.map_full, 2);
+        assert!(p.sampling.is_none());
+    }
+
+    #[test]
+    fn calls_without_a_decodable_name_are_counted_as_unnamed() {
+        let snap = MapSnapshot {
+            calls: vec![(CallKey { pid: 1, _pad: 0, callee: 12345, caller: CALLER_NATIVE }, 4)],
+            ..Default::default()
+        };
+        let p = Profile::build(target(1), &snap, &LogStreamNames::default(), None);
+        assert!(p.functions.is_empty());
+        assert_eq!(p.probe_health.unnamed_calls, 4);
+    }
+
+    #[test]
+    fn samples_give_self_and_total_time_with_recursion_counted_once() {
+        let (ev, fib) = (name_hash_bytes(b"zeek_init"), name_hash_bytes(b"fib"));
+        let mut snap = MapSnapshot::default();
+        snap.funcs.insert(ev, info("zeek_init", 0, 1));
+        snap.funcs.insert(fib, func_info("fib", 0, 0, "/z/site/packages/math/fib.zeek", 0));
+        // 30 samples in fib (recursing), 10 in zeek_init itself.
+        snap.stacks.insert(1, stack(&[ev, fib, fib, fib]));
+        snap.stacks.insert(2, stack(&[ev]));
+        snap.samples = vec![
+            (SampleKey { pid: 3, _pad: 0, stack: 1 }, 30),
+            (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10),
+            (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
+        ];
+        let natives = NativeSymbols::default();
+        let ctx = SampleContext { hz: 10, natives: &natives, bias: 0, mappings: &[] };
+        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
+        let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
+        assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
+        assert_eq!((f("zeek_init").self_seconds, f("zeek_init").total_seconds), (1.0, 4.0));
+        let edge = p.callers.iter().find(|e| e.caller.as_deref() == Some("fib") && e.callee == "fib").unwrap();
+        assert_eq!((edge.self_seconds, edge.total_seconds), (3.0, 3.0));
+        assert_eq!(p.packages, vec![SourceTime { source: "math".into(), self_seconds: 3.0 }]);
+        assert_eq!(p.probe_health.unnamed_samples, 1);
+        let sampling = p.sampling.unwrap();
+        assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
+    }
+}

@@ -1,0 +1,120 @@
+//! What a profile says about one target: the rows `record` reports and `attach` exports.
+use serde::Serialize;
+
+use crate::symbolize::{FuncKind, StackFrame};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSummary {
+    pub pid: u32,
+    pub node: String,
+    pub zeek_version: String,
+    pub abi: String,
+    pub layout_source: crate::binary::LayoutSource,
+    pub binary: String,
+    /// Whether every script call was counted (`--count-calls`).
+    pub calls_counted: bool,
+    /// The CPU sampling rate, when sampling.
+    pub sample_hz: Option<u64>,
+    /// ZAM-compiled scripts: inlined functions' time lands in their callers.
+    pub zam: bool,
+    /// The process's user + system CPU time, all threads, when it exited (`record`): what the
+    /// sampled seconds add up to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+}
+
+/// One function (or native frame, or thread) with what was counted and sampled for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionStats {
+    /// The name people read: Zeek's name, lambdas as `lambda@file:line`.
+    pub name: String,
+    /// Zeek's own name where it differs (lambdas), as its `--profile-scripts` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zeek_name: Option<String>,
+    pub kind: FuncKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Exact calls (with `--count-calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Sampled CPU time with this function on top of the stack.
+    pub self_seconds: f64,
+    /// Sampled CPU time with this function anywhere on the stack (recursion counted once).
+    pub total_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallerEdge {
+    /// `None` for calls from C++ (the event loop), which have no calling script frame.
+    pub caller: Option<String>,
+    pub callee: String,
+    /// Exact calls (with `--count-calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Sampled CPU time in the callee (on top) when called from this caller.
+    pub self_seconds: f64,
+    /// Sampled CPU time below this edge (each sample counted once).
+    pub total_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamWrites {
+    pub stream: String,
+    pub writes: u64,
+}
+
+/// Sampled CPU time per script file, and per installed package.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceTime {
+    /// A script file, or a package directory under Zeek's site packages folder.
+    pub source: String,
+    pub self_seconds: f64,
+}
+
+/// The probes' own health for this target: what was dropped or could not be resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProbeHealth {
+    pub read_failed: u64,
+    pub invalid_func: u64,
+    pub map_full: u64,
+    pub caller_unresolved: u64,
+    /// Samples taken before Zeek's initialisers ran (`record` from the first instruction):
+    /// native code, named as such; not a failure.
+    pub before_init: u64,
+    /// Counted calls whose function name could not be decoded in user space.
+    pub unnamed_calls: u64,
+    /// Samples whose stack could not be decoded.
+    pub unnamed_samples: u64,
+}
+
+/// A distinct stack and how many samples landed on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SampledStack {
+    /// Root first, leaf (where the CPU was) last.
+    pub frames: Vec<StackFrame>,
+    pub samples: u64,
+}
+
+/// The sampled part of a profile.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sampling {
+    /// Samples per second per thread; one sample stands for `1 / hz` CPU seconds.
+    pub hz: u64,
+    pub stacks: Vec<SampledStack>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub target: TargetSummary,
+    /// Busiest first: by sampled total time, then calls.
+    pub functions: Vec<FunctionStats>,
+    pub callers: Vec<CallerEdge>,
+    pub log_writes: Vec<StreamWrites>,
+    /// Sampled self time per script file and per installed package (empty without sampling).
+    pub files: Vec<SourceTime>,
+    pub packages: Vec<SourceTime>,
+    /// The sampled stacks themselves (written as folded stacks, flame graph and pprof).
+    #[serde(skip)]
+    pub sampling: Option<Sampling>,
+    pub probe_health: ProbeHealth,
+}

@@ -1,0 +1,98 @@
+//! Sampled stacks → the distinct stacks people read, and the samples they add per function
+//! (self and total) and per caller edge.
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{SampledStack, Sampling, tally::Tally};
+use crate::{
+    binary::symbols::NativeSymbols,
+    probes::MapSnapshot,
+    symbolize::{DecodedFrame, FuncKind, FunctionNames, StackDecoder, StackFrame},
+    target::mappings::Mapping,
+};
+
+/// What decoding one process's samples needs.
+pub struct SampleContext<'a> {
+    pub hz: u64,
+    pub natives: &'a NativeSymbols,
+    /// Runtime minus link-time addresses of the executable.
+    pub bias: u64,
+    /// The process's mappings, to name code in libraries.
+    pub mappings: &'a [Mapping],
+}
+
+/// What one process's samples came to besides what they added to the tally.
+pub(super) struct Sampled {
+    pub sampling: Sampling,
+    /// Samples per script file of the leaf function, for the roll-ups.
+    pub leaf_samples: BTreeMap<String, u64>,
+    /// Samples whose stack could not be decoded.
+    pub unnamed: u64,
+}
+
+/// Decodes the stacks sampled for `pid` and adds their samples to `tally`.
+pub(super) fn count_samples(
+    snapshot: &MapSnapshot,
+    pid: u32,
+    names: &FunctionNames,
+    ctx: &SampleContext,
+    tally: &mut Tally,
+) -> Sampled {
+    let mut decoder = StackDecoder::new(names, ctx.natives, ctx.bias, ctx.mappings);
+    let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
+    let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
+    let mut unnamed = 0;
+    for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
+        let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {
+            unnamed += samples;
+            continue;
+        };
+        let Some(leaf) = frames.last() else { continue };
+        if let Some(file) = &leaf.frame.file {
+            *leaf_samples.entry(file.clone()).or_default() += samples;
+        }
+        add_to_functions(tally, &frames, *samples);
+        add_to_edges(tally, &frames, *samples);
+        *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += samples;
+    }
+    let mut stacks: Vec<SampledStack> =
+        stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
+    stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
+    Sampled { sampling: Sampling { hz: ctx.hz, stacks }, leaf_samples, unnamed }
+}
+
+/// Self samples to the leaf; total samples to every function on the stack, once however often
+/// recursion repeats it. A function first seen here takes the frame's file and Zeek name.
+fn add_to_functions(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
+    let Some(leaf) = frames.last() else { return };
+    tally.function(&leaf.frame.name, leaf.kind).self_samples += samples;
+    let mut seen = HashSet::new();
+    for f in frames {
+        if seen.insert((&f.frame.name, f.kind)) {
+            let row = tally.function(&f.frame.name, f.kind);
+            row.total_samples += samples;
+            row.file = row.file.take().or_else(|| f.frame.file.clone());
+            row.zeek_name = row.zeek_name.take().or_else(|| f.zeek_name.clone());
+        }
+    }
+}
+
+/// Total samples to every caller edge on a script stack, once however often recursion repeats
+/// it; self samples to the edge into the leaf. Script stacks start at a call from C++; native
+/// and thread stacks have no call edges.
+fn add_to_edges(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
+    if frames.iter().any(|f| matches!(f.kind, FuncKind::Native | FuncKind::Thread)) {
+        return;
+    }
+    let callers = std::iter::once(None).chain(frames.iter().map(|f| Some(f.frame.name.as_str())));
+    let mut seen = HashSet::new();
+    for (i, (caller, f)) in callers.zip(frames).enumerate() {
+        let edge = (caller, f.frame.name.as_str());
+        let row = tally.edge((caller.map(str::to_owned), f.frame.name.clone()));
+        if seen.insert(edge) {
+            row.total_samples += samples;
+        }
+        if i + 1 == frames.len() {
+            row.self_samples += samples;
+        }
+    }
+}
