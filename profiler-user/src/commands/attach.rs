@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::{AttachArgs, ZmqArgs},
+    cli::AttachArgs,
     cluster::Cluster,
     exporter::{
         self,
@@ -23,8 +23,9 @@ use crate::{
     profile::{Sampling, StackFrame},
     report::{self, flamegraph},
     target::discovery::Discovery,
-    zeromq::{CurveKeys, FeedConfig, Feeds},
 };
+
+use super::zmq_feeds::ZmqFeeds;
 
 /// How often the host is scanned for Zeek nodes, names learnt and process stats read: new
 /// and exited nodes are noticed within two of these.
@@ -65,27 +66,6 @@ fn write_flamegraph(cluster: &Mutex<Cluster>, path: Option<&Path>) -> Result<(),
     Ok(())
 }
 
-/// The ZeroMQ feeds asked for, started (sockets bound or connecting), or none.
-fn zmq_feeds(args: &ZmqArgs) -> anyhow::Result<Option<Feeds>> {
-    if args.zmq_cluster.is_none() && args.zmq_logs.is_none() {
-        return Ok(None);
-    }
-    let curve = match (&args.zmq_curve_public, &args.zmq_curve_secret, &args.zmq_curve_server) {
-        (Some(public), Some(secret), Some(server)) => Some(CurveKeys::load(public, secret, server)?),
-        _ => None,
-    };
-    let config = FeedConfig {
-        cluster: args.zmq_cluster.clone(),
-        logs: args.zmq_logs.clone(),
-        curve,
-        top_n: args.zmq_top_n,
-        interval: Duration::from_secs(args.zmq_interval.max(1)),
-        queue: args.zmq_queue,
-        ..FeedConfig::default()
-    };
-    Ok(Some(Feeds::start(config)?))
-}
-
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the command line is said before anything is attached.
     let web = args.web_config.as_deref().map(WebConfig::load).transpose()?.unwrap_or_default();
@@ -102,7 +82,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         ));
     }
 
-    let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
+    let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
     let probes = Probes::load()?;
     let plan = args.probes.plan(args.hz);
     let caller_series = args.caller_metrics.then_some(args.caller_series);
@@ -144,15 +124,13 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         };
         output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
 
-        for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
-            output::note(format_args!("ZeroMQ {} feed on {endpoint}", kind.as_str()));
-        }
+        feeds.announce();
         let for_scrapes = cluster.clone();
         let for_discovery = cluster.clone();
         let routes = Routes {
             metrics: Arc::new(move || {
                 let Ok(mut exposition) = for_scrapes.lock().map(|mut c| c.metrics()) else { return String::new() };
-                exposition.extra = feeds.as_ref().map(|f| f.families()).unwrap_or_default();
+                exposition.extra = feeds.families();
                 exporter::encode(&exposition)
             }),
             // node.cfg is read per request, so an edited cluster layout is served without a restart.

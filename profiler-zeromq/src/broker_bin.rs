@@ -273,7 +273,7 @@ mod tests {
     /// The spec encoder (`zeromq::encode`), written independently of this decoder.
     fn encoded(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::zeromq::encode::bin_value(v, &mut out);
+        crate::encode::bin_value(v, &mut out);
         out
     }
 

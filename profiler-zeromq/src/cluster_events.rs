@@ -163,7 +163,7 @@ pub fn memory_report(event: &Event) -> Result<MemoryReport, ClusterError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::zeromq::encode::{self, memory_stats_event};
+    use crate::encode::{self, memory_stats_event};
 
     fn frames(topic: &str, format: &str, payload: Vec<u8>) -> Vec<Vec<u8>> {
         vec![topic.into(), b"zeromq_worker-1_host_42_1".to_vec(), format.into(), payload]
