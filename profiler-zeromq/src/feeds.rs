@@ -202,8 +202,7 @@ impl Consumer {
     }
 
     fn handle(&self, frames: &[Vec<u8>], memory: &Mutex<MemoryStats>) -> Outcome {
-        let now = Instant::now();
-        let kept = match self.kind {
+        let report = match self.kind {
             FeedKind::Cluster => {
                 let message = match cluster_events::decode(frames) {
                     Ok(message) => message,
@@ -213,12 +212,10 @@ impl Consumer {
                     // Another event on our topics: well-formed, nothing to do with it.
                     return Outcome::Decoded;
                 }
-                let report = match cluster_events::memory_report(&message.event) {
+                match cluster_events::memory_report(&message.event) {
                     Ok(report) => report,
                     Err(e) => return Outcome::Malformed(e.reason()),
-                };
-                let counters = report.counters.into_iter().map(|(name, n)| (name, n as f64));
-                lock(memory).report(&report.node, report.run, report.cost_seconds, report.entries, counters, now)
+                }
             }
             FeedKind::Logs => {
                 let log = match ncsa_logs::parse(frames) {
@@ -227,15 +224,12 @@ impl Consumer {
                 };
                 lock(&self.log_counts).count(&log.path, log.record.node());
                 match log.record {
-                    ncsa_logs::Record::Memory { node, run, entry } => lock(memory).row(&node, run, entry, now),
-                    ncsa_logs::Record::Stats { node, run, cost_seconds, stats } => {
-                        lock(memory).stats(&node, run, cost_seconds, stats, now)
-                    }
-                    ncsa_logs::Record::Other { .. } => Kept::Yes,
+                    ncsa_logs::Record::Run(report) => report,
+                    ncsa_logs::Record::Other { .. } => return Outcome::Decoded,
                 }
             }
         };
-        match kept {
+        match lock(memory).apply(report, Instant::now()) {
             Kept::Yes => Outcome::Decoded,
             Kept::NodeLimit => Outcome::Dropped,
         }

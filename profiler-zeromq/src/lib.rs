@@ -8,6 +8,9 @@
 //!   counting records per path and node and reading the companion package's
 //!   `zeek_probe_memory` / `zeek_probe_stats` streams (`ncsa_logs`).
 //!
+//! Both feeds carry the same runs of the package; every decoder yields one model of what a
+//! message says about a run (`run::RunReport`), which `memory_stats` keeps.
+//!
 //! Per feed, one thread only receives (`socket`) into a bounded queue, dropping and counting
 //! what does not fit, and one thread decodes and aggregates (`memory_stats`, `log_counts`).
 //! Every thread that touches outside input holds no capabilities (`unprivileged`), libzmq's
@@ -24,7 +27,9 @@ mod feeds;
 pub mod log_counts;
 pub mod memory_stats;
 pub mod ncsa_logs;
+pub mod run;
 pub mod socket;
+mod top_n;
 pub mod unprivileged;
 
 use std::time::Duration;
