@@ -30,7 +30,7 @@ pub mod ncsa_logs;
 pub mod run;
 pub mod socket;
 mod top_n;
-pub mod unprivileged;
+mod unprivileged;
 
 use std::time::Duration;
 
