@@ -7,6 +7,9 @@
 //! `collect` (draining the maps into raw counts) →
 //! `symbolize` (turning hashes, ordinals and pointers into names) →
 //! `profile` (the symbolised result) → `report` (files and tables) / `exporter` (Prometheus).
+//!
+//! With the `zmq` feature (default), `attach` also subscribes to the companion package over
+//! ZeroMQ: the `profiler-zeromq` crate, exported beside the probes' metrics.
 pub mod binary;
 pub mod cli;
 pub mod commands;
@@ -19,4 +22,3 @@ pub mod session;
 pub mod symbolize;
 pub mod target;
 pub mod target_set;
-pub mod zeromq;

@@ -13,4 +13,6 @@ mod real_zeek;
 mod real_zeek_support;
 mod record;
 mod sampling;
+// The ZeroMQ feeds exist with the `zmq` feature only (the default).
+#[cfg(feature = "zmq")]
 mod zeromq;

@@ -42,6 +42,7 @@ fn the_package_loads_and_logs_on_real_zeek() {
 /// every node, `attach --cluster --zmq-cluster` exports every node's footprints and counters
 /// next to its probes' series, and goes on doing so across a worker killed and restarted.
 #[test]
+#[cfg_attr(not(feature = "zmq"), ignore = "zeek-probe built without the zmq feature has no --zmq-cluster")]
 fn a_real_zeromq_cluster_reports_its_memory_through_the_package() {
     let Some(zeek) = real_zeek_privileged() else { return };
     let cluster = RealCluster::start(&zeek, Backend::ZeroMq, &["worker-1", "worker-2"]);

@@ -7,7 +7,8 @@ use std::{
 };
 
 use prometheus::{Encoder, TextEncoder};
-use zeek_probe::zeromq::{
+use zeek_probe::exporter::zeromq_metrics;
+use zeek_probe_zeromq::{
     CurveKeys, FeedConfig, Feeds,
     broker_bin::{Event, Value},
     encode,
@@ -17,7 +18,7 @@ use crate::common::samples;
 
 fn text(feeds: &Feeds) -> String {
     let mut out = Vec::new();
-    TextEncoder::new().encode(&feeds.families(), &mut out).unwrap();
+    TextEncoder::new().encode(&zeromq_metrics::families(&feeds.snapshot()), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -454,7 +455,7 @@ fn bad_configuration_says_what_to_do() {
     assert!(e.contains("--zmq-cluster"), "{e}");
     // Nothing configured: nothing runs, nothing is exported.
     let idle = Feeds::start(FeedConfig::default()).unwrap();
-    assert!(idle.families().is_empty());
+    assert!(zeromq_metrics::families(&idle.snapshot()).is_empty());
 }
 
 /// `attach --cluster --zmq-logs`: the package's memory records and the eBPF side's metrics of

@@ -83,6 +83,22 @@ fn test() -> Result<()> {
     zeek_scripts::check()?;
     run::cargo(&["fmt", "--all", "--check"])?;
     run::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    without_zmq()?;
     run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])?;
     fuzz::run(FUZZ_SECONDS_IN_TEST)
+}
+
+/// zeek-probe built without its `zmq` feature: warning-free, its own unit tests pass, and the
+/// binary does not link libzmq.
+fn without_zmq() -> Result<()> {
+    let no_zmq = ["-p", "zeek-probe", "--no-default-features"];
+    run::cargo(&[&["clippy", "--all-targets"][..], &no_zmq, &["--", "-D", "warnings"]].concat())?;
+    run::cargo(&[&["test", "--lib"][..], &no_zmq].concat())?;
+    run::cargo(&[&["build", "--bin", "zeek-probe"][..], &no_zmq].concat())?;
+    let binary = run::workspace_root().join("target/debug/zeek-probe");
+    let dynamic = std::process::Command::new("readelf").arg("--dynamic").arg(&binary).output()?;
+    anyhow::ensure!(dynamic.status.success(), "readelf --dynamic {} failed", binary.display());
+    let needed = String::from_utf8_lossy(&dynamic.stdout);
+    anyhow::ensure!(!needed.contains("libzmq"), "{} built without zmq links libzmq:\n{needed}", binary.display());
+    Ok(())
 }

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = zeek_probe::zeromq::broker_json::decode_event(data);
+    let _ = zeek_probe_zeromq::broker_json::decode_event(data);
 });

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let (path, json) = data.split_at(data.iter().position(|b| *b == b'\n').unwrap_or(data.len()));
     let json = json.strip_prefix(b"\n").unwrap_or(json);
-    let _ = zeek_probe::zeromq::ncsa_logs::parse(&[path.to_vec(), json.to_vec()]);
+    let _ = zeek_probe_zeromq::ncsa_logs::parse(&[path.to_vec(), json.to_vec()]);
 });

@@ -7,10 +7,11 @@ use std::{
 };
 
 use anyhow::Context as _;
+use prometheus::proto::MetricFamily;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::{AttachArgs, ZmqArgs},
+    cli::AttachArgs,
     exporter::{
         self, Exposition, FailingTarget, TargetMetrics,
         server::{self, Routes},
@@ -23,8 +24,9 @@ use crate::{
     report::{self, flamegraph},
     target::discovery::Discovery,
     target_set::{TargetSet, live::LiveBackend},
-    zeromq::{CurveKeys, FeedConfig, Feeds},
 };
+
+use super::zmq_feeds::ZmqFeeds;
 
 /// How often the host is scanned for Zeek nodes, names learnt and process stats read: new
 /// and exited nodes are noticed within two of these.
@@ -32,8 +34,9 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 type Targets = Mutex<TargetSet<LiveBackend>>;
 
-/// Every target's profile as of now, with what else is exported for it.
-fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>) -> Exposition {
+/// Every target's profile as of now, the processes that could not be attached, and the
+/// families from other sources (`extra`).
+fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>, extra: Vec<MetricFamily>) -> Exposition {
     let snapshot = targets.backend().snapshot();
     Exposition {
         targets: targets
@@ -51,7 +54,7 @@ fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>) ->
             .map(|(pid, f)| FailingTarget { node: f.node.clone(), pid, error: f.error.clone() })
             .collect(),
         attach_errors: targets.attach_errors().clone().into_iter().collect(),
-        extra: Vec::new(),
+        extra,
     }
 }
 
@@ -93,27 +96,6 @@ fn write_flamegraph(targets: &Targets, path: Option<&Path>) -> Result<(), flameg
     Ok(())
 }
 
-/// The ZeroMQ feeds asked for, started (sockets bound or connecting), or none.
-fn zmq_feeds(args: &ZmqArgs) -> anyhow::Result<Option<Feeds>> {
-    if args.zmq_cluster.is_none() && args.zmq_logs.is_none() {
-        return Ok(None);
-    }
-    let curve = match (&args.zmq_curve_public, &args.zmq_curve_secret, &args.zmq_curve_server) {
-        (Some(public), Some(secret), Some(server)) => Some(CurveKeys::load(public, secret, server)?),
-        _ => None,
-    };
-    let config = FeedConfig {
-        cluster: args.zmq_cluster.clone(),
-        logs: args.zmq_logs.clone(),
-        curve,
-        top_n: args.zmq_top_n,
-        interval: Duration::from_secs(args.zmq_interval.max(1)),
-        queue: args.zmq_queue,
-        ..FeedConfig::default()
-    };
-    Ok(Some(Feeds::start(config)?))
-}
-
 pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the command line is said before anything is attached.
     let web = args.web_config.as_deref().map(WebConfig::load).transpose()?.unwrap_or_default();
@@ -130,7 +112,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         ));
     }
 
-    let feeds = zmq_feeds(&args.zmq)?.map(Arc::new);
+    let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
     let mut backend = LiveBackend::new(Probes::load()?, args.probes.plan(args.hz));
     let caller_series = args.caller_metrics.then_some(args.caller_series);
     let mut targets = match args.pid {
@@ -174,17 +156,15 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         };
         output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
 
-        for (kind, endpoint) in feeds.iter().flat_map(|f| f.endpoints()) {
-            output::note(format_args!("ZeroMQ {} feed on {endpoint}", kind.as_str()));
-        }
+        feeds.announce();
         let for_scrapes = targets.clone();
         let for_discovery = targets.clone();
         let routes = Routes {
             metrics: Arc::new(move || {
-                let Ok(mut exposition) = for_scrapes.lock().map(|t| exposition(&t, caller_series)) else {
+                let extra = feeds.families();
+                let Ok(exposition) = for_scrapes.lock().map(|t| exposition(&t, caller_series, extra)) else {
                     return String::new();
                 };
-                exposition.extra = feeds.as_ref().map(|f| f.families()).unwrap_or_default();
                 exporter::encode(&exposition)
             }),
             // node.cfg is read per request, so an edited cluster layout is served without a restart.

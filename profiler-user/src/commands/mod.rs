@@ -3,6 +3,7 @@ pub mod attach;
 pub mod check;
 pub mod record;
 pub mod targets;
+pub mod zmq_feeds;
 
 use crate::{
     cli::ProbeArgs,

@@ -4,6 +4,7 @@ pub mod metrics;
 pub mod server;
 pub mod service_discovery;
 pub mod web_config;
+#[cfg(feature = "zmq")]
 pub mod zeromq_metrics;
 
 pub use metrics::{Exposition, FailingTarget, TargetMetrics, encode};

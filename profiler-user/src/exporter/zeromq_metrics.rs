@@ -1,9 +1,9 @@
-//! The ZeroMQ feeds (`zeromq::Feeds`) → Prometheus families. Every label set is bounded by the
+//! The ZeroMQ feeds (`zeek_probe_zeromq::Feeds`) → Prometheus families. Every label set is bounded by the
 //! feeds' own limits (top N per node plus `<other>`, capped nodes, paths and counters).
 use prometheus::proto::{MetricFamily, MetricType};
 
 use super::metrics::{Labels, family, with};
-use crate::zeromq::{FeedSnapshot, Snapshot, memory_stats::NodeSnapshot};
+use zeek_probe_zeromq::{FeedSnapshot, Snapshot, memory_stats::NodeSnapshot};
 
 fn node_labels(n: &NodeSnapshot) -> Labels {
     vec![("node", n.node.clone())]
@@ -16,7 +16,7 @@ fn feed_labels(f: &FeedSnapshot) -> Labels {
 /// The families of one snapshot; empty ones are left out.
 pub fn families(s: &Snapshot) -> Vec<MetricFamily> {
     use MetricType::{COUNTER, GAUGE};
-    let entries = |value: fn(&crate::zeromq::memory_stats::MemoryEntry) -> Option<u64>| {
+    let entries = |value: fn(&zeek_probe_zeromq::run::MemoryEntry) -> Option<u64>| {
         s.nodes.iter().flat_map(move |n| {
             n.entries.iter().filter_map(move |e| {
                 let labels = with(node_labels(n), &[("module", &e.module), ("variable", &e.variable)]);
@@ -112,10 +112,7 @@ pub(crate) mod tests {
     use prometheus::{Encoder, TextEncoder};
 
     use super::*;
-    use crate::zeromq::{
-        CountersSnapshot, FeedKind, Reason,
-        memory_stats::{MemoryEntry, OTHER},
-    };
+    use zeek_probe_zeromq::{CountersSnapshot, FeedKind, Reason, memory_stats::OTHER, run::MemoryEntry};
 
     /// A snapshot with every family present (also used to check the dashboard's queries).
     pub(crate) fn example() -> Snapshot {

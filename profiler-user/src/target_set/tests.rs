@@ -102,7 +102,9 @@ fn found_processes_are_attached_once_and_renamed_as_the_scan_names_them() {
     // The supervisor's process is named once its children show up.
     set.refresh(scan(&[(10, "manager"), (11, "worker-1")]), at(1.0));
     assert_eq!(running_nodes(&set), ["manager", "worker-1"]);
-    assert_eq!(set.backend().attempts, [10, 11], "attached once each");
+    let mut attempts = set.backend().attempts.clone();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [10, 11], "attached once each");
     assert!(set.targets().all(|(_, t)| t.process.is_some_and(|p| p.resident_bytes == 4096)));
 }
 

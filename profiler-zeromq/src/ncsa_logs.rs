@@ -12,7 +12,11 @@
 //! node.
 use serde_json::{Map, Value as Json};
 
-use super::{broker_json, counters::Reason, memory_stats::MemoryEntry};
+use super::{
+    broker_json,
+    counters::Reason,
+    run::{MemoryEntry, RunPart, RunReport},
+};
 
 pub const MEMORY_PATH: &str = "zeek_probe_memory";
 pub const STATS_PATH: &str = "zeek_probe_stats";
@@ -53,29 +57,17 @@ impl LogError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Memory {
-        node: String,
-        run: u64,
-        entry: MemoryEntry,
-    },
-    Stats {
-        node: String,
-        run: u64,
-        cost_seconds: Option<f64>,
-        /// Every numeric field but `ts` and `run` (so `cost`, `cpu_cost`, `globals`, ...).
-        stats: Vec<(String, f64)>,
-    },
+    /// A record of the package's two streams: part of a run.
+    Run(RunReport),
     /// A record of any other stream; `node` from its node field, if it has one.
-    Other {
-        node: Option<String>,
-    },
+    Other { node: Option<String> },
 }
 
 impl Record {
     /// The node to count the record under.
     pub fn node(&self) -> Option<&str> {
         match self {
-            Record::Memory { node, .. } | Record::Stats { node, .. } => Some(node),
+            Record::Run(report) => Some(&report.node),
             Record::Other { node } => node.as_deref(),
         }
     }
@@ -146,10 +138,10 @@ fn required(value: Option<u64>, path: &'static str, field: &'static str) -> Resu
 
 fn memory(fields: &Map<String, Json>) -> Result<Record, LogError> {
     let p = MEMORY_PATH;
-    Ok(Record::Memory {
+    Ok(Record::Run(RunReport {
         node: string(fields, p, "node")?,
         run: required(count(fields, p, "run")?, p, "run")?,
-        entry: MemoryEntry {
+        part: RunPart::Entry(MemoryEntry {
             // The package names the column `module` (its record field is `module_name`, `module`
             // being a Zeek keyword); a filter without its field-name map logs `module_name`.
             module: match fields.contains_key("module") {
@@ -159,8 +151,8 @@ fn memory(fields: &Map<String, Json>) -> Result<Record, LogError> {
             variable: string(fields, p, "variable")?,
             footprint: count(fields, p, "footprint")?,
             bytes: count(fields, p, "size")?,
-        },
-    })
+        }),
+    }))
 }
 
 fn stats(fields: &Map<String, Json>) -> Result<Record, LogError> {
@@ -178,12 +170,11 @@ fn stats(fields: &Map<String, Json>) -> Result<Record, LogError> {
         .collect();
     stats.sort_by(|a, b| a.0.cmp(&b.0));
     stats.truncate(MAX_STATS);
-    Ok(Record::Stats {
+    Ok(Record::Run(RunReport {
         node: string(fields, p, "node")?,
         run: required(count(fields, p, "run")?, p, "run")?,
-        cost_seconds,
-        stats,
-    })
+        part: RunPart::Summary { cost_seconds, stats },
+    }))
 }
 
 #[cfg(test)]
@@ -204,21 +195,21 @@ mod tests {
         assert_eq!(epoch.ts, Some(1_700_000_000.25));
         assert_eq!(
             epoch.record,
-            Record::Memory {
+            Record::Run(RunReport {
                 node: "worker-1".into(),
                 run: 3,
-                entry: MemoryEntry {
+                part: RunPart::Entry(MemoryEntry {
                     module: "Conn".into(),
                     variable: "conns".into(),
                     footprint: Some(42),
                     bytes: None
-                },
-            }
+                }),
+            })
         );
         let unmapped =
             parse(&frames(MEMORY_PATH, r#"{"run":1,"node":"w","module_name":"GLOBAL","variable":"v"}"#)).unwrap();
         assert!(
-            matches!(unmapped.record, Record::Memory { entry: MemoryEntry { ref module, .. }, .. } if module == "GLOBAL")
+            matches!(unmapped.record, Record::Run(RunReport { part: RunPart::Entry(MemoryEntry { ref module, .. }), .. }) if module == "GLOBAL")
         );
         let iso = parse(&frames(
             MEMORY_PATH,
@@ -228,7 +219,7 @@ mod tests {
         assert_eq!(iso.ts, Some(1_700_000_000.25));
         assert!(matches!(
             iso.record,
-            Record::Memory { entry: MemoryEntry { footprint: None, bytes: Some(4096), .. }, .. }
+            Record::Run(RunReport { part: RunPart::Entry(MemoryEntry { footprint: None, bytes: Some(4096), .. }), .. })
         ));
     }
 
@@ -239,7 +230,9 @@ mod tests {
             r#"{"ts":1.0,"run":9,"node":"manager","cost":0.004,"cpu_cost":0.003,"globals":812,"mem_bytes":123456789,"events_dispatched":77,"note":"text","flag":true}"#,
         ))
         .unwrap();
-        let Record::Stats { node, run, cost_seconds, stats } = r.record else { panic!("{r:?}") };
+        let Record::Run(RunReport { node, run, part: RunPart::Summary { cost_seconds, stats } }) = r.record else {
+            panic!("{r:?}")
+        };
         assert_eq!((node.as_str(), run, cost_seconds), ("manager", 9, Some(0.004)));
         assert_eq!(
             stats,

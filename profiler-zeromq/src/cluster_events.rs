@@ -13,7 +13,7 @@ use super::{
     broker_bin::{self, DecodeError, Event, Value},
     broker_json::{self, JsonError},
     counters::Reason,
-    memory_stats::MemoryEntry,
+    run::{MemoryEntry, RunPart, RunReport},
 };
 
 /// What zeek-probe subscribes to: the companion package's topics and nothing else (a broad
@@ -101,18 +101,6 @@ pub fn decode(frames: &[Vec<u8>]) -> Result<ClusterMessage, ClusterError> {
     Ok(ClusterMessage { topic: topic.to_owned(), sender: String::from_utf8_lossy(sender).into_owned(), format, event })
 }
 
-/// One run of the companion package on one node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryReport {
-    pub node: String,
-    pub run: u64,
-    /// What the run cost the node (its own measurement), seconds.
-    pub cost_seconds: f64,
-    pub entries: Vec<MemoryEntry>,
-    /// Cheap counters (`mem_bytes`, `events_dispatched`, ...).
-    pub counters: Vec<(String, u64)>,
-}
-
 fn optional_count(v: &Value) -> Result<Option<u64>, ClusterError> {
     match v {
         Value::None => Ok(None),
@@ -121,8 +109,8 @@ fn optional_count(v: &Value) -> Result<Option<u64>, ClusterError> {
     }
 }
 
-/// The arguments of `ZeekProbe::memory_stats`, checked against the wire contract.
-pub fn memory_report(event: &Event) -> Result<MemoryReport, ClusterError> {
+/// The arguments of `ZeekProbe::memory_stats`, checked against the wire contract: a whole run.
+pub fn memory_report(event: &Event) -> Result<RunReport, ClusterError> {
     if event.name != MEMORY_STATS_EVENT {
         return Err(ClusterError::Schema("not this event"));
     }
@@ -150,20 +138,21 @@ pub fn memory_report(event: &Event) -> Result<MemoryReport, ClusterError> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let counters = counters
+    let stats = counters
         .iter()
         .map(|pair| match pair {
-            (Value::String(name), Value::Count(n)) => Ok((name.clone(), *n)),
+            (Value::String(name), Value::Count(n)) => Ok((name.clone(), *n as f64)),
             _ => Err(ClusterError::Schema("counters must map strings to counts")),
         })
         .collect::<Result<_, _>>()?;
-    Ok(MemoryReport { node: node.clone(), run: *run, cost_seconds: *cost as f64 / 1e9, entries, counters })
+    let part = RunPart::Whole { cost_seconds: *cost as f64 / 1e9, entries, stats };
+    Ok(RunReport { node: node.clone(), run: *run, part })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::zeromq::encode::{self, memory_stats_event};
+    use crate::encode::{self, memory_stats_event};
 
     fn frames(topic: &str, format: &str, payload: Vec<u8>) -> Vec<Vec<u8>> {
         vec![topic.into(), b"zeromq_worker-1_host_42_1".to_vec(), format.into(), payload]
@@ -176,15 +165,22 @@ pub(crate) mod tests {
             7,
             &[("Conn", "conns", Some(12), None), ("Known", "hosts", None, Some(4096))],
         );
-        let expected = MemoryReport {
+        let expected = RunReport {
             node: "worker-1".into(),
             run: 7,
-            cost_seconds: 0.0035,
-            entries: vec![
-                MemoryEntry { module: "Conn".into(), variable: "conns".into(), footprint: Some(12), bytes: None },
-                MemoryEntry { module: "Known".into(), variable: "hosts".into(), footprint: None, bytes: Some(4096) },
-            ],
-            counters: vec![("mem_bytes".into(), 123_456_789), ("events_dispatched".into(), 42)],
+            part: RunPart::Whole {
+                cost_seconds: 0.0035,
+                entries: vec![
+                    MemoryEntry { module: "Conn".into(), variable: "conns".into(), footprint: Some(12), bytes: None },
+                    MemoryEntry {
+                        module: "Known".into(),
+                        variable: "hosts".into(),
+                        footprint: None,
+                        bytes: Some(4096),
+                    },
+                ],
+                stats: vec![("mem_bytes".into(), 123_456_789.0), ("events_dispatched".into(), 42.0)],
+            },
         };
         for (format, payload) in
             [("broker-bin-v1", encode::bin_event(&event)), ("broker-json-v1", encode::json_event(&event).into_bytes())]

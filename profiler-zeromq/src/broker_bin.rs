@@ -270,10 +270,10 @@ mod tests {
 
     use super::*;
 
-    /// The spec encoder (`zeromq::encode`), written independently of this decoder.
+    /// The spec encoder (`encode`), written independently of this decoder.
     fn encoded(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::zeromq::encode::bin_value(v, &mut out);
+        crate::encode::bin_value(v, &mut out);
         out
     }
 

@@ -6,127 +6,33 @@
 //! intervals is forgotten (interval: the configured one, or the node's own observed reporting
 //! interval when that is longer).
 //!
+//! Reassembly is only what the transports need: a whole run (an event) replaces what was shown;
+//! a run in parts (log records) is built up and shown once its summary comes, the next run
+//! starts, or no part came for `SETTLE`. The records of one run travel over two connections (the
+//! log writer has one per stream), so an entry may follow its run's summary: it still joins
+//! that run. With both feeds, the same run comes both ways: its parts add nothing to the whole.
+//!
 //! Time is passed in (`now`) so that tests can drive it.
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-/// Label value of the row summing the entries past the top N.
-pub const OTHER: &str = "<other>";
+use crate::{
+    run::{MemoryEntry, RunPart, RunReport},
+    top_n::{TopN, cut},
+};
+
+pub use crate::top_n::OTHER;
 /// Most nodes tracked; reports from further nodes are dropped (and counted so).
 pub const MAX_NODES: usize = 256;
 /// Most counters kept per node.
 pub const MAX_STATS: usize = 64;
-/// Longest module or variable name kept (label values; longer ones are cut).
-pub const MAX_NAME: usize = 128;
+pub use crate::top_n::MAX_NAME;
 /// Log rows of one run arrive in a burst; a run with no new row for this long is complete.
 pub const SETTLE: Duration = Duration::from_secs(1);
 /// A node is forgotten after this many reporting intervals of silence.
 pub const EXPIRY_INTERVALS: u32 = 3;
-
-/// One container a run measured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemoryEntry {
-    pub module: String,
-    pub variable: String,
-    /// Elements (`val_footprint`), when measured.
-    pub footprint: Option<u64>,
-    /// Bytes, when measured.
-    pub bytes: Option<u64>,
-}
-
-impl MemoryEntry {
-    /// Biggest first: by footprint, then bytes.
-    fn rank(&self) -> (u64, u64) {
-        (self.footprint.unwrap_or(0), self.bytes.unwrap_or(0))
-    }
-
-    fn same_key(&self, other: &MemoryEntry) -> bool {
-        self.module == other.module && self.variable == other.variable
-    }
-}
-
-fn cut(mut s: String) -> String {
-    if s.len() > MAX_NAME {
-        let mut end = MAX_NAME;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
-/// The top N entries of one run and the sums of the rest, built as entries arrive.
-#[derive(Debug, Clone)]
-struct TopN {
-    run: u64,
-    cap: usize,
-    kept: Vec<MemoryEntry>,
-    other_footprint: u64,
-    other_bytes: Option<u64>,
-    other_entries: u64,
-    /// Whether a whole run arrived at once (an event) rather than row by row (logs).
-    whole: bool,
-}
-
-impl TopN {
-    fn new(run: u64, cap: usize, whole: bool) -> Self {
-        TopN { run, cap, kept: Vec::new(), other_footprint: 0, other_bytes: None, other_entries: 0, whole }
-    }
-
-    fn fold(&mut self, e: &MemoryEntry) {
-        self.other_entries += 1;
-        self.other_footprint = self.other_footprint.saturating_add(e.footprint.unwrap_or(0));
-        if let Some(b) = e.bytes {
-            self.other_bytes = Some(self.other_bytes.unwrap_or(0).saturating_add(b));
-        }
-    }
-
-    fn push(&mut self, mut e: MemoryEntry) {
-        e.module = cut(e.module);
-        e.variable = cut(e.variable);
-        // A repeated row replaces the kept one (were it already folded, it would count twice
-        // in the sums: rows are not repeated within a run).
-        if let Some(kept) = self.kept.iter_mut().find(|k| k.same_key(&e)) {
-            *kept = e;
-            return;
-        }
-        if self.kept.len() < self.cap {
-            self.kept.push(e);
-            return;
-        }
-        let smallest = self.kept.iter().enumerate().min_by_key(|(_, k)| k.rank()).map(|(i, _)| i);
-        match smallest {
-            Some(i) if e.rank() > self.kept[i].rank() => {
-                let out = std::mem::replace(&mut self.kept[i], e);
-                self.fold(&out);
-            }
-            _ => self.fold(&e),
-        }
-    }
-
-    fn rows(&self) -> Vec<MemoryEntry> {
-        let mut rows = self.kept.clone();
-        rows.sort_by(|a, b| {
-            b.rank().cmp(&a.rank()).then_with(|| (&a.module, &a.variable).cmp(&(&b.module, &b.variable)))
-        });
-        if self.other_entries > 0 {
-            rows.push(MemoryEntry {
-                module: OTHER.into(),
-                variable: OTHER.into(),
-                footprint: Some(self.other_footprint),
-                bytes: self.other_bytes,
-            });
-        }
-        rows
-    }
-
-    fn entries(&self) -> u64 {
-        self.kept.len() as u64 + self.other_entries
-    }
-}
 
 #[derive(Debug, Clone)]
 struct NodeState {
@@ -231,72 +137,49 @@ impl MemoryStats {
         self.nodes.get_mut(&cut(node.to_owned()))
     }
 
-    /// A whole run at once (the `ZeekProbe::memory_stats` event).
-    pub fn report(
-        &mut self,
-        node: &str,
-        run: u64,
-        cost_seconds: f64,
-        entries: impl IntoIterator<Item = MemoryEntry>,
-        counters: impl IntoIterator<Item = (String, f64)>,
-        now: Instant,
-    ) -> Kept {
+    /// Keeps what one message says about a run.
+    pub fn apply(&mut self, report: RunReport, now: Instant) -> Kept {
         let top_n = self.top_n;
-        let Some(state) = self.node(node, now) else { return Kept::NodeLimit };
+        let Some(state) = self.node(&report.node, now) else { return Kept::NodeLimit };
+        let run = report.run;
         state.seen(run, now);
-        state.cost_seconds = Some(cost_seconds);
-        let mut top = TopN::new(run, top_n, true);
-        entries.into_iter().for_each(|e| top.push(e));
-        state.complete = Some(top);
-        state.building = None;
-        state.set_stats(counters);
-        Kept::Yes
-    }
-
-    /// One `zeek_probe_memory` log row.
-    pub fn row(&mut self, node: &str, run: u64, entry: MemoryEntry, now: Instant) -> Kept {
-        let top_n = self.top_n;
-        let Some(state) = self.node(node, now) else { return Kept::NodeLimit };
-        state.seen(run, now);
-        match (&mut state.complete, &mut state.building) {
-            // Already have this run whole from an event (both feeds configured).
-            (Some(c), _) if c.run == run && c.whole => {}
-            (_, Some((b, last))) if b.run == run => {
-                b.push(entry);
-                *last = now;
+        match report.part {
+            RunPart::Whole { cost_seconds, entries, stats } => {
+                state.cost_seconds = Some(cost_seconds);
+                let mut top = TopN::new(run, top_n, true);
+                entries.into_iter().for_each(|e| top.push(e));
+                state.complete = Some(top);
+                state.building = None;
+                state.set_stats(stats);
             }
-            // A straggler of a run already complete.
-            (Some(c), _) if c.run == run => c.push(entry),
-            _ => {
-                state.promote();
-                let mut top = TopN::new(run, top_n, false);
-                top.push(entry);
-                state.building = Some((top, now));
+            RunPart::Entry(entry) => match (&mut state.complete, &mut state.building) {
+                // Already have this run whole from an event (both feeds configured).
+                (Some(c), _) if c.run == run && c.whole => {}
+                (_, Some((b, last))) if b.run == run => {
+                    b.push(entry);
+                    *last = now;
+                }
+                // A straggler of a run already complete.
+                (Some(c), _) if c.run == run => c.push(entry),
+                _ => {
+                    state.promote();
+                    let mut top = TopN::new(run, top_n, false);
+                    top.push(entry);
+                    state.building = Some((top, now));
+                }
+            },
+            RunPart::Summary { cost_seconds, stats } => {
+                // The package writes a run's summary after its entries: the run is complete
+                // (entries that still come, over the other connection, join it as stragglers).
+                if state.building.as_ref().is_some_and(|(b, _)| b.run == run) {
+                    state.promote();
+                }
+                if cost_seconds.is_some() {
+                    state.cost_seconds = cost_seconds;
+                }
+                state.set_stats(stats);
             }
         }
-        Kept::Yes
-    }
-
-    /// One `zeek_probe_stats` log row; it completes the run's memory rows.
-    pub fn stats(
-        &mut self,
-        node: &str,
-        run: u64,
-        cost_seconds: Option<f64>,
-        stats: impl IntoIterator<Item = (String, f64)>,
-        now: Instant,
-    ) -> Kept {
-        let Some(state) = self.node(node, now) else { return Kept::NodeLimit };
-        state.seen(run, now);
-        // The package writes a run's stats row after its memory rows: the run is complete (rows
-        // that still come, over another connection, are added as stragglers).
-        if state.building.as_ref().is_some_and(|(b, _)| b.run == run) {
-            state.promote();
-        }
-        if cost_seconds.is_some() {
-            state.cost_seconds = cost_seconds;
-        }
-        state.set_stats(stats);
         Kept::Yes
     }
 
@@ -333,6 +216,63 @@ impl MemoryStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The three shapes a run arrives in, as the decoders produce them.
+    trait Parts {
+        fn report(
+            &mut self,
+            node: &str,
+            run: u64,
+            cost_seconds: f64,
+            entries: impl IntoIterator<Item = MemoryEntry>,
+            stats: impl IntoIterator<Item = (String, f64)>,
+            now: Instant,
+        ) -> Kept;
+        fn row(&mut self, node: &str, run: u64, entry: MemoryEntry, now: Instant) -> Kept;
+        fn stats(
+            &mut self,
+            node: &str,
+            run: u64,
+            cost_seconds: Option<f64>,
+            stats: impl IntoIterator<Item = (String, f64)>,
+            now: Instant,
+        ) -> Kept;
+    }
+
+    impl Parts for MemoryStats {
+        fn report(
+            &mut self,
+            node: &str,
+            run: u64,
+            cost_seconds: f64,
+            entries: impl IntoIterator<Item = MemoryEntry>,
+            stats: impl IntoIterator<Item = (String, f64)>,
+            now: Instant,
+        ) -> Kept {
+            let part = RunPart::Whole {
+                cost_seconds,
+                entries: entries.into_iter().collect(),
+                stats: stats.into_iter().collect(),
+            };
+            self.apply(RunReport { node: node.into(), run, part }, now)
+        }
+
+        fn row(&mut self, node: &str, run: u64, entry: MemoryEntry, now: Instant) -> Kept {
+            self.apply(RunReport { node: node.into(), run, part: RunPart::Entry(entry) }, now)
+        }
+
+        fn stats(
+            &mut self,
+            node: &str,
+            run: u64,
+            cost_seconds: Option<f64>,
+            stats: impl IntoIterator<Item = (String, f64)>,
+            now: Instant,
+        ) -> Kept {
+            let part = RunPart::Summary { cost_seconds, stats: stats.into_iter().collect() };
+            self.apply(RunReport { node: node.into(), run, part }, now)
+        }
+    }
 
     fn entry(module: &str, variable: &str, footprint: Option<u64>, bytes: Option<u64>) -> MemoryEntry {
         MemoryEntry { module: module.into(), variable: variable.into(), footprint, bytes }

@@ -279,7 +279,7 @@ pub fn timestamp(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zeromq::encode;
+    use crate::encode;
 
     fn json(v: &Value) -> String {
         let mut out = String::new();

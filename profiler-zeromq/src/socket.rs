@@ -8,11 +8,9 @@
 //! disconnecting the peer) frames far above the limit before it allocates them.
 use std::{
     sync::{
-        Arc,
         atomic::{AtomicBool, Ordering},
         mpsc::{SyncSender, TrySendError},
     },
-    thread::JoinHandle,
     time::Duration,
 };
 
@@ -195,69 +193,68 @@ fn receive(socket: &zmq::Socket, limits: Limits) -> Result<Option<Incoming>, zmq
     }))
 }
 
-/// Receives until `stop` is set (or the queue's consumer is gone), queueing what fits.
-pub fn spawn_receiver(
-    name: String,
-    socket: zmq::Socket,
-    queue: SyncSender<Received>,
-    counters: Arc<Counters>,
+/// Receives until `stop` is set (or the queue's consumer is gone), queueing what fits: the
+/// body of a feed's receiving thread.
+pub fn receive_until_stopped(
+    socket: &zmq::Socket,
+    queue: &SyncSender<Received>,
+    counters: &Counters,
     limits: Limits,
-    stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, SocketError> {
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match socket.poll(zmq::POLLIN, POLL_INTERVAL_MS) {
-                    Ok(0) => continue,
-                    Ok(_) => {}
-                    Err(zmq::Error::EINTR) => continue,
-                    // The context is gone: nothing more will arrive.
-                    Err(zmq::Error::ETERM) => return,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS as u64));
-                        continue;
-                    }
-                }
-                for _ in 0..DRAIN_BATCH {
-                    let incoming = match receive(&socket, limits) {
-                        Ok(Some(incoming)) => incoming,
-                        Ok(None) | Err(zmq::Error::EINTR) => break,
-                        Err(zmq::Error::ETERM) => return,
-                        Err(_) => break,
-                    };
-                    counters.received();
-                    let frames = match incoming {
-                        Incoming::Malformed(reason) => {
-                            counters.outcome(Outcome::Malformed(reason));
-                            continue;
-                        }
-                        Incoming::Message(frames) => frames,
-                    };
-                    let bytes = frames.iter().map(Vec::len).sum();
-                    if !counters.try_enqueue(bytes, limits.queue, limits.queue_bytes) {
-                        counters.outcome(Outcome::Dropped);
-                        continue;
-                    }
-                    match queue.try_send(Received { frames, bytes }) {
-                        Ok(()) => {}
-                        // Not expected (the reservation bounds the count), but never block.
-                        Err(TrySendError::Full(_)) => {
-                            counters.dequeued(bytes);
-                            counters.outcome(Outcome::Dropped);
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
-                    }
-                }
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match socket.poll(zmq::POLLIN, POLL_INTERVAL_MS) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(zmq::Error::EINTR) => continue,
+            // The context is gone: nothing more will arrive.
+            Err(zmq::Error::ETERM) => return,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS as u64));
+                continue;
             }
-        })
-        .map_err(SocketError::Thread)
+        }
+        for _ in 0..DRAIN_BATCH {
+            let incoming = match receive(socket, limits) {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) | Err(zmq::Error::EINTR) => break,
+                Err(zmq::Error::ETERM) => return,
+                Err(_) => break,
+            };
+            counters.received();
+            let frames = match incoming {
+                Incoming::Malformed(reason) => {
+                    counters.outcome(Outcome::Malformed(reason));
+                    continue;
+                }
+                Incoming::Message(frames) => frames,
+            };
+            let bytes = frames.iter().map(Vec::len).sum();
+            if !counters.try_enqueue(bytes, limits.queue, limits.queue_bytes) {
+                counters.outcome(Outcome::Dropped);
+                continue;
+            }
+            match queue.try_send(Received { frames, bytes }) {
+                Ok(()) => {}
+                // Not expected (the reservation bounds the count), but never block.
+                Err(TrySendError::Full(_)) => {
+                    counters.dequeued(bytes);
+                    counters.outcome(Outcome::Dropped);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::{
-        sync::mpsc::{Receiver, sync_channel},
+        sync::{
+            Arc,
+            mpsc::{Receiver, sync_channel},
+        },
+        thread::JoinHandle,
         time::Instant,
     };
 
@@ -305,7 +302,10 @@ mod tests {
         let (tx, rx) = sync_channel(limits.queue);
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = spawn_receiver("test-rx".into(), socket, tx, counters.clone(), limits, stop.clone()).unwrap();
+        let thread = std::thread::spawn({
+            let (counters, stop) = (counters.clone(), stop.clone());
+            move || receive_until_stopped(&socket, &tx, &counters, limits, &stop)
+        });
         Rig { _context: context, publisher, rx, counters, stop, thread: Some(thread) }
     }
 
@@ -348,9 +348,8 @@ mod tests {
         assert_eq!(got.frames, vec![b"conn".to_vec(), b"{\"ok\":1}".to_vec()]);
         let after = r.counters.snapshot();
         assert!(after.received - before.received >= 4);
-        let malformed = |s: &crate::zeromq::counters::CountersSnapshot, reason| {
-            s.malformed.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
-        };
+        let malformed =
+            |s: &crate::CountersSnapshot, reason| s.malformed.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n);
         assert_eq!(malformed(&after, Reason::Frames) - malformed(&before, Reason::Frames), 2);
         assert_eq!(malformed(&after, Reason::Oversized), 1);
     }
