@@ -1,6 +1,8 @@
 //! Inspecting fixture binaries as zeek-probe sees them: version, layout, probe placement.
 //! No privileges needed.
-use zeek_probe::binary::{AbiLayout, LayoutSource, Mismatch, ProbePointKind, ZeekBinary, dwarf};
+use zeek_probe::binary::{
+    AbiLayout, LayoutSource, Mismatch, ProbePointKind, ZeekBinary, dwarf, layout_fields::LAYOUT_FIELDS,
+};
 
 use crate::common::{GENERATIONS, fixture};
 
@@ -44,8 +46,8 @@ fn knows_every_abi_generation() {
 fn dwarf_gives_every_field_and_catches_a_wrong_table_entry() {
     for (name, _, _) in GENERATIONS {
         let offsets = dwarf::read(&fixture(name)).unwrap().expect("the fixtures are built with -g");
-        for field in dwarf::FIELDS {
-            assert!(offsets.get(field).is_some(), "{name}: {field:?} not found in DWARF");
+        for field in LAYOUT_FIELDS {
+            assert!(offsets.get(field.dwarf).is_some(), "{name}: {:?} not found in DWARF", field.dwarf);
         }
         let b = inspect(name);
         let mut wrong = AbiLayout::for_version(&b.version).unwrap();

@@ -11,26 +11,15 @@ use std::{
 use gimli::{AttributeValue, DwTag, EndianSlice, RunTimeEndian, SectionId, constants};
 use object::{Object, ObjectSection, ReadCache};
 
+use super::layout_fields::LAYOUT_FIELDS;
+
 /// A class's member, or the class's size when `member` is empty.
 pub type Field = (&'static str, &'static str);
 
 /// Everything the layout needs, by qualified class name.
-pub const FIELDS: [Field; 14] = [
-    ("zeek::Obj", "location"),
-    ("zeek::Func", "bodies"),
-    ("zeek::Func", "kind"),
-    ("zeek::Func", "type"),
-    ("zeek::Func", "name"),
-    ("zeek::FuncType", "flavor"),
-    ("zeek::detail::Frame", "function"),
-    ("zeek::Val", "type"),
-    ("zeek::detail::IntValImplementation", "int_val"),
-    ("zeek::EnumType", "names"),
-    ("zeek::Event", "handler"),
-    ("zeek::EventHandler", "name"),
-    ("zeek::EventMgr", "current"),
-    ("zeek::detail::CallInfo", ""),
-];
+fn wanted() -> impl Iterator<Item = &'static Field> {
+    LAYOUT_FIELDS.iter().map(|field| &field.dwarf)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DwarfError {
@@ -108,7 +97,7 @@ fn offsets_in<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, path: &Pat
     while let Some(header) = units.next().map_err(parse_err)? {
         let unit = dwarf.unit(header).map_err(parse_err)?;
         collect_unit(&dwarf, &unit, &mut values).map_err(parse_err)?;
-        if values.len() == FIELDS.len() {
+        if values.len() == LAYOUT_FIELDS.len() {
             break;
         }
     }
@@ -149,7 +138,7 @@ fn collect_unit(
             let own = name();
             if let (Some(own), false) = (&own, declaration) {
                 let class = qualified(&scopes, own);
-                if let Some(field) = FIELDS.iter().find(|(c, m)| *c == class && m.is_empty())
+                if let Some(field) = wanted().find(|(c, m)| *c == class && m.is_empty())
                     && let Some(size) = entry.attr_value(constants::DW_AT_byte_size).and_then(|v| v.udata_value())
                 {
                     values.entry(*field).or_insert(size as u32);
@@ -162,7 +151,7 @@ fn collect_unit(
         {
             let class = qualified(&scopes, "");
             let class = class.trim_end_matches("::");
-            if let Some(field) = FIELDS.iter().find(|(c, m)| *c == class && *m == member)
+            if let Some(field) = wanted().find(|(c, m)| *c == class && *m == member)
                 && let Some(offset) =
                     entry.attr_value(constants::DW_AT_data_member_location).and_then(|v| v.udata_value())
             {

@@ -1,17 +1,16 @@
 //! Where the fields the probes read live in Zeek's objects, per ABI generation
-//! (zeek-abi.md §2). A new Zeek release is a new row here.
+//! (zeek-abi.md §2). A new Zeek release is a new generation here; a new offset is a new row in
+//! `layout_fields`.
 use profiler_common::TargetLayout;
 
-use super::{
-    dwarf::{DwarfOffsets, Field},
-    version::ZeekVersion,
-};
+use super::{dwarf::DwarfOffsets, layout_fields::LAYOUT_FIELDS, version::ZeekVersion};
 
 /// Where an `AbiLayout` came from, shown in every output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutSource {
     /// The built-in table for the detected version.
+    #[default]
     Table,
     /// The binary's debug information (DWARF), checked against the table.
     Dwarf,
@@ -25,8 +24,9 @@ pub struct Mismatch {
     pub dwarf: u32,
 }
 
-/// Field offsets for one Zeek ABI generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Field offsets for one Zeek ABI generation. `Default` (all zero) is only where
+/// `for_version` starts before the rows of `LAYOUT_FIELDS` fill it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AbiLayout {
     /// The ABI generation's name, e.g. "8.2".
     pub abi: &'static str,
@@ -68,57 +68,49 @@ pub struct RuntimeAddresses {
     pub frame_stack: u64,
 }
 
-/// One table row: the first version it applies to, and the layout.
-struct Row {
+/// One ABI generation: the first version it applies to, and its name.
+struct Generation {
     since: u32,
     abi: &'static str,
-    call_info_size: u32,
 }
 
-/// Rows in ascending order; a version uses the last row whose `since` it reaches.
-/// The Func/Frame/EnumVal offsets are the same in every generation so far; what changed is
-/// `CallInfo` (8.1) and the debug-build `EnumVal` (fixed in 8.2).
-const ROWS: &[Row] = &[
-    Row { since: 6_00_00, abi: "6.0", call_info_size: 24 },
-    Row { since: 7_00_00, abi: "7.0", call_info_size: 24 },
-    Row { since: 7_01_00, abi: "7.1", call_info_size: 24 },
-    Row { since: 7_02_00, abi: "7.2", call_info_size: 24 },
-    Row { since: 8_00_00, abi: "8.0", call_info_size: 24 },
-    Row { since: 8_01_00, abi: "8.1", call_info_size: 16 },
-    Row { since: 8_02_00, abi: "8.2", call_info_size: 16 },
+/// In ascending order; a version belongs to the last generation whose `since` it reaches.
+const GENERATIONS: &[Generation] = &[
+    Generation { since: 6_00_00, abi: "6.0" },
+    Generation { since: 7_00_00, abi: "7.0" },
+    Generation { since: 7_01_00, abi: "7.1" },
+    Generation { since: 7_02_00, abi: "7.2" },
+    Generation { since: 8_00_00, abi: "8.0" },
+    Generation { since: 8_01_00, abi: "8.1" },
+    Generation { since: 8_02_00, abi: "8.2" },
 ];
 
-/// The first version without a row: releases past it need a new row (or DWARF).
+/// The first version without a generation: releases past it need a new one (or DWARF).
 const NEXT_UNKNOWN: u32 = 8_03_00;
+
+/// `CallInfo` became `{call, frame}` (16 bytes) in 8.1, from `{call, func, args}` (24).
+pub(super) const CALL_INFO_HOLDS_FRAME_SINCE: u32 = 8_01_00;
 
 impl AbiLayout {
     pub fn for_version(version: &ZeekVersion) -> Result<Self, String> {
         let n = version.number();
-        if n < ROWS[0].since || n >= NEXT_UNKNOWN {
+        if n < GENERATIONS[0].since || n >= NEXT_UNKNOWN {
             return Err(format!("Zeek {version} is not supported: zeek-probe knows the layouts of Zeek 6.0 to 8.2"));
         }
-        let row = ROWS.iter().rev().find(|r| n >= r.since).expect("range checked above");
-        let debug_enum_val = version.debug && n < 8_02_00;
-        Ok(Self {
-            abi: row.abi,
-            func_bodies: 24,
-            func_kind: 56,
-            func_type: 64,
-            func_name: 72,
-            func_type_flavor: 88,
-            frame_function: 64,
-            enum_val_int: if debug_enum_val { 40 } else { 32 },
-            val_type: 24,
-            enum_type_names: 64,
-            obj_location: 8,
-            call_info_size: row.call_info_size,
-            call_info_holds_frame: row.call_info_size == 16,
-            event_mgr_current: (n >= 7_02_00).then_some(56),
+        let generation = GENERATIONS.iter().rev().find(|g| n >= g.since).expect("range checked above");
+        let mut layout = Self {
+            abi: generation.abi,
+            call_info_holds_frame: n >= CALL_INFO_HOLDS_FRAME_SINCE,
             frame_stack_maintained: n < 8_00_00,
-            event_handler: 24,
-            event_handler_name: 0,
             source: LayoutSource::Table,
-        })
+            ..Self::default()
+        };
+        for field in LAYOUT_FIELDS {
+            if let Some(offset) = (field.table)(version) {
+                (field.set)(&mut layout, offset);
+            }
+        }
+        Ok(layout)
     }
 
     /// Takes every offset DWARF knows; returns where the table disagreed. The source becomes
@@ -126,35 +118,14 @@ impl AbiLayout {
     pub fn apply_dwarf(&mut self, dwarf: &DwarfOffsets) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();
         let mut found = false;
-        let mut take = |field: Field, slot: &mut u32| {
-            if let Some(value) = dwarf.get(field) {
-                found = true;
-                if *slot != value {
-                    let name = if field.1.is_empty() {
-                        format!("sizeof({})", field.0)
-                    } else {
-                        format!("{}::{}", field.0, field.1)
-                    };
-                    mismatches.push(Mismatch { field: name, table: *slot, dwarf: value });
-                    *slot = value;
-                }
+        for field in LAYOUT_FIELDS {
+            // A field this version does not have stays absent, whatever DWARF says.
+            let (Some(table), Some(value)) = ((field.get)(self), dwarf.get(field.dwarf)) else { continue };
+            found = true;
+            if table != value {
+                mismatches.push(Mismatch { field: field.dwarf_name(), table, dwarf: value });
+                (field.set)(self, value);
             }
-        };
-        take(("zeek::Obj", "location"), &mut self.obj_location);
-        take(("zeek::Func", "bodies"), &mut self.func_bodies);
-        take(("zeek::Func", "kind"), &mut self.func_kind);
-        take(("zeek::Func", "type"), &mut self.func_type);
-        take(("zeek::Func", "name"), &mut self.func_name);
-        take(("zeek::FuncType", "flavor"), &mut self.func_type_flavor);
-        take(("zeek::detail::Frame", "function"), &mut self.frame_function);
-        take(("zeek::Val", "type"), &mut self.val_type);
-        take(("zeek::detail::IntValImplementation", "int_val"), &mut self.enum_val_int);
-        take(("zeek::EnumType", "names"), &mut self.enum_type_names);
-        take(("zeek::Event", "handler"), &mut self.event_handler);
-        take(("zeek::EventHandler", "name"), &mut self.event_handler_name);
-        take(("zeek::detail::CallInfo", ""), &mut self.call_info_size);
-        if let Some(current) = self.event_mgr_current.as_mut() {
-            take(("zeek::EventMgr", "current"), current);
         }
         if found {
             self.source = LayoutSource::Dwarf;
@@ -164,28 +135,23 @@ impl AbiLayout {
 
     /// The part the BPF programs need, with one process's runtime addresses.
     pub fn target_layout(&self, addresses: RuntimeAddresses) -> TargetLayout {
-        TargetLayout {
+        let mut target = TargetLayout {
             script_func_vptr: addresses.script_func_vptr,
             builtin_func_vptr: addresses.builtin_func_vptr,
             frame_vptr: addresses.frame_vptr,
             call_stack: addresses.call_stack,
             event_mgr: addresses.event_mgr,
             frame_stack: addresses.frame_stack,
-            func_bodies: self.func_bodies,
-            func_kind: self.func_kind,
-            func_type: self.func_type,
-            func_name: self.func_name,
-            func_type_flavor: self.func_type_flavor,
-            obj_location: self.obj_location,
-            frame_function: self.frame_function,
-            enum_val_int: self.enum_val_int,
-            val_type: self.val_type,
-            call_info_size: self.call_info_size,
             call_info_holds_frame: u32::from(self.call_info_holds_frame),
-            event_mgr_current: self.event_mgr_current.unwrap_or(0),
-            event_handler: self.event_handler,
-            event_handler_name: self.event_handler_name,
+            ..TargetLayout::default()
+        };
+        for field in LAYOUT_FIELDS {
+            if let Some(slot) = field.target {
+                // 0 tells the programs that this Zeek does not have the field.
+                *slot(&mut target) = (field.get)(self).unwrap_or(0);
+            }
         }
+        target
     }
 }
 

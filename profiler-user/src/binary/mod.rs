@@ -5,6 +5,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod file_id;
 pub mod layout;
+pub mod layout_fields;
 pub mod probe_points;
 pub mod prologue;
 pub mod symbols;

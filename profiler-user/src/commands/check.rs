@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::{
-    binary::{ProbePoint, ZeekBinary},
+    binary::{ProbePoint, ZeekBinary, layout_fields::LAYOUT_FIELDS},
     cli::CheckArgs,
     output,
     probes::{kernel_features::KernelFeatures, privileges},
@@ -82,29 +82,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
 fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) -> CheckReport {
     let l = &binary.layout;
     let from_dwarf = |field| binary.dwarf.as_ref().is_some_and(|d| d.get(field).is_some());
-    let offset = |label, field, offset| Offset {
-        field: label,
-        offset,
-        source: if from_dwarf(field) { "dwarf" } else { "table" },
-    };
-    let mut offsets = vec![
-        offset("Obj::location", ("zeek::Obj", "location"), l.obj_location),
-        offset("Func::bodies", ("zeek::Func", "bodies"), l.func_bodies),
-        offset("Func::kind", ("zeek::Func", "kind"), l.func_kind),
-        offset("Func::type", ("zeek::Func", "type"), l.func_type),
-        offset("Func::name", ("zeek::Func", "name"), l.func_name),
-        offset("FuncType::flavor", ("zeek::FuncType", "flavor"), l.func_type_flavor),
-        offset("Frame::function", ("zeek::detail::Frame", "function"), l.frame_function),
-        offset("Val::type", ("zeek::Val", "type"), l.val_type),
-        offset("EnumVal::int_val", ("zeek::detail::IntValImplementation", "int_val"), l.enum_val_int),
-        offset("EnumType::names", ("zeek::EnumType", "names"), l.enum_type_names),
-        offset("sizeof(CallInfo)", ("zeek::detail::CallInfo", ""), l.call_info_size),
-        offset("Event::handler", ("zeek::Event", "handler"), l.event_handler),
-        offset("EventHandler::name", ("zeek::EventHandler", "name"), l.event_handler_name),
-    ];
-    if let Some(current) = l.event_mgr_current {
-        offsets.push(offset("EventMgr::current", ("zeek::EventMgr", "current"), current));
-    }
+    let offsets = LAYOUT_FIELDS
+        .iter()
+        .filter_map(|field| {
+            Some(Offset {
+                field: field.name,
+                offset: (field.get)(l)?,
+                source: if from_dwarf(field.dwarf) { "dwarf" } else { "table" },
+            })
+        })
+        .collect();
     let kernel = KernelFeatures::probe();
     let missing_privileges = privileges::missing();
     let mut problems = kernel.problems();
