@@ -14,12 +14,13 @@ use crate::{
     cli::AttachArgs,
     exporter::{
         self, Exposition, FailingTarget, TargetMetrics,
+        pprof_endpoint::{PprofEndpoint, ProfileSource},
         server::{self, Routes},
         service_discovery,
         web_config::WebConfig,
     },
     output,
-    probes::Probes,
+    probes::{MapSnapshot, Probes},
     profile::{Profile, Sampling, StackFrame},
     report::{self, flamegraph},
     target::discovery::Discovery,
@@ -84,6 +85,26 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
             }
             Some((merged, format!("zeek-probe: {} Zeek processes on {}", many.len(), service_discovery::hostname())))
         }
+    }
+}
+
+/// The targets' counters and profiles, for CPU profiles of a window of time.
+struct HostProfiles(Arc<Targets>);
+
+impl ProfileSource for HostProfiles {
+    fn snapshot(&self) -> Option<(MapSnapshot, Vec<String>)> {
+        let targets = self.0.lock().ok()?;
+        let nodes = targets.targets().map(|(_, t)| t.session.process.node.clone()).collect();
+        Some((targets.backend().snapshot(), nodes))
+    }
+
+    fn profiles(&self, counts: &MapSnapshot, node: Option<&str>) -> Vec<Profile> {
+        let Ok(targets) = self.0.lock() else { return Vec::new() };
+        targets
+            .targets()
+            .filter(|(_, t)| node.is_none_or(|node| t.session.process.node == node))
+            .map(|(_, t)| t.session.profile(counts))
+            .collect()
     }
 }
 
@@ -154,11 +175,14 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                 _ => format!("attached to {} Zeek process(es), following the host", t.running().count()),
             }
         };
-        output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
+        output::note(format_args!(
+            "{serving}; metrics on {scheme}://{address}/metrics, CPU profiles on {scheme}://{address}/debug/pprof/profile"
+        ));
 
         feeds.announce();
         let for_scrapes = targets.clone();
         let for_discovery = targets.clone();
+        let pprof = Arc::new(PprofEndpoint::new(HostProfiles(targets.clone())));
         let routes = Routes {
             metrics: Arc::new(move || {
                 let extra = feeds.families();
@@ -177,6 +201,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     .map(|groups| service_discovery::to_json(&groups))
                     .unwrap_or_else(|_| "[]".to_owned())
             }),
+            pprof,
         };
         let serving = tokio::spawn(server::serve(listener, routes, web));
 

@@ -1,6 +1,7 @@
 //! Prometheus: the profiles of attached targets as metrics, served over HTTP, and where to
-//! find the exporters (service discovery).
+//! find the exporters (service discovery); CPU profiles over HTTP for Parca and Pyroscope.
 pub mod metrics;
+pub mod pprof_endpoint;
 pub mod server;
 pub mod service_discovery;
 pub mod web_config;
