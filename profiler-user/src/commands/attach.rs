@@ -35,9 +35,16 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 type Targets = Mutex<TargetSet<LiveBackend>>;
 
+/// How many series per node the bounded families may have (`--caller-series`, `--source-series`).
+struct SeriesLimits {
+    /// `None` without `--caller-metrics`.
+    callers: Option<usize>,
+    sources: usize,
+}
+
 /// Every target's profile as of now, the processes that could not be attached, and the
 /// families from other sources (`extra`).
-fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>, extra: Vec<MetricFamily>) -> Exposition {
+fn exposition(targets: &TargetSet<LiveBackend>, series: &SeriesLimits, extra: Vec<MetricFamily>) -> Exposition {
     let snapshot = targets.backend().snapshot();
     Exposition {
         targets: targets
@@ -47,7 +54,8 @@ fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>, ex
                 node_type: t.session.process.node_type,
                 process: t.process,
                 up: t.is_running(),
-                caller_series,
+                caller_series: series.callers,
+                source_series: series.sources,
             })
             .collect(),
         failing: targets
@@ -135,7 +143,8 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
 
     let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
     let mut backend = LiveBackend::new(Probes::load()?, args.probes.plan(args.hz));
-    let caller_series = args.caller_metrics.then_some(args.caller_series);
+    let series =
+        SeriesLimits { callers: args.caller_metrics.then_some(args.caller_series), sources: args.source_series };
     let mut targets = match args.pid {
         Some(pid) => {
             let session = backend.attach_pid(pid)?;
@@ -186,7 +195,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         let routes = Routes {
             metrics: Arc::new(move || {
                 let extra = feeds.families();
-                let Ok(exposition) = for_scrapes.lock().map(|t| exposition(&t, caller_series, extra)) else {
+                let Ok(exposition) = for_scrapes.lock().map(|t| exposition(&t, &series, extra)) else {
                     return String::new();
                 };
                 exporter::encode(&exposition)

@@ -4,6 +4,7 @@ pub mod metrics;
 pub mod pprof_endpoint;
 pub mod server;
 pub mod service_discovery;
+mod source_metrics;
 pub mod web_config;
 #[cfg(feature = "zmq")]
 pub mod zeromq_metrics;
