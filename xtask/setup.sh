@@ -29,8 +29,9 @@ install_debs() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
+# golang-go for `go tool pprof`, the pprof client the profile endpoint's tests fetch with (~20 s).
 install_debs "Debian packages" llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev \
-  pkg-config zlib1g-dev libzstd-dev curl
+  pkg-config zlib1g-dev libzstd-dev curl golang-go
 
 # The BPF crate builds with nightly and needs the standard library's source for core.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

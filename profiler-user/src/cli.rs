@@ -90,6 +90,10 @@ pub struct AttachArgs {
     /// With --caller-metrics: series per node before the rest is summed into caller="<other>".
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub caller_series: usize,
+    /// Series per node of sampled CPU per script file, and of per package, before the rest is
+    /// summed into file="<other>" / package="<other>".
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub source_series: usize,
     /// Write a flame graph of the samples to FILE on exit and on SIGUSR1.
     #[arg(long, value_name = "FILE")]
     pub flamegraph: Option<PathBuf>,

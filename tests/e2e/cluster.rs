@@ -132,25 +132,6 @@ fn unsupported_zeek(dir: &Path) -> PathBuf {
     path
 }
 
-/// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM files.
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    // Distinct names: a leaf whose subject equals its issuer looks self-signed to verifiers.
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "zeek-probe test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let paths = (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"));
-    fs::write(&paths.0, ca.pem()).unwrap();
-    fs::write(&paths.1, cert.pem()).unwrap();
-    fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 const PASSWORD: &str = "scrape-secret";
 
 fn prometheus_config(dir: &Path, exporter: &str, ca: &Path) -> PathBuf {

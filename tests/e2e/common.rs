@@ -338,3 +338,93 @@ pub fn running_child(parent: u32, program: &Path) -> u32 {
         }
     })
 }
+
+/// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM files.
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Distinct names: a leaf whose subject equals its issuer looks self-signed to verifiers.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "zeek-probe test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"));
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, cert.pem()).unwrap();
+    fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// The part of pprof's profile.proto the tests read.
+pub mod pprof {
+    use prost::Message;
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Sample {
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Function {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+    }
+
+    /// A gzipped profile, decoded.
+    pub fn decode(gzipped: &[u8]) -> Profile {
+        use std::io::Read as _;
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(gzipped).read_to_end(&mut raw).expect("gzip");
+        Profile::decode(raw.as_slice()).expect("a pprof protobuf")
+    }
+
+    impl Profile {
+        /// The value of a sample's label `key`.
+        pub fn label(&self, sample: &Sample, key: &str) -> Option<&str> {
+            let s = |i: i64| self.string_table[i as usize].as_str();
+            sample.label.iter().find(|l| s(l.key) == key).map(|l| s(l.str))
+        }
+    }
+}

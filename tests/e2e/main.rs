@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod faults;
 mod hard_kills;
+mod pprof_endpoint;
 mod real_zeek;
 mod real_zeek_support;
 mod record;

@@ -1,7 +1,6 @@
 //! CPU sampling against the fixture's own measurement of where its main thread's CPU went.
-use std::{collections::BTreeMap, io::Read, process::Command};
+use std::{collections::BTreeMap, process::Command};
 
-use prost::Message as _;
 use serde_json::Value;
 
 use crate::common::*;
@@ -53,7 +52,7 @@ fn sampled_shares_match_the_fixtures_cpu_and_stacks_are_real_call_paths() {
 /// standard errors of a share estimated from `samples` samples, plus a point for what the
 /// truth cannot time (its own clock reads, the instants around them). The machine's load sets
 /// how much CPU the fixture gets in its 5 s, hence the samples, hence the bound.
-fn tolerance(share: f64, samples: f64) -> f64 {
+pub fn tolerance(share: f64, samples: f64) -> f64 {
     let p = (share / 100.0).clamp(0.0, 1.0);
     1.0 + 5.0 * 100.0 * (p * (1.0 - p) / samples.max(1.0)).sqrt()
 }
@@ -162,11 +161,7 @@ fn record_writes_a_valid_flame_graph_and_pprof_profile() {
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     assert!(svg.contains("zeek::Connection::NextPacket") && svg.contains("fib"), "frames drawn");
 
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(report.join("profile.pb.gz")).unwrap())
-        .read_to_end(&mut raw)
-        .expect("gzip");
-    let profile = pprof::Profile::decode(raw.as_slice()).expect("a pprof protobuf");
+    let profile = pprof::decode(&std::fs::read(report.join("profile.pb.gz")).unwrap());
     assert_eq!(profile.string_table[0], "");
     let types: Vec<&str> =
         profile.sample_type.iter().map(|t| profile.string_table[t.r#type as usize].as_str()).collect();
@@ -181,45 +176,4 @@ fn record_writes_a_valid_flame_graph_and_pprof_profile() {
     assert_eq!(samples as u64, stacks, "every sample is in the pprof profile");
     let fib = profile.string_table.iter().position(|s| s == "fib").expect("fib named") as i64;
     assert!(profile.function.iter().any(|f| f.name == fib));
-}
-
-/// The part of pprof's profile.proto this test reads.
-mod pprof {
-    use prost::Message;
-
-    #[derive(Clone, PartialEq, Message)]
-    pub struct Profile {
-        #[prost(message, repeated, tag = "1")]
-        pub sample_type: Vec<ValueType>,
-        #[prost(message, repeated, tag = "2")]
-        pub sample: Vec<Sample>,
-        #[prost(message, repeated, tag = "5")]
-        pub function: Vec<Function>,
-        #[prost(string, repeated, tag = "6")]
-        pub string_table: Vec<String>,
-    }
-
-    #[derive(Clone, PartialEq, Message)]
-    pub struct ValueType {
-        #[prost(int64, tag = "1")]
-        pub r#type: i64,
-        #[prost(int64, tag = "2")]
-        pub unit: i64,
-    }
-
-    #[derive(Clone, PartialEq, Message)]
-    pub struct Sample {
-        #[prost(uint64, repeated, tag = "1")]
-        pub location_id: Vec<u64>,
-        #[prost(int64, repeated, tag = "2")]
-        pub value: Vec<i64>,
-    }
-
-    #[derive(Clone, PartialEq, Message)]
-    pub struct Function {
-        #[prost(uint64, tag = "1")]
-        pub id: u64,
-        #[prost(int64, tag = "2")]
-        pub name: i64,
-    }
 }

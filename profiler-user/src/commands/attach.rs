@@ -14,12 +14,13 @@ use crate::{
     cli::AttachArgs,
     exporter::{
         self, Exposition, FailingTarget, TargetMetrics,
+        pprof_endpoint::{PprofEndpoint, ProfileSource},
         server::{self, Routes},
         service_discovery,
         web_config::WebConfig,
     },
     output,
-    probes::Probes,
+    probes::{MapSnapshot, Probes},
     profile::{Profile, Sampling, StackFrame},
     report::{self, flamegraph},
     target::discovery::Discovery,
@@ -34,9 +35,16 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 type Targets = Mutex<TargetSet<LiveBackend>>;
 
+/// How many series per node the bounded families may have (`--caller-series`, `--source-series`).
+struct SeriesLimits {
+    /// `None` without `--caller-metrics`.
+    callers: Option<usize>,
+    sources: usize,
+}
+
 /// Every target's profile as of now, the processes that could not be attached, and the
 /// families from other sources (`extra`).
-fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>, extra: Vec<MetricFamily>) -> Exposition {
+fn exposition(targets: &TargetSet<LiveBackend>, series: &SeriesLimits, extra: Vec<MetricFamily>) -> Exposition {
     let snapshot = targets.backend().snapshot();
     Exposition {
         targets: targets
@@ -46,7 +54,8 @@ fn exposition(targets: &TargetSet<LiveBackend>, caller_series: Option<usize>, ex
                 node_type: t.session.process.node_type,
                 process: t.process,
                 up: t.is_running(),
-                caller_series,
+                caller_series: series.callers,
+                source_series: series.sources,
             })
             .collect(),
         failing: targets
@@ -87,6 +96,26 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
     }
 }
 
+/// The targets' counters and profiles, for CPU profiles of a window of time.
+struct HostProfiles(Arc<Targets>);
+
+impl ProfileSource for HostProfiles {
+    fn snapshot(&self) -> Option<(MapSnapshot, Vec<String>)> {
+        let targets = self.0.lock().ok()?;
+        let nodes = targets.targets().map(|(_, t)| t.session.process.node.clone()).collect();
+        Some((targets.backend().snapshot(), nodes))
+    }
+
+    fn profiles(&self, counts: &MapSnapshot, node: Option<&str>) -> Vec<Profile> {
+        let Ok(targets) = self.0.lock() else { return Vec::new() };
+        targets
+            .targets()
+            .filter(|(_, t)| node.is_none_or(|node| t.session.process.node == node))
+            .map(|(_, t)| t.session.profile(counts))
+            .collect()
+    }
+}
+
 /// Writes the flame graph of everything sampled so far, if one was asked for.
 fn write_flamegraph(targets: &Targets, path: Option<&Path>) -> Result<(), flamegraph::FlamegraphError> {
     let Some(path) = path else { return Ok(()) };
@@ -114,7 +143,8 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
 
     let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
     let mut backend = LiveBackend::new(Probes::load()?, args.probes.plan(args.hz));
-    let caller_series = args.caller_metrics.then_some(args.caller_series);
+    let series =
+        SeriesLimits { callers: args.caller_metrics.then_some(args.caller_series), sources: args.source_series };
     let mut targets = match args.pid {
         Some(pid) => {
             let session = backend.attach_pid(pid)?;
@@ -154,15 +184,18 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                 _ => format!("attached to {} Zeek process(es), following the host", t.running().count()),
             }
         };
-        output::note(format_args!("{serving}; metrics on {scheme}://{address}/metrics"));
+        output::note(format_args!(
+            "{serving}; metrics on {scheme}://{address}/metrics, CPU profiles on {scheme}://{address}/debug/pprof/profile"
+        ));
 
         feeds.announce();
         let for_scrapes = targets.clone();
         let for_discovery = targets.clone();
+        let pprof = Arc::new(PprofEndpoint::new(HostProfiles(targets.clone())));
         let routes = Routes {
             metrics: Arc::new(move || {
                 let extra = feeds.families();
-                let Ok(exposition) = for_scrapes.lock().map(|t| exposition(&t, caller_series, extra)) else {
+                let Ok(exposition) = for_scrapes.lock().map(|t| exposition(&t, &series, extra)) else {
                     return String::new();
                 };
                 exporter::encode(&exposition)
@@ -177,6 +210,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     .map(|groups| service_discovery::to_json(&groups))
                     .unwrap_or_else(|_| "[]".to_owned())
             }),
+            pprof,
         };
         let serving = tokio::spawn(server::serve(listener, routes, web));
 

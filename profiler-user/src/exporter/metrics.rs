@@ -47,6 +47,8 @@ pub struct TargetMetrics {
     pub up: bool,
     /// Export sampled seconds per caller edge, at most this many series (the rest summed).
     pub caller_series: Option<usize>,
+    /// Sampled seconds per script file and per package: at most this many series of each.
+    pub source_series: usize,
 }
 
 /// Label value standing for everything past the caller series limit.
@@ -56,21 +58,33 @@ pub const OTHER: &str = "<other>";
 fn caller_seconds(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
     let Some(limit) = t.caller_series.filter(|_| t.profile.sampling.is_some()) else { return Vec::new() };
     // `callers` is sorted by total time, busiest first.
-    let mut sampled = labelled_edges(t).into_iter().filter(|(_, e)| e.total_seconds > 0.0);
-    let mut rows: Vec<(Labels, (f64, f64))> =
-        sampled.by_ref().take(limit).map(|(labels, e)| (labels, (e.self_seconds, e.total_seconds))).collect();
-    let rest = sampled.fold((0.0, 0.0, 0), |(s, tot, n), (_, e)| (s + e.self_seconds, tot + e.total_seconds, n + 1));
-    if rest.2 > 0 {
-        let labels = with(base_labels(t), &[("function", OTHER), ("kind", ""), ("caller", OTHER)]);
-        rows.push((labels, (rest.0, rest.1)));
+    let sampled = labelled_edges(t).into_iter().filter(|(_, e)| e.total_seconds > 0.0);
+    let other = with(base_labels(t), &[("function", OTHER), ("kind", ""), ("caller", OTHER)]);
+    busiest(sampled.map(|(labels, e)| (labels, (e.self_seconds, e.total_seconds))), limit, other, |a, b| {
+        (a.0 + b.0, a.1 + b.1)
+    })
+}
+
+/// The first `limit` of `rows` (sorted busiest first), and the rest summed with `add` into
+/// one row labelled `other`: a node's series stay bounded however much it runs.
+pub(crate) fn busiest<V>(
+    rows: impl IntoIterator<Item = (Labels, V)>,
+    limit: usize,
+    other: Labels,
+    add: impl Fn(V, V) -> V,
+) -> Vec<(Labels, V)> {
+    let mut rows = rows.into_iter();
+    let mut kept: Vec<(Labels, V)> = rows.by_ref().take(limit).collect();
+    if let Some(rest) = rows.map(|(_, v)| v).reduce(add) {
+        kept.push((other, rest));
     }
-    rows
+    kept
 }
 
 /// A series' labels, in order.
 pub(crate) type Labels = Vec<(&'static str, String)>;
 
-fn base_labels(t: &TargetMetrics) -> Labels {
+pub(crate) fn base_labels(t: &TargetMetrics) -> Labels {
     vec![("node", t.profile.target.node.clone()), ("pid", t.profile.target.pid.to_string())]
 }
 
@@ -301,6 +315,7 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
         ),
     ]
     .into_iter()
+    .chain(super::source_metrics::families(t))
     .flatten()
     .chain(e.extra.iter().cloned())
     .collect()
@@ -314,18 +329,18 @@ pub fn encode(exposition: &Exposition) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[cfg(feature = "zmq")]
     use std::collections::BTreeSet;
 
     use super::*;
     use crate::{
         binary::LayoutSource,
-        profile::{CallerEdge, FunctionStats, ProbeHealth, Sampling, StreamWrites, TargetSummary},
+        profile::{CallerEdge, FunctionStats, ProbeHealth, Sampling, SourceTime, StreamWrites, TargetSummary},
         symbolize::FuncKind,
     };
 
-    fn target() -> TargetMetrics {
+    pub(crate) fn target() -> TargetMetrics {
         TargetMetrics {
             profile: Profile {
                 target: TargetSummary {
@@ -366,8 +381,8 @@ mod tests {
                     },
                 ],
                 log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 3 }],
-                files: vec![],
-                packages: vec![],
+                files: vec![SourceTime { source: "/z/site/packages/math/fib.zeek".into(), self_seconds: 0.25 }],
+                packages: vec![SourceTime { source: "math".into(), self_seconds: 0.25 }],
                 sampling: Some(Sampling { hz: 99, stacks: vec![] }),
                 probe_health: ProbeHealth::default(),
             },
@@ -375,6 +390,7 @@ mod tests {
             process: Some(ProcessStats { cpu_seconds: 1.5, start_time_seconds: 1e9, resident_bytes: 4096 }),
             up: true,
             caller_series: None,
+            source_series: 100,
         }
     }
 

@@ -1,5 +1,6 @@
-//! A minimal HTTP server for Prometheus: `GET /metrics`, `GET /services.json` (HTTP service
-//! discovery), a landing page; TLS and basic authentication when a web config asks for them.
+//! A minimal HTTP server for Prometheus, Parca and Pyroscope: `GET /metrics`, `GET
+//! /services.json` (HTTP service discovery), `GET /debug/pprof/profile` (CPU profiles), a
+//! landing page; TLS and basic authentication when a web config asks for them.
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -11,7 +12,10 @@ use tokio::{
     net::TcpListener,
 };
 
-use super::web_config::WebConfig;
+use super::{
+    pprof_endpoint::{self, PprofEndpoint},
+    web_config::WebConfig,
+};
 
 /// Produces a response body on each request.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
@@ -21,6 +25,7 @@ pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct Routes {
     pub metrics: Render,
     pub services: Render,
+    pub pprof: Arc<PprofEndpoint>,
 }
 
 /// A client gets this long to finish its TLS handshake (a stalled one holds no task forever).
@@ -80,10 +85,14 @@ async fn respond(req: Request<Incoming>, routes: Routes, web: WebConfig) -> Resu
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => text(StatusCode::OK, super::metrics::CONTENT_TYPE, render(routes.metrics).await),
         (&Method::GET, "/services.json") => text(StatusCode::OK, "application/json", render(routes.services).await),
+        (&Method::GET, path) if path.starts_with(pprof_endpoint::PREFIX) => {
+            let reply = routes.pprof.respond(&path[pprof_endpoint::PREFIX.len()..], req.uri().query()).await;
+            bytes(reply.status, reply.content_type, reply.body)
+        }
         (&Method::GET, "/") => text(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            "<html><head><title>zeek-probe</title></head><body><h1>zeek-probe</h1><p><a href=\"/metrics\">Metrics</a> · <a href=\"/services.json\">Service discovery</a></p></body></html>\n".to_owned(),
+            "<html><head><title>zeek-probe</title></head><body><h1>zeek-probe</h1><p><a href=\"/metrics\">Metrics</a> · <a href=\"/services.json\">Service discovery</a> · <a href=\"/debug/pprof/profile?seconds=10\">CPU profile (10 s)</a></p></body></html>\n".to_owned(),
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".to_owned()),
     };
@@ -91,7 +100,11 @@ async fn respond(req: Request<Incoming>, routes: Routes, web: WebConfig) -> Resu
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    bytes(status, content_type, Bytes::from(body))
+}
+
+fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     response

@@ -3,7 +3,8 @@
 //! `model` is the result itself; the rest are the steps that build it from one map snapshot:
 //! the functions to name, then `calls` and `samples` add up per function and per caller edge
 //! (`tally`), `logs` counts writes per stream, `rollups` sums self time per file and package,
-//! and `health` reads the probes' own counters.
+//! and `health` reads the probes' own counters. `window` cuts a span of time out of two
+//! snapshots, for a profile of just that span.
 mod calls;
 mod health;
 mod logs;
@@ -11,6 +12,7 @@ mod model;
 mod rollups;
 mod samples;
 mod tally;
+pub mod window;
 
 pub use model::{
     CallerEdge, FunctionStats, ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,

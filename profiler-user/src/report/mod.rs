@@ -73,7 +73,7 @@ pub fn write_all(dir: &Path, profile: &Profile, duration: std::time::Duration) -
         let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
         flamegraph::write(dir, sampling, &title)?;
         let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
-        pprof::write(dir, sampling, nanos)
+        pprof::write(dir, pprof::ProcessSamples { node: &t.node, pid: t.pid, sampling }, nanos)
             .with_context(|| format!("cannot write {}", dir.join(pprof::FILE_NAME).display()))?;
     }
     Ok(())

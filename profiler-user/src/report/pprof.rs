@@ -10,29 +10,43 @@ pub const FILE_NAME: &str = "profile.pb.gz";
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
-/// The gzip-compressed `Profile` message of `sampling`, covering `duration_nanos` of wall time.
+/// One process's samples, labelled in the profile with its node and PID.
+pub struct ProcessSamples<'a> {
+    pub node: &'a str,
+    pub pid: u32,
+    pub sampling: &'a Sampling,
+}
+
+/// The gzip-compressed `Profile` message of `processes`, covering `duration_nanos` of wall time.
 ///
-/// Each sample carries two values, its count and the CPU time it stands for. CPU time comes last,
-/// so it is the default view (pprof shows the last sample type unless told otherwise).
-pub fn encode(sampling: &Sampling, duration_nanos: i64) -> Vec<u8> {
-    // Without a rate a sample stands for no known CPU time: the counts are still right.
-    let period = NANOS_PER_SECOND.checked_div(sampling.hz).unwrap_or(0);
+/// Each sample carries two values, its count and the CPU time it stands for, and the labels
+/// `node` and `pid`, by which Parca, Pyroscope and `go tool pprof -tagfocus` tell the processes
+/// of a host apart. CPU time comes last, so it is the default view (pprof shows the last sample
+/// type unless told otherwise). The profile's period is the first process's: one run samples
+/// every process at the same rate, and each sample's CPU time uses its own process's rate anyway.
+pub fn encode(processes: &[ProcessSamples], duration_nanos: i64) -> Vec<u8> {
     let mut strings = StringTable::default();
     let mut functions = FunctionTable::default();
-    let sample = sampling
-        .stacks
-        .iter()
-        .map(|stack| proto::Sample {
+    let (node_key, pid_key) = (strings.index("node"), strings.index("pid"));
+    let mut sample = Vec::new();
+    for process in processes {
+        let labels = vec![
+            proto::Label { key: node_key, str: strings.index(process.node) },
+            proto::Label { key: pid_key, str: strings.index(&process.pid.to_string()) },
+        ];
+        let period = period_nanos(process.sampling);
+        sample.extend(process.sampling.stacks.iter().map(|stack| proto::Sample {
             // pprof lists a sample's locations leaf first; ours are root first.
             location_id: stack.frames.iter().rev().map(|frame| functions.id(frame, &mut strings)).collect(),
             value: vec![saturating_i64(stack.samples), saturating_i64(stack.samples.saturating_mul(period))],
-        })
-        .collect();
+            label: labels.clone(),
+        }));
+    }
     let cpu_nanoseconds = strings.value_type("cpu", "nanoseconds");
     let profile = proto::Profile {
         sample_type: vec![strings.value_type("samples", "count"), cpu_nanoseconds.clone()],
         period_type: Some(cpu_nanoseconds),
-        period: saturating_i64(period),
+        period: saturating_i64(processes.first().map_or(0, |p| period_nanos(p.sampling))),
         duration_nanos,
         sample,
         location: functions.locations(),
@@ -45,9 +59,15 @@ pub fn encode(sampling: &Sampling, duration_nanos: i64) -> Vec<u8> {
     gzip.finish().expect("gzip into memory cannot fail")
 }
 
-pub fn write(dir: &Path, sampling: &Sampling, duration_nanos: i64) -> io::Result<()> {
+/// The CPU time one sample stands for. Without a rate a sample stands for no known CPU time:
+/// the counts are still right.
+fn period_nanos(sampling: &Sampling) -> u64 {
+    NANOS_PER_SECOND.checked_div(sampling.hz).unwrap_or(0)
+}
+
+pub fn write(dir: &Path, process: ProcessSamples, duration_nanos: i64) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    fs::write(dir.join(FILE_NAME), encode(sampling, duration_nanos))
+    fs::write(dir.join(FILE_NAME), encode(&[process], duration_nanos))
 }
 
 /// pprof's string table: every string once, referred to by index, with "" at index 0.
@@ -157,6 +177,17 @@ mod proto {
         /// One per sample type, in the same order.
         #[prost(int64, repeated, tag = "2")]
         pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    /// A string label (`str`); numeric labels are not used.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -227,6 +258,15 @@ mod tests {
             .collect()
     }
 
+    fn encode_one(sampling: &Sampling, duration_nanos: i64) -> Vec<u8> {
+        encode(&[ProcessSamples { node: "worker-1", pid: 42, sampling }], duration_nanos)
+    }
+
+    /// A sample's labels as (key, value).
+    fn labels<'a>(profile: &'a proto::Profile, sample: &proto::Sample) -> Vec<(&'a str, &'a str)> {
+        sample.label.iter().map(|l| (string(profile, l.key), string(profile, l.str))).collect()
+    }
+
     fn two_stacks() -> Sampling {
         let zeek = frame("zeek", None, 0);
         let handler = frame("new_connection", Some("base/init.zeek"), 12);
@@ -241,7 +281,7 @@ mod tests {
 
     #[test]
     fn header_describes_counts_and_cpu_time() {
-        let p = decode(&encode(&two_stacks(), 2_000_000_000));
+        let p = decode(&encode_one(&two_stacks(), 2_000_000_000));
         assert_eq!(p.string_table[0], "");
         let types: Vec<(&str, &str)> =
             p.sample_type.iter().map(|t| (string(&p, t.r#type), string(&p, t.unit))).collect();
@@ -254,14 +294,35 @@ mod tests {
 
     #[test]
     fn values_add_up_to_the_input() {
-        let p = decode(&encode(&two_stacks(), 0));
+        let p = decode(&encode_one(&two_stacks(), 0));
         assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 8);
         assert_eq!(p.sample.iter().map(|s| s.value[1]).sum::<i64>(), 8 * 1_000_000);
     }
 
     #[test]
+    fn every_sample_is_labelled_with_its_node_and_pid() {
+        let (one, other) = (two_stacks(), Sampling { hz: 1000, ..two_stacks() });
+        let processes = [
+            ProcessSamples { node: "worker-1", pid: 42, sampling: &one },
+            ProcessSamples { node: "worker-2", pid: 43, sampling: &other },
+        ];
+        let p = decode(&encode(&processes, 0));
+        let per_node: Vec<Vec<(&str, &str)>> = p.sample.iter().map(|s| labels(&p, s)).collect();
+        assert_eq!(
+            per_node[..2],
+            [vec![("node", "worker-1"), ("pid", "42")], vec![("node", "worker-1"), ("pid", "42")]]
+        );
+        assert_eq!(
+            per_node[2..],
+            [vec![("node", "worker-2"), ("pid", "43")], vec![("node", "worker-2"), ("pid", "43")]]
+        );
+        // Both processes' stacks share the functions they have in common.
+        assert_eq!(p.function.len(), 3);
+    }
+
+    #[test]
     fn locations_resolve_to_named_functions_leaf_first() {
-        let p = decode(&encode(&two_stacks(), 0));
+        let p = decode(&encode_one(&two_stacks(), 0));
         assert_eq!(names(&p, &p.sample[0]), ["fmt", "new_connection", "zeek"]);
         assert_eq!(names(&p, &p.sample[1]), ["new_connection", "zeek"]);
         let handler = p.function.iter().find(|f| string(&p, f.name) == "new_connection").unwrap();
@@ -270,7 +331,7 @@ mod tests {
 
     #[test]
     fn stacks_sharing_frames_share_functions() {
-        let p = decode(&encode(&two_stacks(), 0));
+        let p = decode(&encode_one(&two_stacks(), 0));
         assert_eq!(p.function.len(), 3);
         assert_eq!(p.location.len(), 3);
         assert_eq!(p.function.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, 3]);
@@ -286,12 +347,12 @@ mod tests {
                 samples: 1,
             }],
         };
-        assert_eq!(decode(&encode(&sampling, 0)).function.len(), 2);
+        assert_eq!(decode(&encode_one(&sampling, 0)).function.len(), 2);
     }
 
     #[test]
     fn without_a_rate_cpu_time_is_zero() {
-        let p = decode(&encode(&Sampling { hz: 0, ..two_stacks() }, 0));
+        let p = decode(&encode_one(&Sampling { hz: 0, ..two_stacks() }, 0));
         assert_eq!(p.period, 0);
         assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 8);
         assert!(p.sample.iter().all(|s| s.value[1] == 0));
@@ -300,7 +361,7 @@ mod tests {
     #[test]
     fn writes_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &two_stacks(), 5).unwrap();
+        write(dir.path(), ProcessSamples { node: "worker-1", pid: 42, sampling: &two_stacks() }, 5).unwrap();
         assert_eq!(decode(&fs::read(dir.path().join(FILE_NAME)).unwrap()).duration_nanos, 5);
     }
 }
