@@ -7,6 +7,8 @@
 //! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none, and what
 //! zeek-probe itself uses (CPU, peak memory) while sampling a running target.
 //! Cluster: how long `attach --cluster` takes to start, and to attach 8 nodes that appear.
+//! Start-up: `check`'s time and peak memory on the real Zeek (its 360 MB debug file) and on
+//! the fixture's debug variant, and `record` of a trivial real Zeek run against the run alone.
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -101,7 +103,8 @@ pub fn run() -> Result<()> {
     run::cargo(&["build", "--release", "--package", "zeek-probe"])?;
     per_call()?;
     sampling()?;
-    cluster_attach()
+    cluster_attach()?;
+    startup()
 }
 
 fn per_call() -> Result<()> {
@@ -170,15 +173,21 @@ fn own_cost(hz: u64) -> Result<(f64, i64)> {
         .arg(fixture.id().to_string())
         .stderr(Stdio::null());
     let child = probe.spawn()?;
+    let usage = wait_with_usage(child);
+    let mut fixture = fixture;
+    fixture.wait()?;
+    usage
+}
+
+/// Waits for `child`; its CPU seconds (user + system) and peak resident memory (KiB).
+fn wait_with_usage(child: Child) -> Result<(f64, i64)> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to locals; the pid is our child's.
     let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let mut fixture = fixture;
-    fixture.wait()?;
     if waited < 0 {
-        bail!("cannot wait for zeek-probe: {}", std::io::Error::last_os_error());
+        bail!("cannot wait for PID {}: {}", child.id(), std::io::Error::last_os_error());
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((seconds(usage.ru_utime) + seconds(usage.ru_stime), usage.ru_maxrss))
@@ -315,5 +324,57 @@ fn cluster_attach() -> Result<()> {
     }
     println!("  exporter start to serving (BPF load, first scan): {:.2} s", median(&mut startups));
     println!("  {CLUSTER_NODES} new nodes appearing to all attached: {:.2} s   (target < 2 s)", median(&mut attaches));
+    Ok(())
+}
+
+/// Wall seconds and peak resident memory (KiB) of one command.
+fn timed(mut command: Command) -> Result<(f64, i64)> {
+    let started = Instant::now();
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let (_, rss) = wait_with_usage(child)?;
+    Ok((started.elapsed().as_secs_f64(), rss))
+}
+
+fn startup() -> Result<()> {
+    let probe = run::workspace_root().join("target/release/zeek-probe");
+    let check = |binary: &Path| {
+        let mut c = Command::new(&probe);
+        c.arg("check").arg(binary);
+        c
+    };
+    let zeek = run::find_zeek();
+    let mut binaries = vec![fixtures::path("zeek-shaped-7.0-debug")];
+    binaries.extend(zeek.clone());
+    println!("start-up: `check` (median of {ROUNDS}, peak memory the largest):");
+    for binary in &binaries {
+        let (mut walls, mut peak) = (Vec::new(), 0);
+        for _ in 0..ROUNDS {
+            let (wall, rss) = timed(check(binary))?;
+            walls.push(wall);
+            peak = peak.max(rss);
+        }
+        println!("  {:<40} {:.3} s, peak {:.1} MiB", binary.display(), median(&mut walls), peak as f64 / 1024.0);
+    }
+    let Some(zeek) = zeek else {
+        println!("  (no real Zeek: `cargo xtask setup` installs the shared build)");
+        return Ok(());
+    };
+    // A trivial run, alone and under `record`, in alternated pairs.
+    let out = run::workspace_root().join("target/bench-startup");
+    let trivial = ["-b", "-e", "event zeek_init() { }"];
+    let (mut alone, mut recorded) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let mut plain = Command::new(&zeek);
+        plain.args(trivial);
+        alone.push(timed(plain)?.0);
+        let mut record = Command::new(&probe);
+        record.args(["record", "--out"]).arg(&out).arg("--").arg(&zeek).args(trivial);
+        recorded.push(timed(record)?.0);
+    }
+    let (alone, recorded) = (median(&mut alone), median(&mut recorded));
+    println!(
+        "  record of a trivial Zeek run: {recorded:.3} s against {alone:.3} s alone ({:.2}x; target 1.5x)",
+        recorded / alone
+    );
     Ok(())
 }

@@ -43,7 +43,8 @@ mod tests {
     fn index(names: &[&str]) -> SymbolIndex {
         let mut index = SymbolIndex::default();
         for (i, name) in names.iter().enumerate() {
-            index.insert(name, Symbol { address: 0x1000 * (i as u64 + 1), size: 8, is_function: false });
+            index
+                .insert(name, Symbol { address: 0x1000 * (i as u64 + 1), size: 8, is_function: false, is_weak: false });
         }
         index
     }

@@ -1,6 +1,12 @@
 //! Member offsets from DWARF, the first source of layouts: Zeek's default build type
 //! (RelWithDebInfo) has it, in the binary or in a separate debug file found by build-id or
 //! `.gnu_debuglink`. The version table is the fallback, and is checked against it.
+//!
+//! A RelWithDebInfo Zeek carries ~360 MB of DWARF, of which a handful of compile units define
+//! the classes wanted. The file is mapped (nothing is copied), and the units are walked in the
+//! order most likely to hold them: first those `.debug_aranges` names for an out-of-line member
+//! function of each wanted class (GCC defines a class with a vtable in full only in the unit of
+//! its key function), then the rest, stopping as soon as every wanted field is found.
 use std::{
     borrow::Cow,
     collections::HashMap,
@@ -8,18 +14,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use gimli::{AttributeValue, DwTag, EndianSlice, RunTimeEndian, SectionId, constants};
-use object::{Object, ObjectSection, ReadCache};
+use gimli::{AttributeValue, DebugInfoOffset, DwTag, EndianSlice, RunTimeEndian, SectionId, constants};
+use memmap2::Mmap;
+use object::{Object, ObjectSection};
 
-use super::layout_fields::LAYOUT_FIELDS;
+use super::symbols::SymbolIndex;
 
 /// A class's member, or the class's size when `member` is empty.
 pub type Field = (&'static str, &'static str);
-
-/// Everything the layout needs, by qualified class name.
-fn wanted() -> impl Iterator<Item = &'static Field> {
-    LAYOUT_FIELDS.iter().map(|field| &field.dwarf)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DwarfError {
@@ -47,20 +49,29 @@ impl DwarfOffsets {
     }
 }
 
-/// Reads the offsets from `binary`'s own DWARF or its separate debug file; `None` when there
-/// is no debug information anywhere.
-pub fn read(binary: &Path) -> Result<Option<DwarfOffsets>, DwarfError> {
-    let open = |path: &Path| File::open(path).map_err(|source| DwarfError::Open { path: path.to_owned(), source });
-    let cache = ReadCache::new(open(binary)?);
+/// Reads the `wanted` fields from `binary`'s own DWARF or its separate debug file; `None` when
+/// there is no debug information anywhere. `hints` are link-time addresses of code whose
+/// compile units probably define the wanted classes: they are walked first.
+pub fn read(binary: &Path, wanted: &[Field], hints: &[u64]) -> Result<Option<DwarfOffsets>, DwarfError> {
+    let map = map_file(binary)?;
     let parse_err = |path: &Path, e: object::Error| DwarfError::Parse { path: path.to_owned(), source: Box::new(e) };
-    let file = object::File::parse(&cache).map_err(|e| parse_err(binary, e))?;
+    let file = object::File::parse(&*map).map_err(|e| parse_err(binary, e))?;
     if file.section_by_name(".debug_info").is_some() {
-        return offsets_in(&file, binary).map(Some);
+        return offsets_in(&file, binary, wanted, hints).map(Some);
     }
     let Some(debug_file) = separate_debug_file(&file, binary) else { return Ok(None) };
-    let cache = ReadCache::new(open(&debug_file)?);
-    let debug = object::File::parse(&cache).map_err(|e| parse_err(&debug_file, e))?;
-    offsets_in(&debug, &debug_file).map(Some)
+    let map = map_file(&debug_file)?;
+    let debug = object::File::parse(&*map).map_err(|e| parse_err(&debug_file, e))?;
+    offsets_in(&debug, &debug_file, wanted, hints).map(Some)
+}
+
+fn map_file(path: &Path) -> Result<Mmap, DwarfError> {
+    let open_err = |source| DwarfError::Open { path: path.to_owned(), source };
+    let file = File::open(path).map_err(open_err)?;
+    // SAFETY: a private read-only mapping. Binaries and debug files are replaced by rename
+    // (package upgrades, `make install`), which leaves this inode intact; one truncated in place
+    // while we read it would end zeek-probe with SIGBUS, never the target.
+    unsafe { Mmap::map(&file) }.map_err(open_err)
 }
 
 /// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or the
@@ -83,9 +94,15 @@ fn separate_debug_file<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, b
     candidates.into_iter().find(|c| c.is_file() && c != binary)
 }
 
-fn offsets_in<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, path: &Path) -> Result<DwarfOffsets, DwarfError> {
+fn offsets_in<'a, R: object::ReadRef<'a>>(
+    file: &object::File<'a, R>,
+    path: &Path,
+    wanted: &[Field],
+    hints: &[u64],
+) -> Result<DwarfOffsets, DwarfError> {
     let parse_err = |e: gimli::Error| DwarfError::Parse { path: path.to_owned(), source: Box::new(e) };
     let endian = if file.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
+    // Borrowed from the mapping, except sections stored compressed.
     let sections = gimli::DwarfSections::load(|id: SectionId| -> Result<Cow<'a, [u8]>, gimli::Error> {
         Ok(file.section_by_name(id.name()).and_then(|s| s.uncompressed_data().ok()).unwrap_or(Cow::Borrowed(&[])))
     })
@@ -93,15 +110,61 @@ fn offsets_in<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, path: &Pat
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
 
     let mut values = HashMap::new();
-    let mut units = dwarf.units();
-    while let Some(header) = units.next().map_err(parse_err)? {
-        let unit = dwarf.unit(header).map_err(parse_err)?;
-        collect_unit(&dwarf, &unit, &mut values).map_err(parse_err)?;
-        if values.len() == LAYOUT_FIELDS.len() {
+    let hinted = units_covering(&dwarf, hints).map_err(parse_err)?;
+    let mut walk = |header| -> Result<bool, gimli::Error> {
+        let unit = dwarf.unit(header)?;
+        collect_unit(&dwarf, &unit, wanted, &mut values)?;
+        Ok(wanted.iter().all(|field| values.contains_key(field)))
+    };
+    let mut complete = wanted.is_empty();
+    for offset in &hinted {
+        if complete {
             break;
         }
+        complete = walk(dwarf.debug_info.header_from_offset(*offset).map_err(parse_err)?).map_err(parse_err)?;
+    }
+    let mut units = dwarf.units();
+    while !complete && let Some(header) = units.next().map_err(parse_err)? {
+        // `units()` walks `.debug_info`, where unit offsets are section offsets.
+        if hinted.contains(&DebugInfoOffset(header.offset().0)) {
+            continue;
+        }
+        complete = walk(header).map_err(parse_err)?;
     }
     Ok(DwarfOffsets { file: path.to_owned(), values })
+}
+
+/// Where to look first for `wanted`: an out-of-line member function of each wanted class.
+pub fn unit_hints(wanted: &[Field], symbols: &SymbolIndex) -> Vec<u64> {
+    let mut classes: Vec<&str> = wanted.iter().map(|(class, _)| *class).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    classes.into_iter().filter_map(|class| symbols.out_of_line_member(class)).collect()
+}
+
+/// The compile units whose code covers `addresses`, in their order, each once.
+fn units_covering(dwarf: &gimli::Dwarf<Reader<'_>>, addresses: &[u64]) -> Result<Vec<DebugInfoOffset>, gimli::Error> {
+    let mut found: Vec<(usize, DebugInfoOffset)> = Vec::new();
+    let mut headers = dwarf.debug_aranges.headers();
+    while let Some(header) = headers.next()? {
+        let mut entries = header.entries();
+        while let Some(entry) = entries.next()? {
+            let range = entry.range();
+            for (rank, address) in addresses.iter().enumerate() {
+                if (range.begin..range.end).contains(address) {
+                    found.push((rank, header.debug_info_offset()));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(rank, _)| *rank);
+    let mut units: Vec<DebugInfoOffset> = Vec::new();
+    for (_, offset) in found {
+        if !units.contains(&offset) {
+            units.push(offset);
+        }
+    }
+    Ok(units)
 }
 
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
@@ -111,6 +174,7 @@ type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 fn collect_unit(
     dwarf: &gimli::Dwarf<Reader<'_>>,
     unit: &gimli::Unit<Reader<'_>>,
+    wanted: &[Field],
     values: &mut HashMap<Field, u32>,
 ) -> Result<(), gimli::Error> {
     // (depth, scope name or None for a scope that does not name anything we want)
@@ -138,7 +202,7 @@ fn collect_unit(
             let own = name();
             if let (Some(own), false) = (&own, declaration) {
                 let class = qualified(&scopes, own);
-                if let Some(field) = wanted().find(|(c, m)| *c == class && m.is_empty())
+                if let Some(field) = wanted.iter().find(|(c, m)| *c == class && m.is_empty())
                     && let Some(size) = entry.attr_value(constants::DW_AT_byte_size).and_then(|v| v.udata_value())
                 {
                     values.entry(*field).or_insert(size as u32);
@@ -151,7 +215,7 @@ fn collect_unit(
         {
             let class = qualified(&scopes, "");
             let class = class.trim_end_matches("::");
-            if let Some(field) = wanted().find(|(c, m)| *c == class && *m == member)
+            if let Some(field) = wanted.iter().find(|(c, m)| *c == class && *m == member)
                 && let Some(offset) =
                     entry.attr_value(constants::DW_AT_data_member_location).and_then(|v| v.udata_value())
             {

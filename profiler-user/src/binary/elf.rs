@@ -99,9 +99,10 @@ impl ElfFile {
             if let Ok(name) = sym.name()
                 && !name.is_empty()
             {
+                let is_function = sym.kind() == SymbolKind::Text;
                 index.insert(
                     name,
-                    Symbol { address: sym.address(), size: sym.size(), is_function: sym.kind() == SymbolKind::Text },
+                    Symbol { address: sym.address(), size: sym.size(), is_function, is_weak: sym.is_weak() },
                 );
             }
         }

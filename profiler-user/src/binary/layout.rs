@@ -3,7 +3,11 @@
 //! `layout_fields`.
 use profiler_common::TargetLayout;
 
-use super::{dwarf::DwarfOffsets, layout_fields::LAYOUT_FIELDS, version::ZeekVersion};
+use super::{
+    dwarf::{DwarfOffsets, Field},
+    layout_fields::LAYOUT_FIELDS,
+    version::ZeekVersion,
+};
 
 /// Where an `AbiLayout` came from, shown in every output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -111,6 +115,11 @@ impl AbiLayout {
             }
         }
         Ok(layout)
+    }
+
+    /// The DWARF fields this layout has (a version's table leaves out what it lacks).
+    pub fn dwarf_fields(&self) -> Vec<Field> {
+        LAYOUT_FIELDS.iter().filter(|field| (field.get)(self).is_some()).map(|field| field.dwarf).collect()
     }
 
     /// Takes every offset DWARF knows; returns where the table disagreed. The source becomes

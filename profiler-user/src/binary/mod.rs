@@ -114,7 +114,9 @@ impl ZeekBinary {
             .ok_or_else(|| BinaryError::NotZeek { path: shown_as.to_path_buf(), missing: "zeek_version_*" })?;
         let mut layout = AbiLayout::for_version(&version)
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
-        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(path) {
+        let wanted = layout.dwarf_fields();
+        let hints = dwarf::unit_hints(&wanted, &symbols);
+        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(path, &wanted, &hints) {
             Ok(Some(offsets)) => {
                 let mismatches = layout.apply_dwarf(&offsets);
                 (Some(offsets), mismatches, None)

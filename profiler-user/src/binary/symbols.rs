@@ -31,6 +31,8 @@ pub struct Symbol {
     pub address: u64,
     pub size: u64,
     pub is_function: bool,
+    /// Weak: an inline function or template instance, emitted in every unit that uses it.
+    pub is_weak: bool,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +61,20 @@ impl SymbolIndex {
         names.first().copied()
     }
 
+    /// The lowest out-of-line member function of `class` (qualified: `zeek::detail::Frame`).
+    /// It is compiled in the class's own source file, whose compile unit has the class's full
+    /// DWARF definition: GCC emits a class with a vtable only where its key function is.
+    pub fn out_of_line_member(&self, class: &str) -> Option<u64> {
+        let nested: String = class.split("::").map(|part| format!("{}{part}", part.len())).collect();
+        // Plain and const member functions.
+        let prefixes = [format!("_ZN{nested}"), format!("_ZNK{nested}")];
+        self.by_name
+            .iter()
+            .filter(|(name, s)| s.is_function && !s.is_weak && prefixes.iter().any(|p| member_of(name, p)))
+            .map(|(_, s)| s.address)
+            .min()
+    }
+
     /// Functions with a size, sorted by address, for naming instruction pointers.
     pub fn functions(&self) -> NativeSymbols {
         let mut functions: Vec<(u64, u64, String)> = self
@@ -70,6 +86,12 @@ impl SymbolIndex {
         functions.sort_unstable();
         NativeSymbols { functions }
     }
+}
+
+/// Whether `name` mangles a member of the nested name `prefix` (not of a longer one that
+/// merely starts like it: `_ZN4zeek3ValE…` is `Val`'s, `_ZN4zeek6ValMgr…` is not).
+fn member_of(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == 'C' || c == 'D'))
 }
 
 /// Function symbols by address: link-time address → demangled name.
@@ -101,13 +123,30 @@ mod tests {
     #[test]
     fn names_addresses_inside_functions_only() {
         let mut index = SymbolIndex::default();
-        index.insert("_ZN4zeek10Connection10NextPacketEdb", Symbol { address: 0x1000, size: 0x100, is_function: true });
-        index.insert("main", Symbol { address: 0x2000, size: 0x10, is_function: true });
-        index.insert("_ZN4zeek9event_mgrE", Symbol { address: 0x1050, size: 0x80, is_function: false });
+        index.insert(
+            "_ZN4zeek10Connection10NextPacketEdb",
+            Symbol { address: 0x1000, size: 0x100, is_function: true, is_weak: false },
+        );
+        index.insert("main", Symbol { address: 0x2000, size: 0x10, is_function: true, is_weak: false });
+        index.insert("_ZN4zeek9event_mgrE", Symbol { address: 0x1050, size: 0x80, is_function: false, is_weak: false });
         let functions = index.functions();
         assert_eq!(functions.lookup(0x1080).as_deref(), Some("zeek::Connection::NextPacket"));
         assert_eq!(functions.lookup(0x2008).as_deref(), Some("main"));
         assert_eq!(functions.lookup(0x1100), None, "past the end of NextPacket");
         assert_eq!(functions.lookup(0x10), None);
+    }
+
+    #[test]
+    fn finds_a_classs_out_of_line_members_only() {
+        let mut index = SymbolIndex::default();
+        let function = |address, is_weak| Symbol { address, size: 8, is_function: true, is_weak };
+        // Frame::~Frame() and Frame::GetElement(int) const, out of line.
+        index.insert("_ZN4zeek6detail5FrameD2Ev", function(0x3000, false));
+        index.insert("_ZNK4zeek6detail5Frame10GetElementEi", function(0x2000, false));
+        // An inline member, emitted wherever it is used; and a class whose name starts the same.
+        index.insert("_ZN4zeek6detail5Frame5ResetEi", function(0x1000, true));
+        index.insert("_ZN4zeek6detail9FrameLessC2Ev", function(0x500, false));
+        assert_eq!(index.out_of_line_member("zeek::detail::Frame"), Some(0x2000));
+        assert_eq!(index.out_of_line_member("zeek::Val"), None);
     }
 }
