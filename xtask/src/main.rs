@@ -104,7 +104,7 @@ fn dist_check() -> Result<()> {
 }
 
 /// zeek-probe built without its `zmq` feature: warning-free, its own unit tests pass, and the
-/// binary does not link libzmq.
+/// binary does not link libzmq nor say it has the feature (`--version`).
 fn without_zmq() -> Result<()> {
     let no_zmq = ["-p", "zeek-probe", "--no-default-features"];
     run::cargo(&[&["clippy", "--all-targets"][..], &no_zmq, &["--", "-D", "warnings"]].concat())?;
@@ -115,5 +115,12 @@ fn without_zmq() -> Result<()> {
     anyhow::ensure!(dynamic.status.success(), "readelf --dynamic {} failed", binary.display());
     let needed = String::from_utf8_lossy(&dynamic.stdout);
     anyhow::ensure!(!needed.contains("libzmq"), "{} built without zmq links libzmq:\n{needed}", binary.display());
+    let version = std::process::Command::new(&binary).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    anyhow::ensure!(
+        version.lines().any(|l| l == "features: none"),
+        "{} built without zmq says {version:?}",
+        binary.display()
+    );
     Ok(())
 }
