@@ -1,15 +1,35 @@
 //! Command-line interface: parses arguments, runs a command, turns errors into one line.
-use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf, sync::OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{commands, output};
 
 #[derive(Debug, Parser)]
-#[command(name = "zeek-probe", version, about = "External eBPF profiler for unmodified Zeek processes")]
+#[command(
+    name = "zeek-probe",
+    version,
+    long_version = long_version(),
+    about = "External eBPF profiler for unmodified Zeek processes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The optional features, by name, and whether this binary has them: a copied binary or a
+/// package says what it can do.
+const FEATURES: &[(&str, bool)] = &[("zmq", cfg!(feature = "zmq"))];
+
+/// `--version`: the version, the git commit it was built from (build.rs) and the features built
+/// in, e.g. `0.1.0 (commit 1a2b3c4)` and `features: zmq` on the next line.
+pub fn long_version() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let on: Vec<&str> = FEATURES.iter().filter(|(_, built_in)| *built_in).map(|(name, _)| *name).collect();
+        let features = if on.is_empty() { "none".to_owned() } else { on.join(" ") };
+        format!("{} (commit {})\nfeatures: {features}", env!("CARGO_PKG_VERSION"), env!("ZEEK_PROBE_GIT_COMMIT"))
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod real_zeek;
 mod real_zeek_support;
 mod record;
 mod sampling;
+mod version;
 // The ZeroMQ feeds exist with the `zmq` feature only (the default).
 #[cfg(feature = "zmq")]
 mod zeromq;

@@ -1,6 +1,8 @@
 //! Developer tasks: `cargo xtask <task>`. The README's two commands are `cargo xtask demo`
 //! and `cargo xtask test`; both install what they need first (`setup`).
 mod bench;
+mod dist;
+mod dist_check;
 mod fixtures;
 mod fuzz;
 mod run;
@@ -24,10 +26,15 @@ enum Task {
     Fixtures,
     /// Profile the default workload (a real `zeek` if installed, else the fixture).
     Demo,
-    /// Every check and test: formatting, clippy, unit and end-to-end tests.
+    /// Every check and test: formatting, clippy, unit and end-to-end tests, the package's
+    /// install test, fuzzing.
     Test,
     /// Benchmarks: per-call cost with no probe, an empty probe, zeek-probe and bpftrace.
     Bench,
+    /// Build the Debian package and the release tarball into target/dist/.
+    Dist,
+    /// Build them and run their install test in a clean Debian root (part of `test`).
+    DistCheck,
     /// Fuzz every decoder of outside input for a while (part of `test`, 20 s each).
     Fuzz {
         /// Seconds per fuzz target.
@@ -46,6 +53,8 @@ fn main() {
         Task::Demo => demo(),
         Task::Test => test(),
         Task::Bench => run::setup().and_then(|()| fixtures::build_all()).and_then(|()| bench::run()),
+        Task::Dist => run::setup().and_then(|()| dist::build()).map(drop),
+        Task::DistCheck => run::setup().and_then(|()| dist_check()),
         Task::Fuzz { seconds } => run::setup().and_then(|()| fuzz::run(seconds)),
     };
     if let Err(err) = result {
@@ -85,11 +94,17 @@ fn test() -> Result<()> {
     run::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     without_zmq()?;
     run::cargo(&["test", "--workspace", "--exclude", "profiler-ebpf"])?;
+    dist_check()?;
     fuzz::run(FUZZ_SECONDS_IN_TEST)
 }
 
+fn dist_check() -> Result<()> {
+    fixtures::build_all()?;
+    dist_check::run(&dist::build()?)
+}
+
 /// zeek-probe built without its `zmq` feature: warning-free, its own unit tests pass, and the
-/// binary does not link libzmq.
+/// binary does not link libzmq nor say it has the feature (`--version`).
 fn without_zmq() -> Result<()> {
     let no_zmq = ["-p", "zeek-probe", "--no-default-features"];
     run::cargo(&[&["clippy", "--all-targets"][..], &no_zmq, &["--", "-D", "warnings"]].concat())?;
@@ -100,5 +115,12 @@ fn without_zmq() -> Result<()> {
     anyhow::ensure!(dynamic.status.success(), "readelf --dynamic {} failed", binary.display());
     let needed = String::from_utf8_lossy(&dynamic.stdout);
     anyhow::ensure!(!needed.contains("libzmq"), "{} built without zmq links libzmq:\n{needed}", binary.display());
+    let version = std::process::Command::new(&binary).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    anyhow::ensure!(
+        version.lines().any(|l| l == "features: none"),
+        "{} built without zmq says {version:?}",
+        binary.display()
+    );
     Ok(())
 }
