@@ -1,7 +1,7 @@
 //! Inspecting fixture binaries as zeek-probe sees them: version, layout, probe placement.
 //! No privileges needed.
 use zeek_probe::binary::{
-    AbiLayout, LayoutSource, Mismatch, ProbePointKind, ZeekBinary, dwarf, layout_fields::LAYOUT_FIELDS,
+    AbiLayout, ElfFile, LayoutSource, Mismatch, ProbePointKind, ZeekBinary, dwarf, layout_fields::LAYOUT_FIELDS,
 };
 
 use crate::common::{GENERATIONS, fixture};
@@ -46,7 +46,9 @@ fn knows_every_abi_generation() {
 fn dwarf_gives_every_field_and_catches_a_wrong_table_entry() {
     for (name, _, _) in GENERATIONS {
         let every_field: Vec<_> = LAYOUT_FIELDS.iter().map(|field| field.dwarf).collect();
-        let offsets = dwarf::read(&fixture(name), &every_field, &[]).unwrap().expect("the fixtures are built with -g");
+        let offsets = dwarf::read(&ElfFile::open(&fixture(name)).unwrap(), &every_field, &[])
+            .unwrap()
+            .expect("the fixtures are built with -g");
         for field in LAYOUT_FIELDS {
             assert!(offsets.get(field.dwarf).is_some(), "{name}: {:?} not found in DWARF", field.dwarf);
         }

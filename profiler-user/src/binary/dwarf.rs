@@ -3,30 +3,31 @@
 //! `.gnu_debuglink`. The version table is the fallback, and is checked against it.
 //!
 //! A RelWithDebInfo Zeek carries ~360 MB of DWARF, of which a handful of compile units define
-//! the classes wanted. The file is mapped (nothing is copied), and the units are walked in the
+//! the classes wanted. The file is mapped (`ElfFile`: nothing is copied), and the units are walked in the
 //! order most likely to hold them: first those `.debug_aranges` names for an out-of-line member
 //! function of each wanted class (GCC defines a class with a vtable in full only in the unit of
 //! its key function), then the rest, stopping as soon as every wanted field is found.
 use std::{
     borrow::Cow,
     collections::HashMap,
-    fs::File,
     path::{Path, PathBuf},
 };
 
 use gimli::{AttributeValue, DebugInfoOffset, DwTag, EndianSlice, RunTimeEndian, SectionId, constants};
-use memmap2::Mmap;
 use object::{Object, ObjectSection};
 
-use super::symbols::SymbolIndex;
+use super::{
+    elf::{ElfError, ElfFile},
+    symbols::SymbolIndex,
+};
 
 /// A class's member, or the class's size when `member` is empty.
 pub type Field = (&'static str, &'static str);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DwarfError {
-    #[error("cannot read {path}")]
-    Open { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Open(#[from] ElfError),
     #[error("{path}: unreadable debug information")]
     Parse { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
 }
@@ -52,26 +53,14 @@ impl DwarfOffsets {
 /// Reads the `wanted` fields from `binary`'s own DWARF or its separate debug file; `None` when
 /// there is no debug information anywhere. `hints` are link-time addresses of code whose
 /// compile units probably define the wanted classes: they are walked first.
-pub fn read(binary: &Path, wanted: &[Field], hints: &[u64]) -> Result<Option<DwarfOffsets>, DwarfError> {
-    let map = map_file(binary)?;
-    let parse_err = |path: &Path, e: object::Error| DwarfError::Parse { path: path.to_owned(), source: Box::new(e) };
-    let file = object::File::parse(&*map).map_err(|e| parse_err(binary, e))?;
+pub fn read(binary: &ElfFile, wanted: &[Field], hints: &[u64]) -> Result<Option<DwarfOffsets>, DwarfError> {
+    let file = binary.parsed();
     if file.section_by_name(".debug_info").is_some() {
-        return offsets_in(&file, binary, wanted, hints).map(Some);
+        return offsets_in(&file, binary.path(), wanted, hints).map(Some);
     }
-    let Some(debug_file) = separate_debug_file(&file, binary) else { return Ok(None) };
-    let map = map_file(&debug_file)?;
-    let debug = object::File::parse(&*map).map_err(|e| parse_err(&debug_file, e))?;
-    offsets_in(&debug, &debug_file, wanted, hints).map(Some)
-}
-
-fn map_file(path: &Path) -> Result<Mmap, DwarfError> {
-    let open_err = |source| DwarfError::Open { path: path.to_owned(), source };
-    let file = File::open(path).map_err(open_err)?;
-    // SAFETY: a private read-only mapping. Binaries and debug files are replaced by rename
-    // (package upgrades, `make install`), which leaves this inode intact; one truncated in place
-    // while we read it would end zeek-probe with SIGBUS, never the target.
-    unsafe { Mmap::map(&file) }.map_err(open_err)
+    let Some(debug_path) = separate_debug_file(&file, binary.path()) else { return Ok(None) };
+    let debug = ElfFile::open(&debug_path)?;
+    offsets_in(&debug.parsed(), &debug_path, wanted, hints).map(Some)
 }
 
 /// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or the

@@ -1,12 +1,14 @@
 //! Reading an ELF file lazily: Zeek binaries with DWARF are hundreds of megabytes, and only
-//! headers, symbol tables and a few instruction bytes are needed.
+//! headers, symbol tables and a few instruction bytes are needed. The file is mapped: what is
+//! read is paged in from the page cache, without a read call or a copy per symbol name.
 use std::{
     fs::{self, File},
     os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
+use memmap2::Mmap;
+use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 
 use super::symbols::{Symbol, SymbolIndex};
 
@@ -44,7 +46,7 @@ fn check_regular(metadata: &fs::Metadata) -> Result<(), &'static str> {
 
 pub struct ElfFile {
     path: PathBuf,
-    cache: ReadCache<File>,
+    map: Mmap,
 }
 
 impl ElfFile {
@@ -56,16 +58,29 @@ impl ElfFile {
         // Non-blocking, should it have been swapped for a FIFO since: then refused below.
         let file = File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(open_err)?;
         check_regular(&file.metadata().map_err(open_err)?).map_err(not_a_file)?;
-        let elf = Self { path: path.to_path_buf(), cache: ReadCache::new(file) };
+        // SAFETY: a private read-only mapping. Binaries and debug files are replaced by rename
+        // (package upgrades, `make install`), which leaves this inode intact; one truncated in
+        // place while we read it would end zeek-probe with SIGBUS, never the target.
+        let map = unsafe { Mmap::map(&file) }.map_err(open_err)?;
+        let elf = Self { path: path.to_path_buf(), map };
         elf.parse()?;
         Ok(elf)
     }
 
-    fn parse(&self) -> Result<object::File<'_, &ReadCache<File>>, ElfError> {
-        object::File::parse(&self.cache).map_err(|source| ElfError::Parse { path: self.path.clone(), source })
+    fn parse(&self) -> Result<object::File<'_>, ElfError> {
+        object::File::parse(self.data()).map_err(|source| ElfError::Parse { path: self.path.clone(), source })
     }
 
-    fn parsed(&self) -> object::File<'_, &ReadCache<File>> {
+    /// The whole file image.
+    pub fn data(&self) -> &[u8] {
+        &self.map
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn parsed(&self) -> object::File<'_> {
         // `open` already parsed the same bytes successfully.
         self.parse().expect("ELF parsed at open")
     }

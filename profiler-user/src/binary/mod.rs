@@ -116,7 +116,7 @@ impl ZeekBinary {
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
         let wanted = layout.dwarf_fields();
         let hints = dwarf::unit_hints(&wanted, &symbols);
-        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(path, &wanted, &hints) {
+        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(&elf, &wanted, &hints) {
             Ok(Some(offsets)) => {
                 let mismatches = layout.apply_dwarf(&offsets);
                 (Some(offsets), mismatches, None)
