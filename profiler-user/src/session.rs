@@ -56,29 +56,28 @@ pub struct Session {
 }
 
 impl Session {
-    /// Reads what `pid` is and attaches `plan`'s probes to it alone.
-    pub fn attach(probes: &mut Probes, pid: u32, plan: AttachPlan) -> Result<Self, SessionError> {
+    /// Reads what `pid` is and attaches the probes to it alone.
+    pub fn attach(probes: &mut Probes, pid: u32) -> Result<Self, SessionError> {
         let process = ProcessInfo::read(pid)?;
         let binary = ZeekBinary::inspect(&process.exe, &process.exe_link)
             .map_err(|source| exited_or(pid, SessionError::Binary { pid, source }))?;
-        Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess, plan)
+        Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess)
     }
 
-    /// Attaches `plan`'s probes to a process whose binary is already inspected.
+    /// Attaches the probes to a process whose binary is already inspected.
     pub fn start(
         probes: &mut Probes,
         process: ProcessInfo,
         binary: Arc<ZeekBinary>,
         scope: ProbeScope,
-        plan: AttachPlan,
     ) -> Result<Self, SessionError> {
-        let pid = process.pid;
+        let (pid, plan) = (process.pid, probes.plan());
         let mut attached = || -> Result<_, SessionError> {
             let bias =
                 if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
             let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
             let memory = TargetMemory::open(pid)?;
-            probes.attach(pid, &process.exe, scope, &binary.probe_points, layout, plan)?;
+            probes.attach(pid, &process.exe, scope, &binary.probe_points, layout)?;
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;

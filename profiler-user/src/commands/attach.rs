@@ -142,7 +142,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     }
 
     let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
-    let mut backend = LiveBackend::new(Probes::load()?, args.probes.plan(args.hz));
+    let mut backend = LiveBackend::new(Probes::load(args.probes.plan(args.hz))?);
     let series =
         SeriesLimits { callers: args.caller_metrics.then_some(args.caller_series), sources: args.source_series };
     let mut targets = match args.pid {

@@ -12,13 +12,13 @@ use crate::{
 
 pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Load the probes before starting anything: a missing privilege must not cost a run.
-    let mut probes = Probes::load()?;
+    let mut probes = Probes::load(args.probes.plan(args.hz))?;
     // Nor an output directory that cannot take the report.
     report::prepare_dir(&args.out)?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;
     let started = std::time::Instant::now();
-    let mut session = match Session::attach(&mut probes, tracee.pid(), args.probes.plan(args.hz)) {
+    let mut session = match Session::attach(&mut probes, tracee.pid()) {
         Ok(session) => session,
         Err(err) => {
             // It has not executed a single instruction yet.

@@ -78,7 +78,7 @@ impl UprobeLinks {
     }
 }
 
-/// The program `plan` puts on a probe point, if any.
+/// The program `plan` puts on a probe point, if any (one of `plan.uprobes()`).
 fn program_at(kind: ProbePointKind, plan: AttachPlan) -> Option<&'static str> {
     match kind {
         ProbePointKind::ScriptFuncInvoke | ProbePointKind::BuiltinFuncInvoke => plan.invoke.map(|p| p.program()),

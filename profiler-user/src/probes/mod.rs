@@ -21,6 +21,8 @@ use profiler_common::{LogKey, TargetLayout};
 use crate::binary::ProbePoint;
 
 pub struct Probes {
+    /// What is attached to every target: only its programs are loaded.
+    plan: AttachPlan,
     ebpf: Ebpf,
     maps: ProbeMaps,
     links: links::UprobeLinks,
@@ -28,11 +30,15 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the programs into the kernel; nothing is attached yet.
-    pub fn load() -> Result<Self, ProbeError> {
-        let mut ebpf = programs::load()?;
+    /// Loads the programs `plan` uses into the kernel; nothing is attached yet.
+    pub fn load(plan: AttachPlan) -> Result<Self, ProbeError> {
+        let mut ebpf = programs::load(plan)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
-        Ok(Self { ebpf, maps, links: Default::default(), sampler: Default::default() })
+        Ok(Self { plan, ebpf, maps, links: Default::default(), sampler: Default::default() })
+    }
+
+    pub fn plan(&self) -> AttachPlan {
+        self.plan
     }
 
     /// Attaches to one process running `exe`. The layout is registered first, so the very
@@ -45,10 +51,10 @@ impl Probes {
         scope: ProbeScope,
         points: &[ProbePoint],
         layout: TargetLayout,
-        plan: AttachPlan,
     ) -> Result<(), ProbeError> {
+        let plan = self.plan;
         let pid_nz = NonZeroU32::new(pid).ok_or(ProbeError::NoTarget)?;
-        // One sampler serves every target: the first plan's rate holds.
+        // One sampler serves every target.
         if let Some(hz) = plan.sample {
             self.sampler.start(&mut self.ebpf, hz)?;
         }

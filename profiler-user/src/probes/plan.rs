@@ -21,13 +21,21 @@ impl InvokeProgram {
     }
 }
 
-/// What to attach for one process.
+/// What to attach, the same for every process of one run.
 #[derive(Debug, Clone, Copy)]
 pub struct AttachPlan {
     pub invoke: Option<InvokeProgram>,
     pub log_writes: bool,
     /// Sample CPU at this many Hz per thread.
     pub sample: Option<u64>,
+}
+
+impl AttachPlan {
+    /// The uprobe programs it attaches.
+    pub fn uprobes(self) -> impl Iterator<Item = &'static str> {
+        let log_write = self.log_writes.then_some(names::LOG_WRITE);
+        self.invoke.map(InvokeProgram::program).into_iter().chain(log_write)
+    }
 }
 
 /// Which processes a target's uprobes fire in.

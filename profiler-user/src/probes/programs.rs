@@ -1,5 +1,6 @@
-//! The embedded BPF object: loading every program into the kernel up front (a verifier
-//! rejection is seen before anything is attached) and wiring the sampler's tail call.
+//! The embedded BPF object: loading the programs a plan uses into the kernel up front (a
+//! verifier rejection is seen before anything is attached; the verifier is most of the
+//! start-up, so unused programs are not loaded) and wiring the sampler's tail call.
 use aya::{
     Ebpf, include_bytes_aligned,
     maps::ProgramArray,
@@ -7,24 +8,26 @@ use aya::{
 };
 use profiler_common::names;
 
-use super::{ProbeError, privileges};
+use super::{AttachPlan, ProbeError, privileges};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
-/// Loads every program; nothing is attached yet.
-pub fn load() -> Result<Ebpf, ProbeError> {
+/// Loads the programs `plan` uses; nothing is attached yet.
+pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     let missing = privileges::missing();
     if !missing.is_empty() {
         return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
     }
     let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
-    for name in names::UPROBES {
+    for name in plan.uprobes() {
         uprobe(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
     }
-    for name in names::PERF_EVENTS {
-        perf_event(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
+    if plan.sample.is_some() {
+        for name in names::PERF_EVENTS {
+            perf_event(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
+        }
+        wire_sample_step(&mut ebpf)?;
     }
-    wire_sample_step(&mut ebpf)?;
     Ok(ebpf)
 }
 

@@ -15,7 +15,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling at `hz` on every online CPU, once: later calls keep the first rate.
+    /// Starts sampling at `hz` on every online CPU, once.
     pub fn start(&mut self, ebpf: &mut Ebpf, hz: u64) -> Result<(), ProbeError> {
         if self.started {
             return Ok(());

@@ -4,24 +4,23 @@ use profiler_common::LogKey;
 use super::{Backend, Candidate, Tracked};
 use crate::{
     output,
-    probes::{AttachPlan, MapSnapshot, ProbeScope, Probes},
+    probes::{MapSnapshot, ProbeScope, Probes},
     session::{Session, SessionError},
     target::{ProcessInfo, discovery::Found, stats::ProcessStats},
 };
 
 pub struct LiveBackend {
     probes: Probes,
-    plan: AttachPlan,
 }
 
 impl LiveBackend {
-    pub fn new(probes: Probes, plan: AttachPlan) -> Self {
-        Self { probes, plan }
+    pub fn new(probes: Probes) -> Self {
+        Self { probes }
     }
 
     /// Attaches to one process by PID, with uprobes of its own (`--pid`).
     pub fn attach_pid(&mut self, pid: u32) -> Result<Session, SessionError> {
-        Session::attach(&mut self.probes, pid, self.plan)
+        Session::attach(&mut self.probes, pid)
     }
 
     /// Copies the maps, for profiles.
@@ -59,7 +58,7 @@ impl Backend for LiveBackend {
         let Found { process, file, binary } = found;
         let (node, pid) = (process.node.clone(), process.pid);
         let session = binary.map_err(|why| why.to_string()).and_then(|binary| {
-            Session::start(&mut self.probes, process, binary, ProbeScope::SharedBy(file), self.plan)
+            Session::start(&mut self.probes, process, binary, ProbeScope::SharedBy(file))
                 .map_err(|err| format!("{:#}", anyhow::Error::from(err)))
         })?;
         output::note(format_args!("attached to node {node} (PID {pid}, Zeek {})", session.binary.version));
