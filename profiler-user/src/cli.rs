@@ -3,7 +3,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf, sync::OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{commands, output};
+use crate::{commands, output, probes::map_sizes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +68,11 @@ pub struct ProbeArgs {
     /// Do not sample CPU (only counts, with --count-calls, and log writes).
     #[arg(long)]
     pub no_sample: bool,
+    /// Kernel memory the BPF maps hold, MiB, for every target together. Raise it when
+    /// zeek_probe_map_full_drops_total grows (many nodes, deep or varied stacks).
+    #[arg(long, value_name = "MIB", default_value_t = map_sizes::DEFAULT_BUDGET_MIB,
+          value_parser = clap::value_parser!(u32).range(i64::from(map_sizes::DEFAULT_BUDGET_MIB)..=4096))]
+    pub bpf_memory: u32,
 }
 
 #[derive(Debug, Args)]
@@ -198,8 +203,39 @@ pub enum TargetsFormat {
 }
 
 /// Runs the command line; returns the process exit status.
+/// A command-line error as one line, what was wrong and where to read more (clap's own layout
+/// spreads it over several, with a usage block).
+fn usage_error(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("error: {message} (see zeek-probe --help)")
+}
+
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return 0;
+        }
+        // No subcommand: the help, as a usage error.
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            return 2;
+        }
+        Err(err) => {
+            output::note(format_args!("{}", usage_error(&err)));
+            return 2;
+        }
+    };
     let result = match cli.command {
         Command::Record(args) => commands::record::run(args),
         Command::Attach(args) => commands::attach::run(*args),

@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod faults;
 mod hard_kills;
+mod map_memory;
 mod pprof_endpoint;
 mod real_zeek;
 mod real_zeek_support;

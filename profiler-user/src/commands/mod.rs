@@ -21,6 +21,6 @@ impl ProbeArgs {
         };
         // The benchmark's floor measures the call probes alone.
         let sample = (!self.no_sample && !self.empty_probes).then_some(hz);
-        AttachPlan { invoke, log_writes: !self.empty_probes, sample }
+        AttachPlan { invoke, log_writes: !self.empty_probes, sample, map_budget_mib: self.bpf_memory }
     }
 }

@@ -5,8 +5,8 @@ use aya::{maps::MapError, programs::ProgramError};
 pub enum ProbeError {
     #[error("zeek-probe lacks {missing} to load its probes: run it as root (sudo) or grant those capabilities")]
     NoPrivilege { missing: String },
-    #[error("cannot load the BPF programs into the kernel")]
-    Load(#[source] aya::EbpfError),
+    #[error("cannot load the BPF programs and their {map_mib} MiB of maps (--bpf-memory) into the kernel")]
+    Load { map_mib: u32, source: aya::EbpfError },
     #[error("BPF program {program}")]
     Program { program: &'static str, source: ProgramError },
     #[error(

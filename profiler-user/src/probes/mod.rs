@@ -4,6 +4,7 @@
 pub mod error;
 pub mod kernel_features;
 pub mod links;
+pub mod map_sizes;
 pub mod maps;
 pub mod plan;
 pub mod privileges;

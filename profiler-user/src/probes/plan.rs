@@ -28,6 +28,8 @@ pub struct AttachPlan {
     pub log_writes: bool,
     /// Sample CPU at this many Hz per thread.
     pub sample: Option<u64>,
+    /// Kernel memory for the BPF maps, MiB (`map_sizes`).
+    pub map_budget_mib: u32,
 }
 
 impl AttachPlan {

@@ -2,13 +2,13 @@
 //! verifier rejection is seen before anything is attached; the verifier is most of the
 //! start-up, so unused programs are not loaded) and wiring the sampler's tail call.
 use aya::{
-    Ebpf, include_bytes_aligned,
+    Ebpf, EbpfLoader, include_bytes_aligned,
     maps::ProgramArray,
     programs::{PerfEvent, ProgramError, UProbe},
 };
 use profiler_common::names;
 
-use super::{AttachPlan, ProbeError, privileges};
+use super::{AttachPlan, ProbeError, map_sizes, privileges};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
@@ -18,7 +18,12 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     if !missing.is_empty() {
         return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
     }
-    let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+    let mut loader = EbpfLoader::new();
+    for (map, entries) in map_sizes::entries(plan.map_budget_mib) {
+        loader.map_max_entries(map, entries);
+    }
+    let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
+    let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
     for name in plan.uprobes() {
         uprobe(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
     }

@@ -1,0 +1,68 @@
+//! How many entries each BPF map gets. The kernel preallocates hash maps in full (the sampler
+//! runs in perf-event context, where 5.15 kernels allow no other kind), so their size is memory
+//! held from load to exit whatever the target does. The sizes follow one budget: at the
+//! default, every map fits in 16 MiB; `--bpf-memory` scales the ones that grow with the target.
+//! A full map drops what does not fit and counts it (`zeek_probe_map_full_drops_total`).
+use std::mem::size_of;
+
+use profiler_common::{CallKey, FuncInfo, FuncPtrKey, SampleKey, StackTrace, names};
+
+/// The default budget, MiB.
+pub const DEFAULT_BUDGET_MIB: u32 = 16;
+
+/// What the kernel adds to each preallocated hash map element (`struct htab_elem`), bytes.
+const ELEMENT_OVERHEAD: usize = 48;
+
+/// A map that grows with the target, its entries at the default budget, and one entry's bytes.
+struct Scaled {
+    name: &'static str,
+    entries: u32,
+    entry_bytes: usize,
+}
+
+const fn entry(key: usize, value: usize) -> usize {
+    ELEMENT_OVERHEAD + key.next_multiple_of(8) + value.next_multiple_of(8)
+}
+
+/// Distinct stacks are most of it; functions next; calls per caller edge and samples per
+/// (process, stack) follow them.
+const SCALED: [Scaled; 5] = [
+    Scaled { name: names::STACKS, entries: 12_288, entry_bytes: entry(8, size_of::<StackTrace>()) },
+    Scaled { name: names::FUNCS, entries: 8_192, entry_bytes: entry(8, size_of::<FuncInfo>()) },
+    Scaled { name: names::CALLS, entries: 32_768, entry_bytes: entry(size_of::<CallKey>(), 8) },
+    Scaled { name: names::SAMPLES, entries: 16_384, entry_bytes: entry(size_of::<SampleKey>(), 8) },
+    Scaled { name: "FUNC_HASHES", entries: 8_192, entry_bytes: entry(size_of::<FuncPtrKey>(), 8) },
+];
+
+/// The maps' entries for a budget of `budget_mib` (at least the default's).
+pub fn entries(budget_mib: u32) -> impl Iterator<Item = (&'static str, u32)> {
+    let scale = f64::from(budget_mib.max(DEFAULT_BUDGET_MIB)) / f64::from(DEFAULT_BUDGET_MIB);
+    SCALED.iter().map(move |m| (m.name, (f64::from(m.entries) * scale).min(f64::from(u32::MAX >> 1)) as u32))
+}
+
+/// Bytes the scaled maps take at `budget_mib`, as the kernel allocates them.
+pub fn scaled_bytes(budget_mib: u32) -> usize {
+    entries(budget_mib).zip(&SCALED).map(|((_, n), map)| n as usize * map.entry_bytes).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scaled_maps_fit_the_budget_with_room_for_the_fixed_ones() {
+        // TARGETS, LOG_WRITES, STATS and the per-CPU scratch maps take under 1 MiB.
+        for budget in [DEFAULT_BUDGET_MIB, 64, 256] {
+            let mib = scaled_bytes(budget) as f64 / f64::from(1 << 20);
+            assert!(mib <= f64::from(budget) - 1.0, "{budget} MiB budget: {mib:.1} MiB in the scaled maps");
+            assert!(mib >= f64::from(budget) * 0.8, "{budget} MiB budget mostly used: {mib:.1} MiB");
+        }
+    }
+
+    #[test]
+    fn a_budget_below_the_default_keeps_the_default() {
+        assert_eq!(entries(1).collect::<Vec<_>>(), entries(DEFAULT_BUDGET_MIB).collect::<Vec<_>>());
+        let doubled: Vec<_> = entries(2 * DEFAULT_BUDGET_MIB).collect();
+        assert!(entries(DEFAULT_BUDGET_MIB).zip(doubled).all(|((_, one), (_, two))| two == 2 * one));
+    }
+}
