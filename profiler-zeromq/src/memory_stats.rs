@@ -218,28 +218,7 @@ mod tests {
     use super::*;
 
     /// The three shapes a run arrives in, as the decoders produce them.
-    trait Parts {
-        fn report(
-            &mut self,
-            node: &str,
-            run: u64,
-            cost_seconds: f64,
-            entries: impl IntoIterator<Item = MemoryEntry>,
-            stats: impl IntoIterator<Item = (String, f64)>,
-            now: Instant,
-        ) -> Kept;
-        fn row(&mut self, node: &str, run: u64, entry: MemoryEntry, now: Instant) -> Kept;
-        fn stats(
-            &mut self,
-            node: &str,
-            run: u64,
-            cost_seconds: Option<f64>,
-            stats: impl IntoIterator<Item = (String, f64)>,
-            now: Instant,
-        ) -> Kept;
-    }
-
-    impl Parts for MemoryStats {
+    impl MemoryStats {
         fn report(
             &mut self,
             node: &str,
