@@ -142,7 +142,15 @@ fn kill_9_of_record_lets_the_command_finish() {
         &binary,
         &["--seconds".as_ref(), "6".as_ref(), "--truth".as_ref(), truth.as_os_str()],
     );
+    // Past its stop after exec: right after exec the command briefly shows as running before it
+    // stops, and the probes go in only once it has stopped; so probes in place and running
+    // again means it was let go.
     let pid = running_child(record.0.id(), &binary);
+    wait_until("the probes in place", Duration::from_secs(60), || {
+        let now = probed_bytes(pid, &binary, &points)?;
+        if now.iter().all(|b| b[0] == 0xcc) { Ok(()) } else { Err(format!("{now:02x?}")) }
+    });
+    assert_eq!(running_child(record.0.id(), &binary), pid);
     record.0.kill().unwrap();
     record.0.wait().unwrap();
     wait_for_original_bytes("the command's instructions restored", pid, &binary, &points);
