@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 
-use crate::run::{self, status, workspace_root};
+use crate::{
+    run::{self, status, workspace_root},
+    tree::{entries_under, files_in},
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PACKAGE: &str = "zeek-probe";
@@ -235,34 +238,4 @@ fn gzip(path: &Path) -> Result<()> {
 
 fn file_name(path: &Path) -> Result<&std::ffi::OsStr> {
     path.file_name().with_context(|| format!("{} has no file name", path.display()))
-}
-
-/// The files directly in `dir`, sorted.
-fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Every file and folder under `dir`, recursively, sorted.
-fn entries_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                dirs.push(path.clone());
-            }
-            found.push(path);
-        }
-    }
-    found.sort();
-    Ok(found)
 }

@@ -6,6 +6,7 @@ mod dist_check;
 mod fixtures;
 mod fuzz;
 mod run;
+mod tree;
 mod zeek_scripts;
 
 use anyhow::Result;

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::run::workspace_root;
+use crate::{run::workspace_root, tree::entries_under};
 
 /// setup.sh's venv. Always under the workspace's own `target/`, whatever `CARGO_TARGET_DIR` says.
 fn tool(name: &str) -> PathBuf {
@@ -75,20 +75,7 @@ fn check_one(script: &Path, shown: &str, parser: &Path, formatter: &Path) -> Res
 
 /// Every `.zeek` file under `dir`, sorted.
 fn zeek_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "zeek") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    Ok(entries_under(dir)?.into_iter().filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "zeek")).collect())
 }
 
 /// `cannot parse line L, col C: ...` from zeek-format (0-based) as 1-based (line, column).
