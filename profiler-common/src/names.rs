@@ -16,6 +16,8 @@ pub const STATS: &str = "STATS";
 pub const SAMPLES: &str = "SAMPLES";
 /// Sampled stacks, by stack hash.
 pub const STACKS: &str = "STACKS";
+/// Name hashes of function objects already read, so a hot function's name is hashed once.
+pub const FUNC_HASHES: &str = "FUNC_HASHES";
 /// Holds the frame-walking step the sampler tail-calls, at `SAMPLE_STEP_SLOT`.
 pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
@@ -31,8 +33,8 @@ pub const CPU_SAMPLE: &str = "cpu_sample";
 /// Walks a few script frames per run, tail-calling itself through `SAMPLE_STEPS`.
 pub const SAMPLE_FRAMES: &str = "sample_frames";
 
-/// Every map user space reads or fills.
-pub const MAPS: [&str; 8] = [TARGETS, CALLS, FUNCS, LOG_WRITES, STATS, SAMPLES, STACKS, SAMPLE_STEPS];
+/// Every map user space reads, fills or sizes.
+pub const MAPS: [&str; 9] = [TARGETS, CALLS, FUNCS, LOG_WRITES, STATS, SAMPLES, STACKS, FUNC_HASHES, SAMPLE_STEPS];
 /// Every uprobe program, loaded up front.
 pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];
 /// Every perf event program, loaded up front.
