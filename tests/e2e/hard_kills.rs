@@ -161,6 +161,57 @@ fn kill_9_of_record_lets_the_command_finish() {
     assert!(truth["rounds"].as_u64().is_some_and(|r| r > 0), "it finished its workload and wrote its truth");
 }
 
+/// `kill -9` of `record` while the command waits in its stop after exec, before its probes
+/// are in (the window in which a SIGTRAP-delivery stop used to kill it with its tracer): the
+/// command runs on unprobed to its own end.
+#[test]
+fn kill_9_of_record_in_the_commands_exec_stop_lets_it_run() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2");
+    let truth = dir.path().join("truth.json");
+    let mut record = record_counting(
+        &dir.path().join("report"),
+        &binary,
+        &["--seconds".as_ref(), "2".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+    );
+    let parent = record.0.id();
+    // Freeze record, look: the command past exec and in its tracing stop means record is
+    // caught mid-attach; otherwise let record go on a moment and look again.
+    let pid = wait_until("record caught with its command in the stop after exec", Duration::from_secs(60), || {
+        signal(parent, libc::SIGSTOP);
+        let caught = traced_child(parent, &binary);
+        if caught.is_err() {
+            signal(parent, libc::SIGCONT);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        caught
+    });
+    record.0.kill().unwrap();
+    record.0.wait().unwrap();
+    wait_until("the command ran to its end", Duration::from_secs(60), || {
+        if Path::new(&format!("/proc/{pid}")).exists() { Err("still running".into()) } else { Ok(()) }
+    });
+    let truth = read_json(&truth);
+    assert!(truth["rounds"].as_u64().is_some_and(|r| r > 0), "it ran its workload and wrote its truth");
+}
+
+/// The child of `parent` running `program`, if it is in a tracing stop.
+fn traced_child(parent: u32, program: &Path) -> Result<u32, String> {
+    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+    let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
+    let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
+    let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    if exe == program && state == Some('t') {
+        Ok(child)
+    } else {
+        Err(format!("PID {child}: {} in state {state:?}", exe.display()))
+    }
+}
+
 /// A target killed while `record` profiles it: zeek-probe exits with its status (137) and
 /// still writes what it counted.
 #[test]

@@ -6,10 +6,9 @@
 //! Stopping zeek-probe stops the command the way stopping it directly would: SIGINT, SIGTERM
 //! and SIGHUP sent to zeek-probe are passed on to it, and zeek-probe stays to see it exit.
 use std::{
-    ffi::OsStr,
-    io,
-    os::unix::process::CommandExt,
-    process::Command,
+    ffi::{CString, OsStr},
+    io::{self, Read, Write},
+    os::unix::ffi::OsStrExt,
     sync::atomic::{AtomicI32, Ordering},
 };
 
@@ -19,7 +18,7 @@ use nix::{
         signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction},
         wait::{WaitStatus, waitpid},
     },
-    unistd::Pid,
+    unistd::{ForkResult, Pid, execvp, fork},
 };
 
 /// The signals that ask a command to stop, passed on to the one we follow.
@@ -77,19 +76,48 @@ pub struct Tracee {
 impl Tracee {
     /// Starts `program args...`, stopped before its first instruction; from now on the
     /// signals that ask zeek-probe to stop are passed on to it.
+    ///
+    /// The child is seized (`PTRACE_SEIZE`) before it execs, so the stop after exec is an
+    /// event stop: a zeek-probe killed there leaves a command that simply runs on. (Under
+    /// `PTRACE_TRACEME` that stop is a SIGTRAP delivery, which kills the command when the
+    /// tracer dies.) Seizing needs the child to wait for it, hence our own fork and exec.
     pub fn spawn(program: &OsStr, args: &[impl AsRef<OsStr>]) -> Result<Self, LaunchError> {
         let command = program.to_string_lossy().into_owned();
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| ptrace::traceme().map_err(io::Error::from));
-        }
-        let child = cmd.spawn().map_err(|source| LaunchError::Start { command: command.clone(), source })?;
-        let pid = Pid::from_raw(child.id() as i32);
+        let start_err = |source: io::Error| LaunchError::Start { command: command.clone(), source };
+        // Everything the child needs is prepared here: after fork it may not allocate.
+        let argv = std::iter::once(program)
+            .chain(args.iter().map(AsRef::as_ref))
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| start_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        // Parent to child: "seized, exec now". Child to parent: exec's errno, or end of file
+        // once exec succeeded (both ends close on exec).
+        let (go_reader, mut go_writer) = io::pipe().map_err(start_err)?;
+        let (mut errno_reader, errno_writer) = io::pipe().map_err(start_err)?;
+        // SAFETY: the child only makes async-signal-safe calls (read, signal, execvp, write,
+        // _exit) on memory prepared before the fork.
+        let pid = match unsafe { fork() }.map_err(|e| start_err(e.into()))? {
+            ForkResult::Child => exec_when_seized(go_reader, errno_writer, &argv),
+            ForkResult::Parent { child } => child,
+        };
+        drop((go_reader, errno_writer));
         let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
-        FOLLOWED.store(pid.as_raw(), Ordering::SeqCst);
         let tracee = Self { pid };
+        let seized = ptrace::seize(pid, Options::PTRACE_O_TRACEEXIT | Options::PTRACE_O_TRACEEXEC);
+        if let Err(source) = seized {
+            tracee.kill();
+            return Err(trace_err(source));
+        }
+        if let Err(source) = go_writer.write_all(&[1]) {
+            tracee.kill();
+            return Err(start_err(source));
+        }
+        let mut errno = [0u8; 4];
+        if errno_reader.read_exact(&mut errno).is_ok() {
+            tracee.kill();
+            return Err(start_err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))));
+        }
+        FOLLOWED.store(pid.as_raw(), Ordering::SeqCst);
         let handler = SigAction::new(SigHandler::SigAction(pass_on), SaFlags::SA_RESTART, SigSet::empty());
         for signal in FORWARDED {
             // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
@@ -99,21 +127,16 @@ impl Tracee {
             }
         }
         match waitpid(pid, None).map_err(trace_err)? {
-            WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
+            WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXEC as i32 => Ok(tracee),
             WaitStatus::Exited(_, code) => {
                 FOLLOWED.store(0, Ordering::SeqCst);
-                return Err(LaunchError::ExitedEarly { command, code });
+                Err(LaunchError::ExitedEarly { command, code })
             }
             other => {
                 tracee.kill();
-                return Err(LaunchError::Start {
-                    command,
-                    source: io::Error::other(format!("unexpected state after exec: {other:?}")),
-                });
+                Err(start_err(io::Error::other(format!("unexpected state after exec: {other:?}"))))
             }
         }
-        ptrace::setoptions(pid, Options::PTRACE_O_TRACEEXIT | Options::PTRACE_O_TRACEEXEC).map_err(trace_err)?;
-        Ok(tracee)
     }
 
     pub fn pid(&self) -> u32 {
@@ -163,6 +186,22 @@ impl Tracee {
             }
         }
     }
+}
+
+/// The child's side of `Tracee::spawn`: waits to be seized, then execs; never returns.
+fn exec_when_seized(mut go: io::PipeReader, mut errno_out: io::PipeWriter, argv: &[CString]) -> ! {
+    let mut byte = [0u8];
+    // End of file instead of the byte: zeek-probe is gone before tracing us; run nothing.
+    if go.read_exact(&mut byte).is_ok() {
+        // Rust ignores SIGPIPE and an ignored signal stays ignored across exec; the command
+        // gets the default, as `std::process::Command` gives it.
+        // SAFETY: signal() is async-signal-safe.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let errno = execvp(&argv[0], argv).unwrap_err();
+        let _ = errno_out.write_all(&(errno as i32).to_ne_bytes());
+    }
+    // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
 }
 
 /// Resumes the tracee; one that vanished meanwhile (killed) is reported by the next wait.
