@@ -58,10 +58,17 @@ pub struct Session {
 impl Session {
     /// Reads what `pid` is and attaches the probes to it alone.
     pub fn attach(probes: &mut Probes, pid: u32) -> Result<Self, SessionError> {
+        let (process, binary) = Self::inspect(pid)?;
+        Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess)
+    }
+
+    /// What `pid` is and runs: the first half of `attach`, which needs no probes (so it can
+    /// run while they load).
+    pub fn inspect(pid: u32) -> Result<(ProcessInfo, ZeekBinary), SessionError> {
         let process = ProcessInfo::read(pid)?;
         let binary = ZeekBinary::inspect(&process.exe, &process.exe_link)
             .map_err(|source| exited_or(pid, SessionError::Binary { pid, source }))?;
-        Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess)
+        Ok((process, binary))
     }
 
     /// Attaches the probes to a process whose binary is already inspected.

@@ -1,29 +1,43 @@
 //! `zeek-probe record -- CMD...`: profile one run from its first instruction to its exit.
+use std::sync::Arc;
+
 use anyhow::Context as _;
 
 use crate::{
     cli::RecordArgs,
     output,
-    probes::Probes,
+    probes::{ProbeScope, Probes},
     report::{self, top_table},
     session::Session,
     target::{Tracee, stats::ProcessStats},
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
-    // Load the probes before starting anything: a missing privilege must not cost a run.
-    let mut probes = Probes::load(args.probes.plan(args.hz))?;
-    // Nor an output directory that cannot take the report.
+    // A missing privilege must not cost a run, nor an output directory that cannot take the
+    // report: both are checked before anything starts.
+    Probes::check_privileges()?;
     report::prepare_dir(&args.out)?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;
     let started = std::time::Instant::now();
-    let mut session = match Session::attach(&mut probes, tracee.pid()) {
-        Ok(session) => session,
+    // The command waits, stopped after exec, while its binary is inspected on one core and the
+    // probes go through the verifier on the other: the two longest steps of the start-up.
+    let (probes, inspected) = std::thread::scope(|scope| {
+        let pid = tracee.pid();
+        let inspection = scope.spawn(move || Session::inspect(pid));
+        (Probes::load(args.probes.plan(args.hz)), inspection.join())
+    });
+    let attached = probes.map_err(anyhow::Error::from).and_then(|mut probes| {
+        let (process, binary) = inspected.map_err(|_| anyhow::anyhow!("the inspection of the binary failed"))??;
+        let session = Session::start(&mut probes, process, Arc::new(binary), ProbeScope::OneProcess)?;
+        Ok((probes, session))
+    });
+    let (probes, mut session) = match attached {
+        Ok(attached) => attached,
         Err(err) => {
             // It has not executed a single instruction yet.
             tracee.kill();
-            return Err(err.into());
+            return Err(err);
         }
     };
 

@@ -38,6 +38,11 @@ impl Probes {
         Ok(Self { plan, ebpf, maps, links: Default::default(), sampler: Default::default() })
     }
 
+    /// Fails as `load` would for want of a privilege, without loading anything.
+    pub fn check_privileges() -> Result<(), ProbeError> {
+        programs::check_privileges()
+    }
+
     pub fn plan(&self) -> AttachPlan {
         self.plan
     }

@@ -12,12 +12,15 @@ use super::{AttachPlan, ProbeError, map_sizes, privileges};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
+/// Whether this process may load and attach the programs.
+pub fn check_privileges() -> Result<(), ProbeError> {
+    let missing = privileges::missing();
+    if missing.is_empty() { Ok(()) } else { Err(ProbeError::NoPrivilege { missing: missing.join(", ") }) }
+}
+
 /// Loads the programs `plan` uses; nothing is attached yet.
 pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
-    let missing = privileges::missing();
-    if !missing.is_empty() {
-        return Err(ProbeError::NoPrivilege { missing: missing.join(", ") });
-    }
+    check_privileges()?;
     let mut loader = EbpfLoader::new();
     for (map, entries) in map_sizes::entries(plan.map_budget_mib) {
         loader.map_max_entries(map, entries);
