@@ -46,9 +46,9 @@ fn knows_every_abi_generation() {
 fn dwarf_gives_every_field_and_catches_a_wrong_table_entry() {
     for (name, _, _) in GENERATIONS {
         let every_field: Vec<_> = LAYOUT_FIELDS.iter().map(|field| field.dwarf).collect();
-        let offsets = dwarf::read(&ElfFile::open(&fixture(name)).unwrap(), &every_field, &[])
-            .unwrap()
-            .expect("the fixtures are built with -g");
+        let elf = ElfFile::open(&fixture(name)).unwrap();
+        let source = dwarf::source(&elf).expect("the fixtures are built with -g");
+        let offsets = dwarf::read(&elf, &source, &every_field, &[]).unwrap();
         for field in LAYOUT_FIELDS {
             assert!(offsets.get(field.dwarf).is_some(), "{name}: {:?} not found in DWARF", field.dwarf);
         }

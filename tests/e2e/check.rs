@@ -1,6 +1,10 @@
 //! `zeek-probe check`: version, ABI, offset source, probe placement and verdict for every
-//! fixture generation and variant; one-line errors for what is not Zeek.
-use std::process::{Command, Stdio};
+//! fixture generation and variant; one-line errors for what is not Zeek; the layout cache.
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use serde_json::Value;
 
@@ -143,4 +147,48 @@ fn what_is_not_a_regular_file_is_refused_at_once() {
         let output = Command::new(zeek_probe()).args(["check", path]).output().unwrap();
         assert_one_line_error(&output, &format!("{path} is {kind}, not an executable file"));
     }
+}
+
+/// `check --json` of `binary` with the layout cache in `cache`.
+fn check_cached(binary: &Path, cache: &Path) -> Value {
+    let output = Command::new(zeek_probe())
+        .args(["check", "--json"])
+        .arg(binary)
+        .env("CACHE_DIRECTORY", cache)
+        .env_remove("ZEEK_PROBE_CACHE")
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// What DWARF said is kept per binary: the second inspection reads it from the cache with the
+/// same offsets; a corrupt entry is ignored and rewritten; the cache can be turned off.
+#[test]
+fn the_layout_cache_is_used_the_second_time_and_survives_corruption() {
+    let cache = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2-debuglink");
+    let first = check_cached(&binary, cache.path());
+    let entry = first["layout_cache"]["stored"].as_str().unwrap_or_else(|| panic!("kept: {first}")).to_owned();
+    assert!(entry.starts_with(cache.path().to_str().unwrap()), "{entry}");
+    let second = check_cached(&binary, cache.path());
+    assert_eq!(second["layout_cache"]["hit"], entry.as_str(), "{second}");
+    assert_eq!(second["offsets"], first["offsets"]);
+    assert_eq!(second["dwarf_file"], first["dwarf_file"]);
+    assert_eq!(second["layout_source"], "dwarf");
+
+    fs::write(&entry, "{\"format\": 1, \"offsets\": [[").unwrap();
+    let rewritten = check_cached(&binary, cache.path());
+    assert_eq!(rewritten["layout_cache"]["stored"], entry.as_str(), "{rewritten}");
+    assert_eq!(rewritten["offsets"], first["offsets"]);
+    assert_eq!(check_cached(&binary, cache.path())["layout_cache"]["hit"], entry.as_str());
+
+    let output = Command::new(zeek_probe())
+        .args(["check", "--json"])
+        .arg(&binary)
+        .env("ZEEK_PROBE_CACHE", "off")
+        .output()
+        .unwrap();
+    let off: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(off["layout_cache"], "off", "{off}");
+    assert_eq!(off["offsets"], first["offsets"]);
 }

@@ -6,9 +6,11 @@
 //! kernel's floor), (c) `zeek-probe --count-calls`, (d) bpftrace counting calls per name.
 //! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none, and what
 //! zeek-probe itself uses (CPU, peak memory) while sampling a running target.
-//! Cluster: how long `attach --cluster` takes to start, and to attach 8 nodes that appear.
+//! Cluster: how long `attach --cluster` takes to start, to attach 8 nodes that appear (of the
+//! fixture, and of the real Zeek), and the exporter's memory once attached.
 //! Start-up: `check`'s time and peak memory on the real Zeek (its 360 MB debug file) and on
-//! the fixture's debug variant, and `record` of a trivial real Zeek run against the run alone.
+//! the fixture's debug variant, with the layout cache cold and warm; `record` of a trivial real
+//! Zeek run against the run alone; the verifier's time per BPF program.
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -265,21 +267,74 @@ fn until_attached(address: &str, nodes: &[Reaped], since: Instant) -> Result<f64
     }
 }
 
-fn start_nodes() -> Result<Vec<Reaped>> {
+/// The binaries the cluster bench runs 8 nodes of: the fixture, and the real Zeek if installed.
+#[derive(Clone, Copy)]
+enum NodeKind {
+    Fixture,
+    RealZeek,
+}
+
+impl NodeKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Fixture => "fixture",
+            Self::RealZeek => "real Zeek",
+        }
+    }
+
+    fn command(self) -> Option<Command> {
+        match self {
+            Self::Fixture => {
+                let mut c = Command::new(fixtures::path(fixtures::DEFAULT));
+                c.args(["--wait-for-signal", "--seconds", "1"]);
+                Some(c)
+            }
+            Self::RealZeek => {
+                // A bare Zeek that stays up until it is killed: 8 of one binary, as on a sensor.
+                let mut c = Command::new(run::find_zeek()?);
+                c.args(["-b", "-e", "redef exit_only_after_terminate = T;"]).stdout(Stdio::null());
+                Some(c)
+            }
+        }
+    }
+}
+
+fn start_nodes(kind: NodeKind) -> Result<Vec<Reaped>> {
     (1..=CLUSTER_NODES)
         .map(|n| {
-            Command::new(fixtures::path(fixtures::DEFAULT))
-                .args(["--wait-for-signal", "--seconds", "1"])
+            let mut command = kind.command().context("no such node binary")?;
+            command
                 .env("CLUSTER_NODE", format!("bench-worker-{n}"))
+                .current_dir(std::env::temp_dir())
                 .spawn()
                 .map(Reaped)
-                .context("cannot start a fixture node")
+                .context("cannot start a node")
         })
         .collect()
 }
 
-/// One round: (exporter start to serving, 8 new nodes appearing to all attached).
-fn cluster_round() -> Result<(f64, f64)> {
+/// Resident and peak resident memory of a process (MiB), from /proc.
+fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// One round's measurements of `attach --cluster`.
+struct ClusterRound {
+    /// Exporter start to serving (BPF load, first scan), s.
+    startup: f64,
+    /// 8 new nodes appearing to all attached, s.
+    attach: f64,
+    /// Resident memory after 3 s attached with scrapes, and the peak, MiB.
+    steady_rss: f64,
+    peak_rss: f64,
+}
+
+fn cluster_round(kind: NodeKind) -> Result<ClusterRound> {
     let started = Instant::now();
     let mut exporter = Reaped(
         Command::new(run::workspace_root().join("target/release/zeek-probe"))
@@ -301,29 +356,38 @@ fn cluster_round() -> Result<(f64, f64)> {
     // Keep reading so the exporter never blocks on a full pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});
     let appeared = Instant::now();
-    let nodes = start_nodes()?;
+    let nodes = start_nodes(kind)?;
     let attach = until_attached(&address, &nodes, appeared)?;
-    Ok((startup, attach))
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(1));
+        metrics(&address);
+    }
+    let (steady_rss, peak_rss) = memory_mib(exporter.0.id()).context("the exporter's memory")?;
+    Ok(ClusterRound { startup, attach, steady_rss, peak_rss })
 }
 
 fn cluster_attach() -> Result<()> {
-    let (mut startups, mut attaches) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        match cluster_round() {
-            Ok((startup, attach)) => {
-                startups.push(startup);
-                attaches.push(attach);
-            }
-            Err(err) => eprintln!("xtask: bench: {err:#}"),
+    for kind in [NodeKind::Fixture, NodeKind::RealZeek] {
+        println!("\nattach --cluster ({CLUSTER_NODES} {} nodes of one binary, median of 3 rounds)", kind.label());
+        if kind.command().is_none() {
+            println!("  (no real Zeek: `cargo xtask setup` installs the shared build)");
+            continue;
         }
+        let rounds: Vec<ClusterRound> =
+            (0..3).filter_map(|_| cluster_round(kind).map_err(|err| eprintln!("xtask: bench: {err:#}")).ok()).collect();
+        if rounds.is_empty() {
+            println!("  (did not run)");
+            continue;
+        }
+        let of = |f: fn(&ClusterRound) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+        println!("  exporter start to serving (BPF load, first scan): {:.2} s", of(|r| r.startup));
+        println!("  {CLUSTER_NODES} new nodes appearing to all attached: {:.2} s   (target < 2 s)", of(|r| r.attach));
+        println!(
+            "  exporter memory attached: {:.1} MiB resident (target <= 40), {:.1} MiB peak",
+            of(|r| r.steady_rss),
+            of(|r| r.peak_rss)
+        );
     }
-    println!("\nattach --cluster ({CLUSTER_NODES} fixture nodes of one binary, probes shared, median of 3 rounds)");
-    if startups.is_empty() {
-        println!("  (did not run)");
-        return Ok(());
-    }
-    println!("  exporter start to serving (BPF load, first scan): {:.2} s", median(&mut startups));
-    println!("  {CLUSTER_NODES} new nodes appearing to all attached: {:.2} s   (target < 2 s)", median(&mut attaches));
     Ok(())
 }
 
@@ -335,46 +399,106 @@ fn timed(mut command: Command) -> Result<(f64, i64)> {
     Ok((started.elapsed().as_secs_f64(), rss))
 }
 
+/// `check BINARY` with the layout cache in `cache`.
+fn check(binary: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(run::workspace_root().join("target/release/zeek-probe"));
+    c.arg("check").arg(binary).env("CACHE_DIRECTORY", cache);
+    c
+}
+
+/// Median wall seconds and the largest peak memory (MiB) of `ROUNDS` runs of `command`.
+fn rounds_of(mut command: impl FnMut() -> Command) -> Result<(f64, f64)> {
+    let (mut walls, mut peak) = (Vec::new(), 0);
+    for _ in 0..ROUNDS {
+        let (wall, rss) = timed(command())?;
+        walls.push(wall);
+        peak = peak.max(rss);
+    }
+    Ok((median(&mut walls), peak as f64 / 1024.0))
+}
+
 fn startup() -> Result<()> {
-    let probe = run::workspace_root().join("target/release/zeek-probe");
-    let check = |binary: &Path| {
-        let mut c = Command::new(&probe);
-        c.arg("check").arg(binary);
-        c
-    };
     let zeek = run::find_zeek();
     let mut binaries = vec![fixtures::path("zeek-shaped-7.0-debug")];
     binaries.extend(zeek.clone());
-    println!("start-up: `check` (median of {ROUNDS}, peak memory the largest):");
+    let caches = run::workspace_root().join("target/bench-cache");
+    println!("\nstart-up: `check` (median of {ROUNDS}, peak memory the largest)");
     for binary in &binaries {
-        let (mut walls, mut peak) = (Vec::new(), 0);
-        for _ in 0..ROUNDS {
-            let (wall, rss) = timed(check(binary))?;
-            walls.push(wall);
-            peak = peak.max(rss);
-        }
-        println!("  {:<40} {:.3} s, peak {:.1} MiB", binary.display(), median(&mut walls), peak as f64 / 1024.0);
+        // Cold: a cache directory of its own each time; warm: one filled by the first run.
+        let mut n = 0;
+        let cold = rounds_of(|| {
+            n += 1;
+            check(binary, &caches.join(format!("cold-{n}")))
+        })?;
+        let warm_dir = caches.join("warm");
+        timed(check(binary, &warm_dir))?;
+        let warm = rounds_of(|| check(binary, &warm_dir))?;
+        println!("  {}", binary.display());
+        println!("    layout read from DWARF: {:.3} s, peak {:.1} MiB   (target <= 64 MiB)", cold.0, cold.1);
+        println!("    layout from the cache:  {:.3} s, peak {:.1} MiB", warm.0, warm.1);
     }
+    let _ = std::fs::remove_dir_all(&caches);
     let Some(zeek) = zeek else {
         println!("  (no real Zeek: `cargo xtask setup` installs the shared build)");
         return Ok(());
     };
-    // A trivial run, alone and under `record`, in alternated pairs.
-    let out = run::workspace_root().join("target/bench-startup");
-    let trivial = ["-b", "-e", "event zeek_init() { }"];
+    record_startup(&zeek)?;
+    verifier_times(&zeek)
+}
+
+const TRIVIAL_RUN: [&str; 3] = ["-b", "-e", "event zeek_init() { }"];
+
+fn record_trivial(zeek: &Path) -> Command {
+    let mut record = Command::new(run::workspace_root().join("target/release/zeek-probe"));
+    record.args(["record", "--out"]).arg(run::workspace_root().join("target/bench-startup"));
+    record.arg("--").arg(zeek).args(TRIVIAL_RUN);
+    record
+}
+
+/// A trivial run, alone and under `record` (the layout cache warm, as on a host that ran it
+/// before), in alternated pairs.
+fn record_startup(zeek: &Path) -> Result<()> {
     let (mut alone, mut recorded) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        let mut plain = Command::new(&zeek);
-        plain.args(trivial);
+        let mut plain = Command::new(zeek);
+        plain.args(TRIVIAL_RUN);
         alone.push(timed(plain)?.0);
-        let mut record = Command::new(&probe);
-        record.args(["record", "--out"]).arg(&out).arg("--").arg(&zeek).args(trivial);
-        recorded.push(timed(record)?.0);
+        recorded.push(timed(record_trivial(zeek))?.0);
     }
     let (alone, recorded) = (median(&mut alone), median(&mut recorded));
     println!(
         "  record of a trivial Zeek run: {recorded:.3} s against {alone:.3} s alone ({:.2}x; target 1.5x)",
         recorded / alone
     );
+    Ok(())
+}
+
+/// How long the kernel takes to load each BPF program (the verifier), from `strace -T` of
+/// `record`'s bpf calls: median of `ROUNDS` starts.
+fn verifier_times(zeek: &Path) -> Result<()> {
+    let mut per_program: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for _ in 0..ROUNDS {
+        let record = record_trivial(zeek);
+        let output = Command::new("strace")
+            .args(["-T", "-e", "trace=bpf", "-e", "signal=none", "-o", "/dev/stderr", "--"])
+            .arg(record.get_program())
+            .args(record.get_args())
+            .stdout(Stdio::null())
+            .output()
+            .context("cannot run strace (`cargo xtask setup` installs it)")?;
+        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains("BPF_PROG_LOAD")) {
+            let name = line.split("prog_name=\"").nth(1).and_then(|rest| rest.split('"').next());
+            let took = line.rsplit_once('<').and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok());
+            if let (Some(name), Some(took)) = (name, took)
+                && !name.is_empty()
+            {
+                per_program.entry(name.to_owned()).or_default().push(took * 1000.0);
+            }
+        }
+    }
+    println!("  BPF program load (verifier) per program, median of {ROUNDS}:");
+    for (name, mut times) in per_program {
+        println!("    {name:<16} {:.1} ms", median(&mut times));
+    }
     Ok(())
 }

@@ -44,23 +44,36 @@ impl DwarfOffsets {
         self.values.get(&field).copied()
     }
 
+    /// Every offset found, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = (Field, u32)> + '_ {
+        self.values.iter().map(|(field, offset)| (*field, *offset))
+    }
+
     /// Offsets given directly (tests).
     pub fn from_values(file: PathBuf, values: HashMap<Field, u32>) -> Self {
         Self { file, values }
     }
 }
 
-/// Reads the `wanted` fields from `binary`'s own DWARF or its separate debug file; `None` when
-/// there is no debug information anywhere. `hints` are link-time addresses of code whose
-/// compile units probably define the wanted classes: they are walked first.
-pub fn read(binary: &ElfFile, wanted: &[Field], hints: &[u64]) -> Result<Option<DwarfOffsets>, DwarfError> {
+/// Where `binary`'s debug information is: the binary itself, or its separate debug file;
+/// `None` when there is none anywhere.
+pub fn source(binary: &ElfFile) -> Option<PathBuf> {
     let file = binary.parsed();
     if file.section_by_name(".debug_info").is_some() {
-        return offsets_in(&file, binary.path(), wanted, hints).map(Some);
+        return Some(binary.path().to_owned());
     }
-    let Some(debug_path) = separate_debug_file(&file, binary.path()) else { return Ok(None) };
-    let debug = ElfFile::open(&debug_path)?;
-    offsets_in(&debug.parsed(), &debug_path, wanted, hints).map(Some)
+    separate_debug_file(&file, binary.path())
+}
+
+/// Reads the `wanted` fields from `source` (found by `source`), which is `binary` itself or its
+/// separate debug file. `hints` are link-time addresses of code whose compile units probably
+/// define the wanted classes: they are walked first.
+pub fn read(binary: &ElfFile, source: &Path, wanted: &[Field], hints: &[u64]) -> Result<DwarfOffsets, DwarfError> {
+    if source == binary.path() {
+        return offsets_in(&binary.parsed(), source, wanted, hints);
+    }
+    let debug = ElfFile::open(source)?;
+    offsets_in(&debug.parsed(), source, wanted, hints)
 }
 
 /// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or the

@@ -96,6 +96,11 @@ impl ElfFile {
     }
 
     /// ET_DYN: a position-independent executable, loaded at a random base.
+    /// The GNU build-id note, if the linker wrote one.
+    pub fn build_id(&self) -> Option<Vec<u8>> {
+        self.parsed().build_id().ok().flatten().map(<[u8]>::to_vec)
+    }
+
     pub fn is_pie(&self) -> bool {
         self.parsed().kind() == ObjectKind::Dynamic
     }

@@ -5,6 +5,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod file_id;
 pub mod layout;
+pub mod layout_cache;
 pub mod layout_fields;
 pub mod probe_points;
 pub mod prologue;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use elf::{ElfError, ElfFile};
 pub use file_id::FileId;
 pub use layout::{AbiLayout, LayoutSource, Mismatch, RuntimeAddresses};
+pub use layout_cache::LayoutCache;
 pub use probe_points::{ProbePoint, ProbePointKind};
 pub use version::ZeekVersion;
 
@@ -30,6 +32,8 @@ pub struct ZeekBinary {
     pub layout_mismatches: Vec<Mismatch>,
     /// Why DWARF could not be used, when it was there but unreadable.
     pub dwarf_error: Option<String>,
+    /// Whether the DWARF result came from the layout cache or was kept there.
+    pub layout_cache: layout_cache::CacheUse,
     /// What the binary's other symbols say about the ABI the version symbol names.
     pub abi_evidence: Vec<abi_evidence::Evidence>,
     pub probe_points: Vec<ProbePoint>,
@@ -115,15 +119,8 @@ impl ZeekBinary {
         let mut layout = AbiLayout::for_version(&version)
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
         let wanted = layout.dwarf_fields();
-        let hints = dwarf::unit_hints(&wanted, &symbols);
-        let (dwarf, layout_mismatches, dwarf_error) = match dwarf::read(&elf, &wanted, &hints) {
-            Ok(Some(offsets)) => {
-                let mismatches = layout.apply_dwarf(&offsets);
-                (Some(offsets), mismatches, None)
-            }
-            Ok(None) => (None, Vec::new(), None),
-            Err(err) => (None, Vec::new(), Some(format!("{:#}", anyhow::Error::from(err)))),
-        };
+        let (dwarf, dwarf_error, layout_cache) = dwarf_offsets(&elf, &wanted, &symbols);
+        let layout_mismatches = dwarf.as_ref().map(|offsets| layout.apply_dwarf(offsets)).unwrap_or_default();
         let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
         let frame_stack = symbols.address(symbols::FRAME_STACK).filter(|_| layout.frame_stack_maintained);
@@ -134,6 +131,7 @@ impl ZeekBinary {
             dwarf,
             layout_mismatches,
             dwarf_error,
+            layout_cache,
             abi_evidence,
             probe_points,
             script_func_vtable: symbols.address(symbols::SCRIPT_FUNC_VTABLE),
@@ -147,5 +145,27 @@ impl ZeekBinary {
             first_load_vaddr,
             first_load_offset,
         })
+    }
+}
+
+/// The `wanted` offsets from the binary's DWARF (through the layout cache), why DWARF was
+/// unreadable, and how the cache served.
+fn dwarf_offsets(
+    elf: &ElfFile,
+    wanted: &[dwarf::Field],
+    symbols: &symbols::SymbolIndex,
+) -> (Option<dwarf::DwarfOffsets>, Option<String>, layout_cache::CacheUse) {
+    let Some(source) = dwarf::source(elf) else { return (None, None, layout_cache::CacheUse::Off) };
+    let read = || {
+        let hints = dwarf::unit_hints(wanted, symbols);
+        dwarf::read(elf, &source, wanted, &hints).map_err(|err| format!("{:#}", anyhow::Error::from(err)))
+    };
+    let (found, used) = match layout_cache::binary_key(elf.build_id().as_deref(), elf.path()) {
+        Some(key) => LayoutCache::from_env().dwarf(&key, &source, wanted, read),
+        None => (read(), layout_cache::CacheUse::Off),
+    };
+    match found {
+        Ok(offsets) => (Some(offsets), None, used),
+        Err(err) => (None, Some(err), used),
     }
 }

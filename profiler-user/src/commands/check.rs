@@ -43,6 +43,8 @@ struct CheckReport {
     layout_mismatches: Vec<crate::binary::Mismatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dwarf_error: Option<String>,
+    /// Whether what DWARF says came from the layout cache, or was kept there.
+    layout_cache: crate::binary::layout_cache::CacheUse,
     offsets: Vec<Offset>,
     probe_points: Vec<ProbePoint>,
     samples_script_stacks: bool,
@@ -119,6 +121,7 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
         dwarf_file: binary.dwarf.as_ref().map(|d| d.file.clone()),
         layout_mismatches: binary.layout_mismatches.clone(),
         dwarf_error: binary.dwarf_error.clone(),
+        layout_cache: binary.layout_cache.clone(),
         offsets,
         probe_points: binary.probe_points.clone(),
         samples_script_stacks,
@@ -162,6 +165,19 @@ fn render(r: &CheckReport) -> String {
     }
     if let Some(err) = &r.dwarf_error {
         let _ = writeln!(out, "          debug information unreadable, table used: {err}");
+    }
+    use crate::binary::layout_cache::CacheUse;
+    match &r.layout_cache {
+        CacheUse::Off => {}
+        CacheUse::Hit(entry) => {
+            let _ = writeln!(out, "          read from the layout cache ({})", entry.display());
+        }
+        CacheUse::Stored(entry) => {
+            let _ = writeln!(out, "          kept in the layout cache ({})", entry.display());
+        }
+        CacheUse::NotStored(why) => {
+            let _ = writeln!(out, "          not kept in the layout cache: {why}");
+        }
     }
     for m in &r.layout_mismatches {
         let _ =

@@ -1,0 +1,281 @@
+//! What DWARF said about a binary, kept on disk so that the same binary is read once per host:
+//! a restart storm, a cluster of workers or `record` in a loop would otherwise walk hundreds
+//! of megabytes of debug information each time.
+//!
+//! An entry is keyed by the binary (its build-id, else its file identity) and by the file its
+//! debug information came from (its identity: a debug file installed, upgraded or removed since
+//! is a new key). It holds the offsets found (so the cross-check against the version table is
+//! made again, the same way) or why DWARF was unreadable. An entry written by another
+//! zeek-probe version, for other wanted fields, or unreadable is ignored and rewritten.
+//!
+//! Where: `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`), else `/var/cache/zeek-probe` for
+//! root, else `$XDG_CACHE_HOME/zeek-probe` or `~/.cache/zeek-probe`. `ZEEK_PROBE_CACHE=off`
+//! turns it off. A cache that cannot be written costs nothing but the time saved.
+use std::{
+    env, fs,
+    hash::{DefaultHasher, Hash, Hasher},
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    dwarf::{DwarfOffsets, Field},
+    file_id::FileId,
+};
+
+/// Bumped whenever an entry's meaning changes.
+const FORMAT: u32 = 1;
+
+/// What was read for the wanted fields, as `inspect` uses it.
+pub type DwarfResult = Result<DwarfOffsets, String>;
+
+/// How the cache served one lookup, for `check` to say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheUse {
+    /// Turned off, or no place to keep it.
+    Off,
+    /// Read from the entry at this path.
+    Hit(PathBuf),
+    /// Read from DWARF and kept at this path.
+    Stored(PathBuf),
+    /// Read from DWARF; keeping it failed (why).
+    NotStored(String),
+}
+
+pub struct LayoutCache {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    zeek_probe: String,
+    wanted: Vec<(String, String)>,
+    dwarf_file: PathBuf,
+    offsets: Vec<(String, String, u32)>,
+    error: Option<String>,
+}
+
+impl LayoutCache {
+    /// The cache where this process should keep it (see the module's comment).
+    pub fn from_env() -> Self {
+        if env::var_os("ZEEK_PROBE_CACHE").is_some_and(|v| v == "off") {
+            return Self { dir: None };
+        }
+        let systemd = env::var_os("CACHE_DIRECTORY")
+            .and_then(|dirs| env::split_paths(&dirs).next())
+            .filter(|d| !d.as_os_str().is_empty());
+        let per_user = || {
+            env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+                .map(|base| base.join("zeek-probe"))
+        };
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let dir = systemd.or_else(|| if root { Some(PathBuf::from("/var/cache/zeek-probe")) } else { per_user() });
+        Self { dir }
+    }
+
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: Some(dir.to_owned()) }
+    }
+
+    /// The DWARF result for `binary_key` with debug information in `source`, from the cache
+    /// or else from `read` (then kept).
+    pub fn dwarf(
+        &self,
+        binary_key: &str,
+        source: &Path,
+        wanted: &[Field],
+        read: impl FnOnce() -> DwarfResult,
+    ) -> (DwarfResult, CacheUse) {
+        let Some(path) = self.entry_path(binary_key, source, wanted) else { return (read(), CacheUse::Off) };
+        if let Some(found) = load(&path, wanted) {
+            return (found, CacheUse::Hit(path));
+        }
+        let result = read();
+        let kept = match store(&path, wanted, &result) {
+            Ok(()) => CacheUse::Stored(path),
+            Err(err) => CacheUse::NotStored(format!("cannot write {}: {err}", path.display())),
+        };
+        (result, kept)
+    }
+
+    fn entry_path(&self, binary_key: &str, source: &Path, wanted: &[Field]) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let source_id = FileId::of(source).ok()?;
+        let mut hasher = DefaultHasher::new();
+        (source_id.dev, source_id.ino, source_id.size, source_id.mtime_ns, wanted).hash(&mut hasher);
+        let safe_key: String = binary_key.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        Some(dir.join(format!("layout-{safe_key}-{:016x}.json", hasher.finish())))
+    }
+}
+
+/// The cache key of a binary: its build-id, else its file identity.
+pub fn binary_key(build_id: Option<&[u8]>, path: &Path) -> Option<String> {
+    match build_id.filter(|id| id.len() > 1) {
+        Some(id) => Some(id.iter().map(|b| format!("{b:02x}")).collect()),
+        None => FileId::of(path).ok().map(|id| format!("file-{}-{}-{}-{}", id.dev, id.ino, id.size, id.mtime_ns)),
+    }
+}
+
+fn wanted_names(wanted: &[Field]) -> Vec<(String, String)> {
+    wanted.iter().map(|(class, member)| ((*class).to_owned(), (*member).to_owned())).collect()
+}
+
+/// The entry at `path` if it is whole, of this version and for these fields.
+fn load(path: &Path, wanted: &[Field]) -> Option<DwarfResult> {
+    let entry: Entry = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    if entry.format != FORMAT || entry.zeek_probe != env!("CARGO_PKG_VERSION") || entry.wanted != wanted_names(wanted) {
+        return None;
+    }
+    if let Some(error) = entry.error {
+        return Some(Err(error));
+    }
+    let mut values = std::collections::HashMap::new();
+    for (class, member, offset) in entry.offsets {
+        // Only wanted fields were stored; anything else means the entry is not ours.
+        let field = wanted.iter().find(|(c, m)| *c == class && *m == member)?;
+        values.insert(*field, offset);
+    }
+    Some(Ok(DwarfOffsets::from_values(entry.dwarf_file, values)))
+}
+
+/// Writes the entry whole or not at all (a temporary file renamed over it).
+fn store(path: &Path, wanted: &[Field], result: &DwarfResult) -> std::io::Result<()> {
+    let (dwarf_file, offsets, error) = match result {
+        Ok(found) => (
+            found.file.clone(),
+            found.values().map(|((class, member), offset)| (class.to_owned(), member.to_owned(), offset)).collect(),
+            None,
+        ),
+        Err(error) => (PathBuf::new(), Vec::new(), Some(error.clone())),
+    };
+    let entry = Entry {
+        format: FORMAT,
+        zeek_probe: env!("CARGO_PKG_VERSION").to_owned(),
+        wanted: wanted_names(wanted),
+        dwarf_file,
+        offsets,
+        error,
+    };
+    fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    // Per process: two zeek-probes filling the same entry each rename a whole file over it.
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
+    let written = fs::File::create(&temporary)
+        .and_then(|mut file| file.write_all(&serde_json::to_vec(&entry).map_err(std::io::Error::other)?))
+        .and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, collections::HashMap};
+
+    use super::*;
+
+    const WANTED: [Field; 2] = [("zeek::Func", "name"), ("zeek::Func", "kind")];
+
+    fn offsets(file: &Path) -> DwarfOffsets {
+        DwarfOffsets::from_values(file.to_owned(), HashMap::from([(WANTED[0], 72), (WANTED[1], 56)]))
+    }
+
+    /// Looks `source` up, counting how often DWARF had to be read.
+    fn lookup(cache: &LayoutCache, source: &Path, reads: &Cell<u32>) -> (DwarfResult, CacheUse) {
+        cache.dwarf("58f68c79", source, &WANTED, || {
+            reads.set(reads.get() + 1);
+            Ok(offsets(source))
+        })
+    }
+
+    #[test]
+    fn the_second_lookup_reads_no_dwarf_and_gets_the_same_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("zeek.debug");
+        fs::write(&source, b"debug").unwrap();
+        let cache = LayoutCache::at(&dir.path().join("cache"));
+        let reads = Cell::new(0);
+        let (first, used) = lookup(&cache, &source, &reads);
+        assert!(matches!(used, CacheUse::Stored(_)), "{used:?}");
+        let (second, used) = lookup(&cache, &source, &reads);
+        assert!(matches!(used, CacheUse::Hit(_)), "{used:?}");
+        assert_eq!(reads.get(), 1);
+        let (first, second) = (first.unwrap(), second.unwrap());
+        for field in WANTED {
+            assert_eq!(first.get(field), second.get(field));
+        }
+        assert_eq!(second.file, source);
+    }
+
+    #[test]
+    fn a_changed_debug_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("zeek.debug");
+        fs::write(&source, b"debug").unwrap();
+        let cache = LayoutCache::at(dir.path());
+        let reads = Cell::new(0);
+        assert!(lookup(&cache, &source, &reads).0.is_ok());
+        fs::write(&source, b"another debug file").unwrap();
+        let (_, used) = lookup(&cache, &source, &reads);
+        assert!(matches!(used, CacheUse::Stored(_)), "{used:?}");
+        assert_eq!(reads.get(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_ignored_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("zeek");
+        fs::write(&source, b"binary").unwrap();
+        let cache = LayoutCache::at(dir.path());
+        let reads = Cell::new(0);
+        let (_, CacheUse::Stored(entry)) = lookup(&cache, &source, &reads) else { panic!("not stored") };
+        fs::write(&entry, b"{\"format\": 1, \"zeek_probe\": tru").unwrap();
+        let (again, used) = lookup(&cache, &source, &reads);
+        assert_eq!(used, CacheUse::Stored(entry.clone()));
+        assert_eq!(again.unwrap().get(WANTED[0]), Some(72));
+        let (_, used) = lookup(&cache, &source, &reads);
+        assert_eq!(used, CacheUse::Hit(entry));
+        assert_eq!(reads.get(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_dwarf_is_kept_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("zeek");
+        fs::write(&source, b"binary").unwrap();
+        let cache = LayoutCache::at(dir.path());
+        let read_error = || Err("zeek: unreadable debug information".to_owned());
+        assert!(cache.dwarf("key", &source, &WANTED, read_error).0.is_err());
+        let (again, used) = cache.dwarf("key", &source, &WANTED, || panic!("read again"));
+        assert!(matches!(used, CacheUse::Hit(_)));
+        assert_eq!(again.unwrap_err(), "zeek: unreadable debug information");
+    }
+
+    #[test]
+    fn an_unwritable_cache_still_gives_the_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("zeek");
+        fs::write(&source, b"binary").unwrap();
+        // A file where the cache directory should be.
+        let cache = LayoutCache::at(&source);
+        let (found, used) = lookup(&cache, &source, &Cell::new(0));
+        assert!(matches!(used, CacheUse::NotStored(_)), "{used:?}");
+        assert_eq!(found.unwrap().get(WANTED[1]), Some(56));
+    }
+
+    #[test]
+    fn a_binary_is_keyed_by_build_id_else_by_file_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zeek");
+        fs::write(&path, b"binary").unwrap();
+        assert_eq!(binary_key(Some(&[0x58, 0xf6, 0x8c]), &path).unwrap(), "58f68c");
+        assert!(binary_key(None, &path).unwrap().starts_with("file-"));
+    }
+}
