@@ -30,8 +30,13 @@ enum Task {
     /// Every check and test: formatting, clippy, unit and end-to-end tests, the package's
     /// install test, fuzzing.
     Test,
-    /// Benchmarks: per-call cost with no probe, an empty probe, zeek-probe and bpftrace.
-    Bench,
+    /// Benchmarks: per-call cost with no probe, an empty probe, zeek-probe and bpftrace;
+    /// sampling cost; cluster attach; start-up.
+    Bench {
+        /// Only these parts (default: all).
+        #[arg(value_enum)]
+        parts: Vec<bench::Part>,
+    },
     /// Build the Debian package and the release tarball into target/dist/.
     Dist,
     /// Build them and run their install test in a clean Debian root (part of `test`).
@@ -53,7 +58,7 @@ fn main() {
         Task::Fixtures => run::setup().and_then(|()| fixtures::build_all()),
         Task::Demo => demo(),
         Task::Test => test(),
-        Task::Bench => run::setup().and_then(|()| fixtures::build_all()).and_then(|()| bench::run()),
+        Task::Bench { parts } => run::setup().and_then(|()| fixtures::build_all()).and_then(|()| bench::run(&parts)),
         Task::Dist => run::setup().and_then(|()| dist::build()).map(drop),
         Task::DistCheck => run::setup().and_then(|()| dist_check()),
         Task::Fuzz { seconds } => run::setup().and_then(|()| fuzz::run(seconds)),
