@@ -19,6 +19,14 @@ pub const STACKS: &str = "STACKS";
 /// Holds the frame-walking step the sampler tail-calls, at `SAMPLE_STEP_SLOT`.
 pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
+/// The event dispatch in progress per process (user space deletes a forgotten process's).
+pub const DISPATCH_STATE: &str = "DISPATCH_STATE";
+/// Finished long dispatches, by (pid, dispatch counter).
+pub const LONG_DISPATCHES: &str = "LONG_DISPATCHES";
+/// Long dispatches per (pid, histogram bucket, event).
+pub const DISPATCH_BUCKETS: &str = "DISPATCH_BUCKETS";
+/// Samples in long dispatches per (pid, event): the histogram's sum.
+pub const DISPATCH_SAMPLES: &str = "DISPATCH_SAMPLES";
 
 /// Counts one call per caller→callee edge, on the `Invoke` entries.
 pub const FUNC_INVOKE: &str = "func_invoke";
@@ -32,7 +40,20 @@ pub const CPU_SAMPLE: &str = "cpu_sample";
 pub const SAMPLE_FRAMES: &str = "sample_frames";
 
 /// Every map user space reads or fills.
-pub const MAPS: [&str; 8] = [TARGETS, CALLS, FUNCS, LOG_WRITES, STATS, SAMPLES, STACKS, SAMPLE_STEPS];
+pub const MAPS: [&str; 12] = [
+    TARGETS,
+    CALLS,
+    FUNCS,
+    LOG_WRITES,
+    STATS,
+    SAMPLES,
+    STACKS,
+    SAMPLE_STEPS,
+    DISPATCH_STATE,
+    LONG_DISPATCHES,
+    DISPATCH_BUCKETS,
+    DISPATCH_SAMPLES,
+];
 /// Every uprobe program, loaded up front.
 pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];
 /// Every perf event program, loaded up front.
