@@ -102,7 +102,10 @@ fn finish_dispatch(pid: u32, state: &DispatchState) {
     if state.samples < MIN_LONG_DISPATCH_SAMPLES {
         return;
     }
-    increment(&DISPATCH_BUCKETS, &DispatchBucketKey { pid, bucket: dispatch_bucket(state.samples), event: state.event });
+    increment(
+        &DISPATCH_BUCKETS,
+        &DispatchBucketKey { pid, bucket: dispatch_bucket(state.samples), event: state.event },
+    );
     add(&DISPATCH_SAMPLES, &DispatchEventKey { pid, _pad: 0, event: state.event }, u64::from(state.samples));
     let mut top = 0;
     for slot in 1..DISPATCH_STACK_SLOTS {

@@ -10,8 +10,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
 use profiler_common::{
-    CallKey, DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, FuncInfo, FuncPtrKey, LogKey, LongDispatch,
-    ProbeStat, SampleKey, StackTrace, StatKey, TargetLayout,
+    CallKey, DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, FuncInfo, FuncPtrKey, LogKey,
+    LongDispatch, ProbeStat, SampleKey, StackTrace, StatKey, TargetLayout,
 };
 
 /// Layout and vtables per target PID, written by user space before attaching.

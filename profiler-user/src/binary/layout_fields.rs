@@ -139,7 +139,8 @@ mod tests {
             )
         };
         let pad = std::mem::offset_of!(TargetLayout, _pad) / size_of::<u32>();
-        let unfilled: Vec<usize> = words.iter().enumerate().filter(|(i, w)| **w == 0 && *i != pad).map(|(i, _)| i).collect();
+        let unfilled: Vec<usize> =
+            words.iter().enumerate().filter(|(i, w)| **w == 0 && *i != pad).map(|(i, _)| i).collect();
         assert!(unfilled.is_empty(), "TargetLayout words no row fills: {unfilled:?} in {target:?}");
         for (row, field) in LAYOUT_FIELDS.iter().enumerate() {
             let copies = words.iter().filter(|w| **w == value(row)).count();

@@ -135,14 +135,6 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
     }
 }
 
-/// The line `check` and `record` show on long dispatches.
-pub fn dispatch_line(unavailable: Option<&str>) -> String {
-    match unavailable {
-        None => "long dispatches: measured (event dispatches of 2 sample periods or more)".to_owned(),
-        Some(why) => format!("long dispatches: unavailable ({why})"),
-    }
-}
-
 fn render(r: &CheckReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -200,7 +192,7 @@ fn render(r: &CheckReport) -> String {
         if r.samples_script_stacks { "yes" } else { "no (no call_stack symbol)" },
         if r.names_dispatched_events { "named" } else { "not named (Zeek < 7.2)" }
     );
-    let _ = writeln!(out, "{}", dispatch_line(r.long_dispatches_unavailable));
+    let _ = writeln!(out, "{}", crate::profile::dispatch_line(r.long_dispatches_unavailable));
     match r.zam {
         Some(true) => {
             let _ = writeln!(out, "ZAM:      on: inlined functions' time and calls land in their callers");
