@@ -1,17 +1,19 @@
 //! Long event dispatches. The sampler tells one dispatch from the next by the event manager's
 //! dispatch counter (`EventMgr::num_events_dispatched`, 7.2+), which Zeek increments after each
 //! event it dispatches: consecutive main-thread samples that see the same counter value with an
-//! event being dispatched fall into the same dispatch, and their number measures its CPU time
-//! to within one sample period. The sampler keeps the dispatch in progress per process and, once
-//! it is over, counts it in a histogram and lists it if it lasted `MIN_LONG_DISPATCH_SAMPLES`
-//! samples or more. User space is not woken: it reads the maps when it likes.
+//! event being dispatched fall into the same dispatch. Its duration is the time from its first
+//! sample to its last plus one sample period (each sample stands for one period): within one
+//! period of how long it ran. The time between samples, not their number, because a thread that
+//! moves between CPUs meets their timers out of phase, and a stalled virtual CPU misses ticks.
+//! The sampler keeps the dispatch in progress per process and, once it is over, counts it in a
+//! histogram and lists it if it lasted `MIN_LONG_DISPATCH_PERIODS` periods or more. User space
+//! is not woken: it reads the maps when it likes.
 
-/// Fewer samples than this say nothing about a dispatch's length: it is not recorded.
-pub const MIN_LONG_DISPATCH_SAMPLES: u32 = 2;
+/// Shorter dispatches are not recorded: a sampler cannot time them.
+pub const MIN_LONG_DISPATCH_PERIODS: u32 = 2;
 
 /// The histogram's upper bounds in sample periods (2 ms … 1.024 s at 1000 Hz); a bucket's
 /// index is its position here, and `DISPATCH_BUCKET_BOUNDS.len()` is the +Inf bucket.
-/// A dispatch of `n` samples falls in the first bucket whose bound is at least `n`.
 pub const DISPATCH_BUCKET_BOUNDS: [u32; 10] = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /// Distinct stacks tracked per dispatch to find the one sampled most (space-saving: a new
@@ -27,6 +29,9 @@ pub struct DispatchState {
     pub seq: u64,
     /// Name hash of the event.
     pub event: u64,
+    /// `bpf_ktime_get_ns` of its first and latest sample.
+    pub first_ns: u64,
+    pub last_ns: u64,
     /// Samples in it so far (0: no dispatch in progress).
     pub samples: u32,
     pub _pad: u32,
@@ -53,7 +58,9 @@ pub struct LongDispatch {
     pub event: u64,
     /// Hash of the stack sampled most in it (key of `STACKS`).
     pub top_stack: u64,
-    /// Samples in it: its CPU time in sample periods.
+    /// Its duration: first to last sample plus one period.
+    pub nanos: u64,
+    /// Samples in it.
     pub samples: u32,
     /// Samples of `top_stack` in it.
     pub top_stack_samples: u32,
@@ -70,8 +77,8 @@ pub struct DispatchBucketKey {
     pub event: u64,
 }
 
-/// One event of one process: key of `DISPATCH_SAMPLES` (value: u64, the samples of all its
-/// recorded dispatches, the histogram's sum in sample periods).
+/// One event of one process: key of `DISPATCH_NANOS` (value: u64, the durations of all its
+/// recorded dispatches added up, the histogram's sum).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DispatchEventKey {
@@ -80,11 +87,12 @@ pub struct DispatchEventKey {
     pub event: u64,
 }
 
-/// The histogram bucket of a dispatch of `samples` samples.
+/// The histogram bucket of a dispatch of `nanos` at a sample period of `period_ns`: the first
+/// whose bound holds it.
 #[inline(always)]
-pub fn dispatch_bucket(samples: u32) -> u32 {
+pub fn dispatch_bucket(nanos: u64, period_ns: u64) -> u32 {
     let mut bucket = 0;
-    while bucket < DISPATCH_BUCKET_BOUNDS.len() && samples > DISPATCH_BUCKET_BOUNDS[bucket] {
+    while bucket < DISPATCH_BUCKET_BOUNDS.len() && nanos > u64::from(DISPATCH_BUCKET_BOUNDS[bucket]) * period_ns {
         bucket += 1;
     }
     bucket as u32
@@ -106,10 +114,12 @@ mod tests {
 
     #[test]
     fn a_dispatch_falls_in_the_first_bucket_that_holds_it() {
-        assert_eq!(dispatch_bucket(2), 0);
-        assert_eq!(dispatch_bucket(3), 1);
-        assert_eq!(dispatch_bucket(4), 1);
-        assert_eq!(dispatch_bucket(1024), 9);
-        assert_eq!(dispatch_bucket(1025), 10, "+Inf");
+        let ms = 1_000_000;
+        assert_eq!(dispatch_bucket(2 * ms, ms), 0);
+        assert_eq!(dispatch_bucket(2 * ms + 1, ms), 1);
+        assert_eq!(dispatch_bucket(4 * ms, ms), 1);
+        assert_eq!(dispatch_bucket(1024 * ms, ms), 9);
+        assert_eq!(dispatch_bucket(1024 * ms + 1, ms), 10, "+Inf");
+        assert_eq!(dispatch_bucket(30 * ms, 10 * ms), 1, "bounds follow the period");
     }
 }

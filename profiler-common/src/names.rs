@@ -25,8 +25,10 @@ pub const DISPATCH_STATE: &str = "DISPATCH_STATE";
 pub const LONG_DISPATCHES: &str = "LONG_DISPATCHES";
 /// Long dispatches per (pid, histogram bucket, event).
 pub const DISPATCH_BUCKETS: &str = "DISPATCH_BUCKETS";
-/// Samples in long dispatches per (pid, event): the histogram's sum.
-pub const DISPATCH_SAMPLES: &str = "DISPATCH_SAMPLES";
+/// Durations of long dispatches added up per (pid, event), ns: the histogram's sum.
+pub const DISPATCH_NANOS: &str = "DISPATCH_NANOS";
+/// The sampler's period in ns, a global of the BPF object set at load.
+pub const SAMPLE_PERIOD_NS: &str = "SAMPLE_PERIOD_NS";
 
 /// Counts one call per caller→callee edge, on the `Invoke` entries.
 pub const FUNC_INVOKE: &str = "func_invoke";
@@ -52,7 +54,7 @@ pub const MAPS: [&str; 12] = [
     DISPATCH_STATE,
     LONG_DISPATCHES,
     DISPATCH_BUCKETS,
-    DISPATCH_SAMPLES,
+    DISPATCH_NANOS,
 ];
 /// Every uprobe program, loaded up front.
 pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];

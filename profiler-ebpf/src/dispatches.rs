@@ -1,42 +1,58 @@
 //! Long event dispatches, told apart by the event manager's dispatch counter and measured in
 //! main-thread samples (`profiler_common::dispatches`). Bounded work per sample: two reads of
-//! the event manager, one state lookup, `DISPATCH_STACK_SLOTS` comparisons; a finished long
+//! the event manager, the clock, one state lookup, `DISPATCH_STACK_SLOTS` comparisons; a finished long
 //! dispatch costs three map updates, a new dispatch the reads that name its event.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use profiler_common::{
     DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, LongDispatch, ProbeStat, TargetLayout,
-    dispatches::{DISPATCH_STACK_SLOTS, MIN_LONG_DISPATCH_SAMPLES, dispatch_bucket},
+    dispatches::{DISPATCH_STACK_SLOTS, MIN_LONG_DISPATCH_PERIODS, dispatch_bucket},
 };
 
 use crate::{
     funcs::remember_event_name,
-    maps::{DISPATCH_BUCKETS, DISPATCH_SAMPLES, DISPATCH_STATE, LONG_DISPATCHES, add, bump, increment},
+    maps::{DISPATCH_BUCKETS, DISPATCH_NANOS, DISPATCH_STATE, LONG_DISPATCHES, add, bump, increment},
     target_memory::{hash_std_string, read, read_global},
 };
+
+/// The sampler's period, ns (`names::SAMPLE_PERIOD_NS`): set by user space when it loads the
+/// object for sampling, 0 otherwise.
+#[unsafe(no_mangle)]
+static SAMPLE_PERIOD_NS: u64 = 0;
 
 /// Notes one sample of `pid`'s main thread, whose stack hashed to `stack`: it is in the
 /// dispatch in progress, or starts a new one (ending the one before), or is outside any.
 #[inline(always)]
 pub fn track_dispatch(pid: u32, layout: &TargetLayout, stack: u64) {
-    if layout.event_mgr == 0 || layout.event_mgr_current == 0 || layout.event_mgr_dispatched == 0 {
+    // SAFETY: a plain read of a constant the loader set; volatile, or it would be folded.
+    let period_ns = unsafe { core::ptr::read_volatile(&raw const SAMPLE_PERIOD_NS) };
+    if period_ns == 0 || layout.event_mgr == 0 || layout.event_mgr_current == 0 || layout.event_mgr_dispatched == 0 {
         return;
     }
     let running = running_dispatch(layout);
     let Some(state) = state_of(pid) else { return };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     if let Some((seq, _)) = running
         && state.samples > 0
         && state.seq == seq
     {
+        state.last_ns = now;
         note_stack(state, stack);
         return;
     }
     if state.samples > 0 {
-        finish_dispatch(pid, state);
+        finish_dispatch(pid, state, period_ns);
     }
     state.samples = 0;
     if let Some((seq, event)) = running {
-        *state = DispatchState { seq, event: event_hash(layout, event), ..DispatchState::default() };
+        *state = DispatchState {
+            seq,
+            event: event_hash(layout, event),
+            first_ns: now,
+            last_ns: now,
+            ..DispatchState::default()
+        };
         note_stack(state, stack);
     }
 }
@@ -96,17 +112,17 @@ fn note_stack(state: &mut DispatchState, stack: u64) {
     }
 }
 
-/// Counts the dispatch in the histogram and lists it, if it was long.
+/// Counts the dispatch in the histogram and lists it, if it was long: first to last sample
+/// plus the period its last sample stands for.
 #[inline(always)]
-fn finish_dispatch(pid: u32, state: &DispatchState) {
-    if state.samples < MIN_LONG_DISPATCH_SAMPLES {
+fn finish_dispatch(pid: u32, state: &DispatchState, period_ns: u64) {
+    let nanos = state.last_ns.saturating_sub(state.first_ns) + period_ns;
+    if nanos < u64::from(MIN_LONG_DISPATCH_PERIODS) * period_ns {
         return;
     }
-    increment(
-        &DISPATCH_BUCKETS,
-        &DispatchBucketKey { pid, bucket: dispatch_bucket(state.samples), event: state.event },
-    );
-    add(&DISPATCH_SAMPLES, &DispatchEventKey { pid, _pad: 0, event: state.event }, u64::from(state.samples));
+    let bucket = dispatch_bucket(nanos, period_ns);
+    increment(&DISPATCH_BUCKETS, &DispatchBucketKey { pid, bucket, event: state.event });
+    add(&DISPATCH_NANOS, &DispatchEventKey { pid, _pad: 0, event: state.event }, nanos);
     let mut top = 0;
     for slot in 1..DISPATCH_STACK_SLOTS {
         if state.stack_samples[slot] > state.stack_samples[top] {
@@ -119,6 +135,7 @@ fn finish_dispatch(pid: u32, state: &DispatchState) {
     let dispatch = LongDispatch {
         event: state.event,
         top_stack: *top_stack,
+        nanos,
         samples: state.samples,
         top_stack_samples: *top_stack_samples,
     };

@@ -54,7 +54,7 @@ pub static STATS: HashMap<StatKey, u64> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static DISPATCH_STATE: HashMap<u32, DispatchState> = HashMap::with_max_entries(1024, 0);
 
-/// Finished dispatches of `MIN_LONG_DISPATCH_SAMPLES` samples or more, per (pid, counter).
+/// Finished dispatches of `MIN_LONG_DISPATCH_PERIODS` sample periods or more, per (pid, counter).
 #[map]
 pub static LONG_DISPATCHES: HashMap<DispatchKey, LongDispatch> = HashMap::with_max_entries(2048, 0);
 
@@ -62,9 +62,9 @@ pub static LONG_DISPATCHES: HashMap<DispatchKey, LongDispatch> = HashMap::with_m
 #[map]
 pub static DISPATCH_BUCKETS: HashMap<DispatchBucketKey, u64> = HashMap::with_max_entries(2048, 0);
 
-/// Samples in long dispatches per (pid, event).
+/// Durations of long dispatches added up per (pid, event), ns.
 #[map]
-pub static DISPATCH_SAMPLES: HashMap<DispatchEventKey, u64> = HashMap::with_max_entries(512, 0);
+pub static DISPATCH_NANOS: HashMap<DispatchEventKey, u64> = HashMap::with_max_entries(512, 0);
 
 /// Per-CPU room to assemble a `FuncInfo` (too large for the 512-byte BPF stack with the rest).
 #[map]

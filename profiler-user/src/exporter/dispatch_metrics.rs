@@ -69,7 +69,7 @@ mod tests {
         let mut t = target();
         t.profile.long_dispatches = Some(LongDispatches {
             period_seconds: 0.001,
-            min_samples: 2,
+            min_periods: 2,
             bucket_bounds_seconds: vec![0.002, 0.004, 0.008],
             events: vec![DispatchHistogram {
                 event: "new_connection".into(),

@@ -24,7 +24,7 @@ pub struct MapSnapshot {
     /// Finished long dispatches, their histogram counts and samples per event.
     pub long_dispatches: Vec<(DispatchKey, LongDispatch)>,
     pub dispatch_buckets: Vec<(DispatchBucketKey, u64)>,
-    pub dispatch_samples: Vec<(DispatchEventKey, u64)>,
+    pub dispatch_nanos: Vec<(DispatchEventKey, u64)>,
 }
 
 pub struct ProbeMaps {
@@ -38,7 +38,7 @@ pub struct ProbeMaps {
     dispatch_state: HashMap<MapData, u32, DispatchState>,
     long_dispatches: HashMap<MapData, DispatchKey, LongDispatch>,
     dispatch_buckets: HashMap<MapData, DispatchBucketKey, u64>,
-    dispatch_samples: HashMap<MapData, DispatchEventKey, u64>,
+    dispatch_nanos: HashMap<MapData, DispatchEventKey, u64>,
 }
 
 fn take<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str) -> Result<HashMap<MapData, K, V>, ProbeError> {
@@ -68,7 +68,7 @@ impl ProbeMaps {
             dispatch_state: take(ebpf, names::DISPATCH_STATE)?,
             long_dispatches: take(ebpf, names::LONG_DISPATCHES)?,
             dispatch_buckets: take(ebpf, names::DISPATCH_BUCKETS)?,
-            dispatch_samples: take(ebpf, names::DISPATCH_SAMPLES)?,
+            dispatch_nanos: take(ebpf, names::DISPATCH_NANOS)?,
         })
     }
 
@@ -91,7 +91,7 @@ impl ProbeMaps {
         remove_pid(&mut self.dispatch_state, |k| *k == pid);
         remove_pid(&mut self.long_dispatches, |k| k.pid == pid);
         remove_pid(&mut self.dispatch_buckets, |k| k.pid == pid);
-        remove_pid(&mut self.dispatch_samples, |k| k.pid == pid);
+        remove_pid(&mut self.dispatch_nanos, |k| k.pid == pid);
     }
 
     /// Copies every map. Counters are cumulative: nothing is reset.
@@ -105,7 +105,7 @@ impl ProbeMaps {
             stacks: self.stacks.iter().filter_map(Result::ok).collect(),
             long_dispatches: self.long_dispatches.iter().filter_map(Result::ok).collect(),
             dispatch_buckets: self.dispatch_buckets.iter().filter_map(Result::ok).collect(),
-            dispatch_samples: self.dispatch_samples.iter().filter_map(Result::ok).collect(),
+            dispatch_nanos: self.dispatch_nanos.iter().filter_map(Result::ok).collect(),
         }
     }
 

@@ -1,10 +1,10 @@
 //! Long event dispatches of one process: the histogram per event and the longest ones, each
 //! with the stack sampled most in it. Durations are samples times the sample period, so
-//! accurate to one period; dispatches of fewer than `MIN_LONG_DISPATCH_SAMPLES` samples are not
+//! accurate to one period; dispatches of fewer than `MIN_LONG_DISPATCH_PERIODS` samples are not
 //! recorded at all.
 use std::collections::BTreeMap;
 
-use profiler_common::dispatches::{DISPATCH_BUCKET_BOUNDS, MIN_LONG_DISPATCH_SAMPLES};
+use profiler_common::dispatches::{DISPATCH_BUCKET_BOUNDS, MIN_LONG_DISPATCH_PERIODS};
 
 use super::{DispatchHistogram, LongDispatchRow, LongDispatches};
 use crate::{
@@ -19,7 +19,7 @@ pub const LONGEST_LISTED: usize = 20;
 pub fn dispatch_line(unavailable: Option<&str>) -> String {
     match unavailable {
         None => format!(
-            "long dispatches: measured (event dispatches of {MIN_LONG_DISPATCH_SAMPLES} sample periods or more)"
+            "long dispatches: measured (event dispatches of {MIN_LONG_DISPATCH_PERIODS} sample periods or more)"
         ),
         Some(why) => format!("long dispatches: unavailable ({why})"),
     }
@@ -42,12 +42,12 @@ pub(super) fn long_dispatches(
             h.count += count;
         }
     }
-    for (key, samples) in snapshot.dispatch_samples.iter().filter(|(k, _)| k.pid == pid) {
-        histogram(&mut events, names.shown_name(key.event)).sum_seconds += *samples as f64 * period_seconds;
+    for (key, nanos) in snapshot.dispatch_nanos.iter().filter(|(k, _)| k.pid == pid) {
+        histogram(&mut events, names.shown_name(key.event)).sum_seconds += *nanos as f64 * 1e-9;
     }
 
     let mut longest: Vec<_> = snapshot.long_dispatches.iter().filter(|(k, _)| k.pid == pid).collect();
-    longest.sort_by(|(ka, a), (kb, b)| b.samples.cmp(&a.samples).then(ka.seq.cmp(&kb.seq)));
+    longest.sort_by(|(ka, a), (kb, b)| b.nanos.cmp(&a.nanos).then(ka.seq.cmp(&kb.seq)));
     let longest = longest
         .into_iter()
         .take(LONGEST_LISTED)
@@ -61,7 +61,7 @@ pub(super) fn long_dispatches(
             LongDispatchRow {
                 event: names.shown_name(d.event).to_owned(),
                 seq: key.seq,
-                seconds: f64::from(d.samples) * period_seconds,
+                seconds: d.nanos as f64 * 1e-9,
                 samples: d.samples,
                 top_stack,
                 top_stack_samples: d.top_stack_samples,
@@ -70,7 +70,7 @@ pub(super) fn long_dispatches(
         .collect();
     LongDispatches {
         period_seconds,
-        min_samples: MIN_LONG_DISPATCH_SAMPLES,
+        min_periods: MIN_LONG_DISPATCH_PERIODS,
         bucket_bounds_seconds: DISPATCH_BUCKET_BOUNDS.iter().map(|b| f64::from(*b) * period_seconds).collect(),
         events: events.into_values().collect(),
         longest,
@@ -127,12 +127,12 @@ mod tests {
         snap.dispatch_buckets =
             vec![(bucket(5, 0, fast), 3), (bucket(5, 3, slow), 1), (bucket(5, 6, slow), 1), (bucket(6, 0, slow), 9)];
         let event = |pid, event| DispatchEventKey { pid, _pad: 0, event };
-        snap.dispatch_samples = vec![(event(5, fast), 6), (event(5, slow), 80), (event(6, slow), 18)];
-        let dispatch = |seq, event, samples| {
-            (
-                DispatchKey { pid: 5, _pad: 0, seq },
-                LongDispatch { event, top_stack: 77, samples, top_stack_samples: samples - 1 },
-            )
+        let ms = 1_000_000;
+        snap.dispatch_nanos = vec![(event(5, fast), 6 * ms), (event(5, slow), 80 * ms), (event(6, slow), 18 * ms)];
+        let dispatch = |seq, event, samples: u32| {
+            let nanos = u64::from(samples) * ms;
+            let d = LongDispatch { event, top_stack: 77, nanos, samples, top_stack_samples: samples - 1 };
+            (DispatchKey { pid: 5, _pad: 0, seq }, d)
         };
         snap.long_dispatches = vec![dispatch(10, fast, 2), dispatch(11, slow, 15), dispatch(12, slow, 65)];
 

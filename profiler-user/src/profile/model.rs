@@ -108,12 +108,12 @@ pub struct Sampling {
 }
 
 /// The long event dispatches of one target, measured by sampling: a dispatch's duration is
-/// its main-thread samples times the sample period (accurate to one period), and dispatches of
-/// fewer than `min_samples` samples are not recorded.
+/// the time from its first main-thread sample to its last plus one sample period (accurate to
+/// one period), and dispatches shorter than `min_periods` periods are not recorded.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LongDispatches {
     pub period_seconds: f64,
-    pub min_samples: u32,
+    pub min_periods: u32,
     /// The histogram's upper bounds (past the last: +Inf).
     pub bucket_bounds_seconds: Vec<f64>,
     /// Per event, by name.

@@ -17,7 +17,7 @@ pub fn counted_since(earlier: &MapSnapshot, later: MapSnapshot) -> MapSnapshot {
         stats: growth(&earlier.stats, later.stats),
         samples: growth(&earlier.samples, later.samples),
         dispatch_buckets: growth(&earlier.dispatch_buckets, later.dispatch_buckets),
-        dispatch_samples: growth(&earlier.dispatch_samples, later.dispatch_samples),
+        dispatch_nanos: growth(&earlier.dispatch_nanos, later.dispatch_nanos),
         long_dispatches: later.long_dispatches.into_iter().filter(|(k, _)| !listed.contains(k)).collect(),
         ..later
     }

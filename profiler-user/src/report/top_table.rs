@@ -104,7 +104,7 @@ fn long_dispatches(out: &mut String, profile: &Profile) {
     };
     let count: u64 = d.events.iter().map(|h| h.count).sum();
     let period_ms = d.period_seconds * 1e3;
-    let shortest_ms = f64::from(d.min_samples) * period_ms;
+    let shortest_ms = f64::from(d.min_periods) * period_ms;
     if d.longest.is_empty() {
         let _ = writeln!(out, "\nno event dispatch of {shortest_ms:.1} ms or more");
         return;
@@ -195,7 +195,7 @@ mod tests {
         let frames = ["zeek_init", "a", "b", "c", "Site::slow"];
         p.long_dispatches = Some(crate::profile::LongDispatches {
             period_seconds: 0.001,
-            min_samples: 2,
+            min_periods: 2,
             bucket_bounds_seconds: vec![0.002],
             events: vec![crate::profile::DispatchHistogram {
                 event: "zeek_init".into(),
