@@ -424,7 +424,15 @@ pub(crate) mod tests {
             attach_errors: vec![("worker-9".into(), 3)],
             extra: crate::exporter::zeromq_metrics::families(&crate::exporter::zeromq_metrics::tests::example()),
         };
-        encode(&e).lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_owned).collect()
+        // A histogram is queried by its series' names.
+        let typed = encode(&e);
+        let typed = typed.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '));
+        typed
+            .flat_map(|(name, kind)| {
+                let suffixes: &[&str] = if kind == "histogram" { &["_bucket", "_sum", "_count"] } else { &[""] };
+                suffixes.iter().map(move |suffix| format!("{name}{suffix}"))
+            })
+            .collect()
     }
 
     /// `zeek_probe_*` names in a dashboard or rule file.
