@@ -50,21 +50,21 @@ pub static LOG_WRITES: HashMap<LogKey, u64> = HashMap::with_max_entries(4096, 0)
 #[map]
 pub static STATS: HashMap<StatKey, u64> = HashMap::with_max_entries(4096, 0);
 
-/// The event dispatch in progress on each target's main thread, per PID.
+/// The event dispatch in progress on each target's main thread, per PID (as many as `TARGETS`).
 #[map]
 pub static DISPATCH_STATE: HashMap<u32, DispatchState> = HashMap::with_max_entries(1024, 0);
 
 /// Finished dispatches of `MIN_LONG_DISPATCH_PERIODS` sample periods or more, per (pid, counter).
 #[map]
-pub static LONG_DISPATCHES: HashMap<DispatchKey, LongDispatch> = HashMap::with_max_entries(2048, 0);
+pub static LONG_DISPATCHES: HashMap<DispatchKey, LongDispatch> = HashMap::with_max_entries(1024, 0);
 
 /// Long dispatches per (pid, histogram bucket, event).
 #[map]
-pub static DISPATCH_BUCKETS: HashMap<DispatchBucketKey, u64> = HashMap::with_max_entries(2048, 0);
+pub static DISPATCH_BUCKETS: HashMap<DispatchBucketKey, u64> = HashMap::with_max_entries(1024, 0);
 
 /// Durations of long dispatches added up per (pid, event), ns.
 #[map]
-pub static DISPATCH_NANOS: HashMap<DispatchEventKey, u64> = HashMap::with_max_entries(512, 0);
+pub static DISPATCH_NANOS: HashMap<DispatchEventKey, u64> = HashMap::with_max_entries(256, 0);
 
 /// Per-CPU room to assemble a `FuncInfo` (too large for the 512-byte BPF stack with the rest).
 #[map]

@@ -49,7 +49,7 @@ pub(super) fn family(targets: &[TargetMetrics]) -> Option<MetricFamily> {
     let mut f = MetricFamily::default();
     f.set_name(NAME.to_owned());
     f.set_help(
-        "Event dispatches on the main thread by sampled CPU duration (2 sample periods and up; shorter ones are not observed)"
+        "Event dispatches on the main thread by duration, first to last sample plus one period (2 sample periods and up; shorter ones are not observed)"
             .to_owned(),
     );
     f.set_field_type(MetricType::HISTOGRAM);
