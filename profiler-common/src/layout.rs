@@ -50,8 +50,12 @@ pub struct TargetLayout {
     pub event_handler_name: u32,
     /// `Func::bodies`, a `std::vector<Func::Body>`; a body's `Stmt*` is its first member.
     pub func_bodies: u32,
+    /// `EventMgr::num_events_dispatched`, a u64 Zeek increments after each dispatched event:
+    /// what tells one dispatch from the next (0: not available, before 7.2).
+    pub event_mgr_dispatched: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: plain-old-data, `#[repr(C)]`, no padding.
+// SAFETY: plain-old-data, `#[repr(C)]`, explicit padding.
 unsafe impl aya::Pod for TargetLayout {}

@@ -4,6 +4,7 @@
 //! through BPF maps. The BPF side is `no_std`, so is this crate.
 #![no_std]
 
+pub mod dispatches;
 pub mod layout;
 pub mod maps;
 pub mod name_hash;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod samples;
 pub mod stats;
 
+pub use dispatches::{DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, LongDispatch};
 pub use layout::TargetLayout;
 pub use maps::{CallKey, FuncInfo, FuncPtrKey, LogKey};
 pub use samples::{SampleKey, StackKind, StackTrace};

@@ -21,6 +21,16 @@ pub const FUNC_HASHES: &str = "FUNC_HASHES";
 /// Holds the frame-walking step the sampler tail-calls, at `SAMPLE_STEP_SLOT`.
 pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
+/// The event dispatch in progress per process (user space deletes a forgotten process's).
+pub const DISPATCH_STATE: &str = "DISPATCH_STATE";
+/// Finished long dispatches, by (pid, dispatch counter).
+pub const LONG_DISPATCHES: &str = "LONG_DISPATCHES";
+/// Long dispatches per (pid, histogram bucket, event).
+pub const DISPATCH_BUCKETS: &str = "DISPATCH_BUCKETS";
+/// Durations of long dispatches added up per (pid, event), ns: the histogram's sum.
+pub const DISPATCH_NANOS: &str = "DISPATCH_NANOS";
+/// The sampler's period in ns, a global of the BPF object set at load.
+pub const SAMPLE_PERIOD_NS: &str = "SAMPLE_PERIOD_NS";
 
 /// Counts one call per caller→callee edge, on the `Invoke` entries.
 pub const FUNC_INVOKE: &str = "func_invoke";
@@ -34,7 +44,21 @@ pub const CPU_SAMPLE: &str = "cpu_sample";
 pub const SAMPLE_FRAMES: &str = "sample_frames";
 
 /// Every map user space reads, fills or sizes.
-pub const MAPS: [&str; 9] = [TARGETS, CALLS, FUNCS, LOG_WRITES, STATS, SAMPLES, STACKS, FUNC_HASHES, SAMPLE_STEPS];
+pub const MAPS: [&str; 13] = [
+    TARGETS,
+    CALLS,
+    FUNCS,
+    LOG_WRITES,
+    STATS,
+    SAMPLES,
+    STACKS,
+    FUNC_HASHES,
+    SAMPLE_STEPS,
+    DISPATCH_STATE,
+    LONG_DISPATCHES,
+    DISPATCH_BUCKETS,
+    DISPATCH_NANOS,
+];
 /// Every uprobe program, loaded up front.
 pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];
 /// Every perf event program, loaded up front.

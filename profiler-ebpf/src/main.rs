@@ -9,6 +9,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod dispatches;
 mod funcs;
 mod maps;
 mod programs;

@@ -9,7 +9,10 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use profiler_common::{CallKey, FuncInfo, FuncPtrKey, LogKey, ProbeStat, SampleKey, StackTrace, StatKey, TargetLayout};
+use profiler_common::{
+    CallKey, DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, FuncInfo, FuncPtrKey, LogKey,
+    LongDispatch, ProbeStat, SampleKey, StackTrace, StatKey, TargetLayout,
+};
 
 /// Layout and vtables per target PID, written by user space before attaching.
 #[map]
@@ -47,6 +50,22 @@ pub static LOG_WRITES: HashMap<LogKey, u64> = HashMap::with_max_entries(4096, 0)
 #[map]
 pub static STATS: HashMap<StatKey, u64> = HashMap::with_max_entries(4096, 0);
 
+/// The event dispatch in progress on each target's main thread, per PID (as many as `TARGETS`).
+#[map]
+pub static DISPATCH_STATE: HashMap<u32, DispatchState> = HashMap::with_max_entries(1024, 0);
+
+/// Finished dispatches of `MIN_LONG_DISPATCH_PERIODS` sample periods or more, per (pid, counter).
+#[map]
+pub static LONG_DISPATCHES: HashMap<DispatchKey, LongDispatch> = HashMap::with_max_entries(1024, 0);
+
+/// Long dispatches per (pid, histogram bucket, event).
+#[map]
+pub static DISPATCH_BUCKETS: HashMap<DispatchBucketKey, u64> = HashMap::with_max_entries(1024, 0);
+
+/// Durations of long dispatches added up per (pid, event), ns.
+#[map]
+pub static DISPATCH_NANOS: HashMap<DispatchEventKey, u64> = HashMap::with_max_entries(256, 0);
+
 /// Per-CPU room to assemble a `FuncInfo` (too large for the 512-byte BPF stack with the rest).
 #[map]
 pub static FUNC_SCRATCH: PerCpuArray<FuncInfo> = PerCpuArray::with_max_entries(1, 0);
@@ -74,12 +93,18 @@ pub fn bump(stat: ProbeStat) {
 /// Adds one to `map[key]` if the entry exists; returns whether it did.
 #[inline(always)]
 pub fn increment_existing<K>(map: &HashMap<K, u64>, key: &K) -> bool {
+    add_existing(map, key, 1)
+}
+
+/// Adds `n` to `map[key]` if the entry exists; returns whether it did.
+#[inline(always)]
+pub fn add_existing<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> bool {
     match map.get_ptr_mut(key) {
         Some(count) => {
             // SAFETY: the pointer comes from the map and stays valid while we run; the
             // atomic add (BPF has no compare-and-swap, so no core::sync::atomic) keeps
             // concurrent hits from other CPUs exact.
-            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, n) };
             true
         }
         None => false,
@@ -89,14 +114,20 @@ pub fn increment_existing<K>(map: &HashMap<K, u64>, key: &K) -> bool {
 /// Adds one to `map[key]`, creating the entry; counts a `MapFull` when it cannot be stored.
 #[inline(always)]
 pub fn increment<K>(map: &HashMap<K, u64>, key: &K) {
-    if increment_existing(map, key) {
+    add(map, key, 1)
+}
+
+/// Adds `n` to `map[key]`, creating the entry; counts a `MapFull` when it cannot be stored.
+#[inline(always)]
+pub fn add<K>(map: &HashMap<K, u64>, key: &K, n: u64) {
+    if add_existing(map, key, n) {
         return;
     }
-    if map.insert(key, &1, BPF_NOEXIST as u64).is_ok() {
+    if map.insert(key, &n, BPF_NOEXIST as u64).is_ok() {
         return;
     }
     // Another CPU may have created it between our lookup and insert.
-    if !increment_existing(map, key) {
+    if !add_existing(map, key, n) {
         bump(ProbeStat::MapFull);
     }
 }

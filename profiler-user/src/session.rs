@@ -122,6 +122,10 @@ impl Session {
             calls_counted: self.plan.invoke == Some(InvokeProgram::CountCalls),
             sample_hz: self.plan.sample,
             zam: self.process.zam,
+            long_dispatches_unavailable: match self.plan.sample {
+                Some(_) => self.binary.long_dispatches().err().map(str::to_owned),
+                None => Some("not sampling".to_owned()),
+            },
             cpu_seconds: None,
         }
     }

@@ -7,6 +7,7 @@ mod binary;
 mod check;
 mod cluster;
 mod common;
+mod dispatches;
 mod faults;
 mod hard_kills;
 mod map_memory;

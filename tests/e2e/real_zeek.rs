@@ -327,6 +327,21 @@ fn sampled_seconds_add_up_to_real_zeeks_cpu_time() {
         .map(|f| f["self_seconds"].as_f64().unwrap())
         .sum();
     assert!(scripts > 0.0, "script time sampled on the real interpreter");
+
+    // Long dispatches through the real EventMgr's counter: named events, distinct dispatches,
+    // each at least two periods, together within the main thread's share of the run.
+    let dispatches = &summary["long_dispatches"];
+    let longest = dispatches["longest"].as_array().unwrap_or_else(|| panic!("measured on 8.2.2: {dispatches}"));
+    let seqs: std::collections::BTreeSet<u64> = longest.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.len(), longest.len(), "one row per dispatch: {dispatches}");
+    for d in longest {
+        assert!(d["seconds"].as_f64().unwrap() >= 2.0 / 999.0 - 1e-9, "{d}");
+        assert!(d["event"].as_str().is_some_and(|e| !e.is_empty() && e != "<unresolved>"), "{d}");
+    }
+    let listed: f64 = longest.iter().map(|d| d["seconds"].as_f64().unwrap()).sum();
+    assert!(listed <= cpu, "{listed} s of long dispatches in {cpu} s of CPU");
+    let counted: u64 = dispatches["events"].as_array().unwrap().iter().map(|h| h["count"].as_u64().unwrap()).sum();
+    assert!(counted >= longest.len() as u64, "{dispatches}");
 }
 
 /// Records `zeek_args` run in `dir` with the probe options `probe_args`; the summary.

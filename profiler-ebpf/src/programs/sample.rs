@@ -1,7 +1,8 @@
 //! CPU sampling: a `perf_event` program on the software CPU clock of every CPU. For a target's
 //! main thread it reads Zeek's script call stack (`zeek::detail::call_stack`); with no script
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
-//! threads are named by their thread name. Counts accumulate per distinct stack in maps that
+//! threads are named by their thread name. Main-thread samples also measure long event
+//! dispatches (`dispatches`). Counts accumulate per distinct stack in maps that
 //! user space reads when it likes: nothing wakes it per sample. The cost follows the sample
 //! rate, not Zeek's call rate.
 
@@ -21,6 +22,7 @@ use profiler_common::{
 };
 
 use crate::{
+    dispatches::track_dispatch,
     funcs::{remember_event_name, remember_func},
     maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
     target_memory::{hash_std_string, read, read_global},
@@ -96,16 +98,16 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     if pid_tgid as u32 != pid {
         trace.kind = StackKind::Thread as u32;
         trace.comm = bpf_get_current_comm().ok()?;
-        return finish(pid, trace);
+        return finish(pid, layout, trace);
     }
     let entries = plan_walk(layout, cursor);
     if entries == 0 {
         name_outside_scripts(ctx, layout, trace);
-        return finish(pid, trace);
+        return finish(pid, layout, trace);
     }
     // SAFETY: a tail call either does not return or fails; on failure we count what we have.
     unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_STEP_SLOT) };
-    finish(pid, trace)
+    finish(pid, layout, trace)
 }
 
 /// The bounds of the global `std::vector` at `address` of `entry_size`-byte entries; `None`
@@ -254,13 +256,17 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
         // Every entry was stale: Zeek is outside scripts.
         name_outside_scripts(ctx, layout, trace);
     }
-    finish(pid, trace)
+    finish(pid, layout, trace)
 }
 
-/// Counts the sample under its stack, recording the stack the first time it is seen.
+/// Counts the sample under its stack, recording the stack the first time it is seen; a
+/// main-thread sample also goes to the dispatch it falls in.
 #[inline(always)]
-fn finish(pid: u32, trace: &StackTrace) -> Option<()> {
+fn finish(pid: u32, layout: &TargetLayout, trace: &StackTrace) -> Option<()> {
     let key = SampleKey { pid, _pad: 0, stack: stack_hash(trace) };
+    if trace.kind != StackKind::Thread as u32 {
+        track_dispatch(pid, layout, key.stack);
+    }
     if increment_existing(&SAMPLES, &key) {
         return Some(());
     }

@@ -53,6 +53,8 @@ pub struct AbiLayout {
     pub call_info_holds_frame: bool,
     /// `EventMgr::current` (7.2+).
     pub event_mgr_current: Option<u32>,
+    /// `EventMgr::num_events_dispatched` (a member since 7.2): tells dispatches apart.
+    pub event_mgr_dispatched: Option<u32>,
     /// `ScriptFunc::Invoke` keeps `g_frame_stack` in step with `call_stack` (before 8.0).
     pub frame_stack_maintained: bool,
     pub event_handler: u32,

@@ -91,6 +91,16 @@ pub static LAYOUT_FIELDS: &[LayoutField] = &[
         set: |layout, value| layout.event_mgr_current = Some(value),
         target: Some(|target| &mut target.event_mgr_current),
     },
+    // What tells one dispatch from the next (long dispatches); an EventMgr member since 7.2,
+    // right before `current` (after `num_events_queued`) in 7.2 to 8.2.
+    LayoutField {
+        name: "EventMgr::num_events_dispatched",
+        dwarf: ("zeek::EventMgr", "num_events_dispatched"),
+        table: |version| (version.number() >= 7_02_00).then_some(48),
+        get: |layout| layout.event_mgr_dispatched,
+        set: |layout, value| layout.event_mgr_dispatched = Some(value),
+        target: Some(|target| &mut target.event_mgr_dispatched),
+    },
 ];
 
 #[cfg(test)]
@@ -128,7 +138,10 @@ mod tests {
                 size_of::<TargetLayout>() / size_of::<u32>(),
             )
         };
-        assert!(!words.contains(&0), "a TargetLayout field no row fills: {target:?}");
+        let pad = std::mem::offset_of!(TargetLayout, _pad) / size_of::<u32>();
+        let unfilled: Vec<usize> =
+            words.iter().enumerate().filter(|(i, w)| **w == 0 && *i != pad).map(|(i, _)| i).collect();
+        assert!(unfilled.is_empty(), "TargetLayout words no row fills: {unfilled:?} in {target:?}");
         for (row, field) in LAYOUT_FIELDS.iter().enumerate() {
             let copies = words.iter().filter(|w| **w == value(row)).count();
             let expected = usize::from(field.target.is_some());

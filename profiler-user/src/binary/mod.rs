@@ -72,6 +72,16 @@ pub enum BinaryError {
 }
 
 impl ZeekBinary {
+    /// Whether the sampler can measure long event dispatches in this Zeek, and if not, why.
+    pub fn long_dispatches(&self) -> Result<(), &'static str> {
+        match (self.layout.event_mgr_current, self.layout.event_mgr_dispatched, self.event_mgr) {
+            (None, _, _) => Err("Zeek < 7.2"),
+            (_, None, _) => Err("no EventMgr dispatch counter in this layout"),
+            (_, _, None) => Err("no zeek::event_mgr symbol"),
+            _ => Ok(()),
+        }
+    }
+
     /// This binary's addresses in a process that loaded it with `bias`; `sample` decides
     /// whether the sampler reads that process's script stack.
     pub fn runtime_addresses(&self, bias: u64, sample: bool) -> RuntimeAddresses {

@@ -49,6 +49,9 @@ struct CheckReport {
     probe_points: Vec<ProbePoint>,
     samples_script_stacks: bool,
     names_dispatched_events: bool,
+    /// Why long event dispatches cannot be measured (`None`: they can).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    long_dispatches_unavailable: Option<&'static str>,
     /// Known only for a running process.
     #[serde(skip_serializing_if = "Option::is_none")]
     zam: Option<bool>,
@@ -126,6 +129,7 @@ fn assess(binary: &ZeekBinary, shown: PathBuf, process: Option<&ProcessInfo>) ->
         probe_points: binary.probe_points.clone(),
         samples_script_stacks,
         names_dispatched_events: l.event_mgr_current.is_some() && binary.event_mgr.is_some(),
+        long_dispatches_unavailable: binary.long_dispatches().err(),
         zam: process.map(|p| p.zam),
         kernel,
         missing_privileges,
@@ -184,7 +188,7 @@ fn render(r: &CheckReport) -> String {
             writeln!(out, "          table says {} is at {}, DWARF says {}: using DWARF", m.field, m.table, m.dwarf);
     }
     for o in &r.offsets {
-        let _ = writeln!(out, "          {:<22} {:>4}  ({})", o.field, o.offset, o.source);
+        let _ = writeln!(out, "          {:<31} {:>4}  ({})", o.field, o.offset, o.source);
     }
     let _ = writeln!(out, "probes:");
     for p in &r.probe_points {
@@ -204,6 +208,7 @@ fn render(r: &CheckReport) -> String {
         if r.samples_script_stacks { "yes" } else { "no (no call_stack symbol)" },
         if r.names_dispatched_events { "named" } else { "not named (Zeek < 7.2)" }
     );
+    let _ = writeln!(out, "{}", crate::profile::dispatch_line(r.long_dispatches_unavailable));
     match r.zam {
         Some(true) => {
             let _ = writeln!(out, "ZAM:      on: inlined functions' time and calls land in their callers");

@@ -316,6 +316,7 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
     ]
     .into_iter()
     .chain(super::source_metrics::families(t))
+    .chain([super::dispatch_metrics::family(t)])
     .flatten()
     .chain(e.extra.iter().cloned())
     .collect()
@@ -353,6 +354,7 @@ pub(crate) mod tests {
                     calls_counted: true,
                     sample_hz: Some(99),
                     zam: false,
+                    long_dispatches_unavailable: None,
                     cpu_seconds: None,
                 },
                 functions: vec![FunctionStats {
@@ -384,6 +386,7 @@ pub(crate) mod tests {
                 files: vec![SourceTime { source: "/z/site/packages/math/fib.zeek".into(), self_seconds: 0.25 }],
                 packages: vec![SourceTime { source: "math".into(), self_seconds: 0.25 }],
                 sampling: Some(Sampling { hz: 99, stacks: vec![] }),
+                long_dispatches: None,
                 probe_health: ProbeHealth::default(),
             },
             node_type: NodeType::Worker,
@@ -405,13 +408,31 @@ pub(crate) mod tests {
         let mut t = target();
         t.caller_series = Some(10);
         t.profile.callers[0].total_seconds = 1.0;
+        t.profile.long_dispatches = Some(crate::profile::LongDispatches {
+            bucket_bounds_seconds: vec![0.002],
+            events: vec![crate::profile::DispatchHistogram {
+                event: "new_connection".into(),
+                bucket_counts: vec![1, 0],
+                count: 1,
+                sum_seconds: 0.002,
+            }],
+            ..Default::default()
+        });
         let e = Exposition {
             targets: vec![t],
             failing: vec![FailingTarget { node: "worker-9".into(), pid: 7, error: "unsupported".into() }],
             attach_errors: vec![("worker-9".into(), 3)],
             extra: crate::exporter::zeromq_metrics::families(&crate::exporter::zeromq_metrics::tests::example()),
         };
-        encode(&e).lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_owned).collect()
+        // A histogram is queried by its series' names.
+        let typed = encode(&e);
+        let typed = typed.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '));
+        typed
+            .flat_map(|(name, kind)| {
+                let suffixes: &[&str] = if kind == "histogram" { &["_bucket", "_sum", "_count"] } else { &[""] };
+                suffixes.iter().map(move |suffix| format!("{name}{suffix}"))
+            })
+            .collect()
     }
 
     /// `zeek_probe_*` names in a dashboard or rule file.

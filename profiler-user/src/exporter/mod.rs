@@ -1,5 +1,6 @@
 //! Prometheus: the profiles of attached targets as metrics, served over HTTP, and where to
 //! find the exporters (service discovery); CPU profiles over HTTP for Parca and Pyroscope.
+mod dispatch_metrics;
 pub mod metrics;
 pub mod pprof_endpoint;
 pub mod server;

@@ -27,7 +27,7 @@ const fn entry(key: usize, value: usize) -> usize {
 /// Distinct stacks are most of it; functions next; calls per caller edge and samples per
 /// (process, stack) follow them.
 const SCALED: [Scaled; 5] = [
-    Scaled { name: names::STACKS, entries: 12_288, entry_bytes: entry(8, size_of::<StackTrace>()) },
+    Scaled { name: names::STACKS, entries: 11_264, entry_bytes: entry(8, size_of::<StackTrace>()) },
     Scaled { name: names::FUNCS, entries: 8_192, entry_bytes: entry(8, size_of::<FuncInfo>()) },
     Scaled { name: names::CALLS, entries: 32_768, entry_bytes: entry(size_of::<CallKey>(), 8) },
     Scaled { name: names::SAMPLES, entries: 16_384, entry_bytes: entry(size_of::<SampleKey>(), 8) },
@@ -59,10 +59,11 @@ mod tests {
 
     #[test]
     fn the_scaled_maps_fit_the_budget_with_room_for_the_fixed_ones() {
-        // TARGETS, LOG_WRITES, STATS and the per-CPU scratch maps take under 1 MiB.
+        // TARGETS, LOG_WRITES, STATS, the dispatch maps and the per-CPU scratch maps take
+        // under 1.5 MiB.
         for budget in [DEFAULT_BUDGET_MIB, 64, 256] {
             let mib = scaled_bytes(budget) as f64 / f64::from(1 << 20);
-            assert!(mib <= f64::from(budget) - 1.0, "{budget} MiB budget: {mib:.1} MiB in the scaled maps");
+            assert!(mib <= f64::from(budget) - 1.5, "{budget} MiB budget: {mib:.1} MiB in the scaled maps");
             assert!(mib >= f64::from(budget) * 0.8, "{budget} MiB budget mostly used: {mib:.1} MiB");
         }
     }

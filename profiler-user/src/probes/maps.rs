@@ -5,7 +5,10 @@ use aya::{
     Ebpf,
     maps::{HashMap, MapData},
 };
-use profiler_common::{CallKey, FuncInfo, LogKey, SampleKey, StackTrace, StatKey, TargetLayout, names};
+use profiler_common::{
+    CallKey, DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, FuncInfo, LogKey, LongDispatch,
+    SampleKey, StackTrace, StatKey, TargetLayout, names,
+};
 
 use super::ProbeError;
 
@@ -18,6 +21,10 @@ pub struct MapSnapshot {
     pub stats: Vec<(StatKey, u64)>,
     pub samples: Vec<(SampleKey, u64)>,
     pub stacks: StdHashMap<u64, StackTrace>,
+    /// Finished long dispatches, their histogram counts and samples per event.
+    pub long_dispatches: Vec<(DispatchKey, LongDispatch)>,
+    pub dispatch_buckets: Vec<(DispatchBucketKey, u64)>,
+    pub dispatch_nanos: Vec<(DispatchEventKey, u64)>,
 }
 
 pub struct ProbeMaps {
@@ -28,6 +35,10 @@ pub struct ProbeMaps {
     stats: HashMap<MapData, StatKey, u64>,
     samples: HashMap<MapData, SampleKey, u64>,
     stacks: HashMap<MapData, u64, StackTrace>,
+    dispatch_state: HashMap<MapData, u32, DispatchState>,
+    long_dispatches: HashMap<MapData, DispatchKey, LongDispatch>,
+    dispatch_buckets: HashMap<MapData, DispatchBucketKey, u64>,
+    dispatch_nanos: HashMap<MapData, DispatchEventKey, u64>,
 }
 
 fn take<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str) -> Result<HashMap<MapData, K, V>, ProbeError> {
@@ -36,7 +47,7 @@ fn take<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str) -> Result
 }
 
 /// Deletes every key of `map` that `is_pid` claims.
-fn remove_pid<K: aya::Pod>(map: &mut HashMap<MapData, K, u64>, is_pid: impl Fn(&K) -> bool) {
+fn remove_pid<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>, is_pid: impl Fn(&K) -> bool) {
     let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| is_pid(k)).collect();
     for key in keys {
         let _ = map.remove(&key);
@@ -54,6 +65,10 @@ impl ProbeMaps {
             stats: take(ebpf, names::STATS)?,
             samples: take(ebpf, names::SAMPLES)?,
             stacks: take(ebpf, names::STACKS)?,
+            dispatch_state: take(ebpf, names::DISPATCH_STATE)?,
+            long_dispatches: take(ebpf, names::LONG_DISPATCHES)?,
+            dispatch_buckets: take(ebpf, names::DISPATCH_BUCKETS)?,
+            dispatch_nanos: take(ebpf, names::DISPATCH_NANOS)?,
         })
     }
 
@@ -73,6 +88,10 @@ impl ProbeMaps {
         remove_pid(&mut self.log_writes, |k| k.pid == pid);
         remove_pid(&mut self.stats, |k| k.pid == pid);
         remove_pid(&mut self.samples, |k| k.pid == pid);
+        remove_pid(&mut self.dispatch_state, |k| *k == pid);
+        remove_pid(&mut self.long_dispatches, |k| k.pid == pid);
+        remove_pid(&mut self.dispatch_buckets, |k| k.pid == pid);
+        remove_pid(&mut self.dispatch_nanos, |k| k.pid == pid);
     }
 
     /// Copies every map. Counters are cumulative: nothing is reset.
@@ -84,6 +103,9 @@ impl ProbeMaps {
             stats: self.stats.iter().filter_map(Result::ok).collect(),
             samples: self.samples.iter().filter_map(Result::ok).collect(),
             stacks: self.stacks.iter().filter_map(Result::ok).collect(),
+            long_dispatches: self.long_dispatches.iter().filter_map(Result::ok).collect(),
+            dispatch_buckets: self.dispatch_buckets.iter().filter_map(Result::ok).collect(),
+            dispatch_nanos: self.dispatch_nanos.iter().filter_map(Result::ok).collect(),
         }
     }
 

@@ -25,6 +25,10 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     for (map, entries) in map_sizes::entries(plan.map_budget_mib) {
         loader.map_max_entries(map, entries);
     }
+    // The kernel turns a CPU-clock frequency into a fixed period of 1 s / hz; long dispatches
+    // are measured in it.
+    let sample_period_ns: u64 = plan.sample.map_or(0, |hz| 1_000_000_000 / hz.max(1));
+    loader.override_global(names::SAMPLE_PERIOD_NS, &sample_period_ns, true);
     let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
     for name in plan.uprobes() {
@@ -99,6 +103,7 @@ mod tests {
         for map in names::MAPS {
             assert!(in_section(map, &|s| s == "maps"), "no map {map} in the BPF object");
         }
+        assert!(in_section(names::SAMPLE_PERIOD_NS, &|s| s.starts_with(".rodata")), "no global SAMPLE_PERIOD_NS");
         for program in names::UPROBES {
             assert!(in_section(program, &|s| s.starts_with("uprobe")), "no uprobe program {program}");
         }

@@ -2,10 +2,11 @@
 //!
 //! `model` is the result itself; the rest are the steps that build it from one map snapshot:
 //! the functions to name, then `calls` and `samples` add up per function and per caller edge
-//! (`tally`), `logs` counts writes per stream, `rollups` sums self time per file and package,
+//! (`tally`), `dispatches` measures long event dispatches, `logs` counts writes per stream, `rollups` sums self time per file and package,
 //! and `health` reads the probes' own counters. `window` cuts a span of time out of two
 //! snapshots, for a profile of just that span.
 mod calls;
+mod dispatches;
 mod health;
 mod logs;
 mod model;
@@ -14,8 +15,10 @@ mod samples;
 mod tally;
 pub mod window;
 
+pub use dispatches::dispatch_line;
 pub use model::{
-    CallerEdge, FunctionStats, ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
+    CallerEdge, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, Profile, SampledStack,
+    Sampling, SourceTime, StreamWrites, TargetSummary,
 };
 pub use rollups::package_of;
 pub use samples::SampleContext;
@@ -23,7 +26,7 @@ pub use samples::SampleContext;
 pub use crate::symbolize::StackFrame;
 use crate::{
     probes::MapSnapshot,
-    symbolize::{FunctionNames, LogStreamNames},
+    symbolize::{FunctionNames, LogStreamNames, StackDecoder},
 };
 
 impl Profile {
@@ -39,7 +42,11 @@ impl Profile {
         let mut probe_health = health::probe_health(snapshot, pid);
         let mut tally = tally::Tally::default();
         probe_health.unnamed_calls = calls::count_calls(snapshot, pid, &names, &mut tally);
-        let sampled = sampling.map(|ctx| samples::count_samples(snapshot, pid, &names, &ctx, &mut tally));
+        let sampled = sampling.as_ref().map(|ctx| samples::count_samples(snapshot, pid, &names, ctx, &mut tally));
+        let long_dispatches = sampling.as_ref().filter(|_| target.long_dispatches_unavailable.is_none()).map(|ctx| {
+            let mut decoder = StackDecoder::new(&names, ctx.natives, ctx.bias, ctx.mappings);
+            dispatches::long_dispatches(snapshot, pid, ctx.hz, &names, &mut decoder)
+        });
 
         // One sample stands for 1 / hz CPU seconds; without sampling there are none to convert.
         let hz = sampled.as_ref().map_or(1, |s| s.sampling.hz.max(1)) as f64;
@@ -62,6 +69,7 @@ impl Profile {
             files: rollups.files,
             packages: rollups.packages,
             sampling,
+            long_dispatches,
             probe_health,
         }
     }
@@ -74,7 +82,7 @@ fn shown_functions(snapshot: &MapSnapshot, pid: u32) -> FunctionNames {
     let sampled_stacks =
         snapshot.samples.iter().filter(|(k, _)| k.pid == pid).filter_map(|(k, _)| snapshot.stacks.get(&k.stack));
     let on_stacks = sampled_stacks.flat_map(|t| t.frames().iter().copied().chain([t.leaf]));
-    FunctionNames::new(&snapshot.funcs, called.chain(on_stacks))
+    FunctionNames::new(&snapshot.funcs, called.chain(on_stacks).chain(dispatches::named_hashes(snapshot, pid)))
 }
 
 #[cfg(test)]
@@ -106,6 +114,7 @@ mod tests {
             calls_counted: true,
             sample_hz: None,
             zam: false,
+            long_dispatches_unavailable: None,
             cpu_seconds: None,
         }
     }

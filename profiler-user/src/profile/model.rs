@@ -17,6 +17,10 @@ pub struct TargetSummary {
     pub sample_hz: Option<u64>,
     /// ZAM-compiled scripts: inlined functions' time lands in their callers.
     pub zam: bool,
+    /// Why long event dispatches are not measured (`None`: they are, see the profile's
+    /// `long_dispatches`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_dispatches_unavailable: Option<String>,
     /// The process's user + system CPU time, all threads, when it exited (`record`): what the
     /// sampled seconds add up to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,44 @@ pub struct Sampling {
     pub stacks: Vec<SampledStack>,
 }
 
+/// The long event dispatches of one target, measured by sampling: a dispatch's duration is
+/// the time from its first main-thread sample to its last plus one sample period (accurate to
+/// one period), and dispatches shorter than `min_periods` periods are not recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LongDispatches {
+    pub period_seconds: f64,
+    pub min_periods: u32,
+    /// The histogram's upper bounds (past the last: +Inf).
+    pub bucket_bounds_seconds: Vec<f64>,
+    /// Per event, by name.
+    pub events: Vec<DispatchHistogram>,
+    /// The longest dispatches, longest first.
+    pub longest: Vec<LongDispatchRow>,
+}
+
+/// One event's long dispatches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchHistogram {
+    pub event: String,
+    /// Dispatches per bucket (not cumulative), one more than the bounds: +Inf last.
+    pub bucket_counts: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+/// One long dispatch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LongDispatchRow {
+    pub event: String,
+    /// Zeek's dispatch counter while it ran: which dispatch of the process it was.
+    pub seq: u64,
+    pub seconds: f64,
+    pub samples: u32,
+    /// The stack sampled most in it, root first, and its samples.
+    pub top_stack: Vec<StackFrame>,
+    pub top_stack_samples: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
     pub target: TargetSummary,
@@ -116,5 +158,8 @@ pub struct Profile {
     /// The sampled stacks themselves (written as folded stacks, flame graph and pprof).
     #[serde(skip)]
     pub sampling: Option<Sampling>,
+    /// Sampling of a Zeek whose dispatches can be told apart (7.2+) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_dispatches: Option<LongDispatches>,
     pub probe_health: ProbeHealth,
 }

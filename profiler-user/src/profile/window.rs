@@ -1,17 +1,24 @@
 //! A window of time out of the BPF maps' cumulative counters: what two snapshots differ by.
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+};
 
 use crate::probes::MapSnapshot;
 
 /// `later` with every counter (calls, log writes, probe stats, samples) replaced by how much
 /// it grew since `earlier`: a profile built from it covers only the time between the two.
-/// Names and stacks are kept whole, they are not counts.
+/// Names and stacks are kept whole, they are not counts; long dispatches are those listed since.
 pub fn counted_since(earlier: &MapSnapshot, later: MapSnapshot) -> MapSnapshot {
+    let listed: HashSet<_> = earlier.long_dispatches.iter().map(|(k, _)| *k).collect();
     MapSnapshot {
         calls: growth(&earlier.calls, later.calls),
         log_writes: growth(&earlier.log_writes, later.log_writes),
         stats: growth(&earlier.stats, later.stats),
         samples: growth(&earlier.samples, later.samples),
+        dispatch_buckets: growth(&earlier.dispatch_buckets, later.dispatch_buckets),
+        dispatch_nanos: growth(&earlier.dispatch_nanos, later.dispatch_nanos),
+        long_dispatches: later.long_dispatches.into_iter().filter(|(k, _)| !listed.contains(k)).collect(),
         ..later
     }
 }

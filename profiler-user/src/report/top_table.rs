@@ -60,6 +60,7 @@ pub fn render(profile: &Profile) -> String {
         }
         more(&mut out, rows.len(), "functions");
     }
+    long_dispatches(&mut out, profile);
     if let Some(top) = profile.packages.first() {
         let _ = writeln!(out, "\nbusiest package: {} ({:.2} s self CPU)", top.source, top.self_seconds);
     }
@@ -86,6 +87,46 @@ pub fn render(profile: &Profile) -> String {
     let _ =
         writeln!(out, "\nprobe health: {}", if problems.is_empty() { "ok".to_owned() } else { problems.join(", ") });
     out
+}
+
+/// Frames of a dispatch's top stack shown, innermost ones.
+const STACK_FRAMES_SHOWN: usize = 4;
+
+/// The longest event dispatches with the stack sampled most in each, or why there are none.
+fn long_dispatches(out: &mut String, profile: &Profile) {
+    if profile.sampling.is_none() {
+        return;
+    }
+    let Some(d) = &profile.long_dispatches else {
+        let why = profile.target.long_dispatches_unavailable.as_deref();
+        let _ = writeln!(out, "\n{}", crate::profile::dispatch_line(why));
+        return;
+    };
+    let count: u64 = d.events.iter().map(|h| h.count).sum();
+    let period_ms = d.period_seconds * 1e3;
+    let shortest_ms = f64::from(d.min_periods) * period_ms;
+    if d.longest.is_empty() {
+        let _ = writeln!(out, "\nno event dispatch of {shortest_ms:.1} ms or more");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{count} event dispatches of {shortest_ms:.1} ms or more (±{period_ms:.1} ms); the longest:\n{:>10}  {:<32}  most sampled stack (samples)",
+        "duration", "event"
+    );
+    for row in &d.longest {
+        let names: Vec<&str> = row.top_stack.iter().map(|f| f.name.as_str()).collect();
+        let shown = names.len().saturating_sub(STACK_FRAMES_SHOWN);
+        let stack = format!("{}{}", if shown > 0 { "…;" } else { "" }, names[shown..].join(";"));
+        let _ = writeln!(
+            out,
+            "{:>7.1} ms  {:<32}  {stack} ({}/{})",
+            row.seconds * 1e3,
+            row.event,
+            row.top_stack_samples,
+            row.samples
+        );
+    }
 }
 
 fn more(out: &mut String, len: usize, what: &str) {
@@ -126,6 +167,7 @@ mod tests {
                 calls_counted,
                 sample_hz: sampled.then_some(100),
                 zam: false,
+                long_dispatches_unavailable: None,
                 cpu_seconds: None,
             },
             functions: vec![
@@ -140,8 +182,40 @@ mod tests {
                 hz: 100,
                 stacks: vec![SampledStack { frames: vec![frame("new_connection"), frame("fmt")], samples: 200 }],
             }),
+            long_dispatches: None,
             probe_health: ProbeHealth { map_full: 3, ..Default::default() },
         }
+    }
+
+    #[test]
+    fn lists_the_longest_dispatches_with_their_top_stacks_or_says_why_not() {
+        let mut p = profile(false, true);
+        p.target.long_dispatches_unavailable = Some("Zeek < 7.2".into());
+        assert!(render(&p).contains("long dispatches: unavailable (Zeek < 7.2)"), "{}", render(&p));
+        let frames = ["zeek_init", "a", "b", "c", "Site::slow"];
+        p.long_dispatches = Some(crate::profile::LongDispatches {
+            period_seconds: 0.001,
+            min_periods: 2,
+            bucket_bounds_seconds: vec![0.002],
+            events: vec![crate::profile::DispatchHistogram {
+                event: "zeek_init".into(),
+                bucket_counts: vec![0, 1],
+                count: 1,
+                sum_seconds: 0.08,
+            }],
+            longest: vec![crate::profile::LongDispatchRow {
+                event: "zeek_init".into(),
+                seq: 3,
+                seconds: 0.08,
+                samples: 80,
+                top_stack: frames.iter().map(|n| StackFrame { name: (*n).into(), file: None, line: 0 }).collect(),
+                top_stack_samples: 70,
+            }],
+        });
+        let text = render(&p);
+        assert!(text.contains("1 event dispatches of 2.0 ms or more (±1.0 ms); the longest:"), "{text}");
+        assert!(text.contains("   80.0 ms  zeek_init"), "{text}");
+        assert!(text.contains("…;a;b;c;Site::slow (70/80)"), "{text}");
     }
 
     #[test]
