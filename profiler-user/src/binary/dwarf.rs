@@ -58,29 +58,9 @@ pub fn read(binary: &ElfFile, wanted: &[Field], hints: &[u64]) -> Result<Option<
     if file.section_by_name(".debug_info").is_some() {
         return offsets_in(&file, binary.path(), wanted, hints).map(Some);
     }
-    let Some(debug_path) = separate_debug_file(&file, binary.path()) else { return Ok(None) };
+    let Some(debug_path) = binary.separate_debug_file() else { return Ok(None) };
     let debug = ElfFile::open(&debug_path)?;
     offsets_in(&debug.parsed(), &debug_path, wanted, hints).map(Some)
-}
-
-/// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or the
-/// `.gnu_debuglink` name next to the binary, in its `.debug/`, or under `/usr/lib/debug`.
-fn separate_debug_file<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, binary: &Path) -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(Some(id)) = file.build_id()
-        && id.len() > 1
-    {
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
-    }
-    if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let dir = binary.parent().unwrap_or(Path::new("/"));
-        candidates.push(dir.join(&name));
-        candidates.push(dir.join(".debug").join(&name));
-        candidates.push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(dir)).join(&name));
-    }
-    candidates.into_iter().find(|c| c.is_file() && c != binary)
 }
 
 fn offsets_in<'a, R: object::ReadRef<'a>>(

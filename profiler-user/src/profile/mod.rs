@@ -88,7 +88,7 @@ mod tests {
     use super::*;
     use crate::{
         binary::symbols::NativeSymbols,
-        symbolize::{FuncKind, UNRESOLVED, function_names::func_info},
+        symbolize::{FuncKind, KernelSymbols, LibrarySymbols, NativeCode, UNRESOLVED, function_names::func_info},
     };
 
     fn info(name: &str, kind: u8, flavor: u8) -> FuncInfo {
@@ -173,8 +173,9 @@ mod tests {
             (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10),
             (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
         ];
-        let natives = NativeSymbols::default();
-        let ctx = SampleContext { hz: 10, natives: &natives, bias: 0, mappings: &[] };
+        let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let ctx = SampleContext { hz: 10, code };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
