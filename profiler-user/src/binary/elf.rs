@@ -61,7 +61,13 @@ impl LoadSegment {
 
 pub struct ElfFile {
     path: PathBuf,
-    map: Mmap,
+    image: Image,
+}
+
+/// A file mapped, or an image copied out of memory (the vDSO has no file).
+enum Image {
+    Mapped(Mmap),
+    Copied(Vec<u8>),
 }
 
 impl ElfFile {
@@ -77,7 +83,14 @@ impl ElfFile {
         // (package upgrades, `make install`), which leaves this inode intact; one truncated in
         // place while we read it would end zeek-probe with SIGBUS, never the target.
         let map = unsafe { Mmap::map(&file) }.map_err(open_err)?;
-        let elf = Self { path: path.to_path_buf(), map };
+        let elf = Self { path: path.to_path_buf(), image: Image::Mapped(map) };
+        elf.parse()?;
+        Ok(elf)
+    }
+
+    /// An ELF image read from memory, named `path` in messages.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, ElfError> {
+        let elf = Self { path: path.to_path_buf(), image: Image::Copied(bytes) };
         elf.parse()?;
         Ok(elf)
     }
@@ -88,7 +101,10 @@ impl ElfFile {
 
     /// The whole file image.
     pub fn data(&self) -> &[u8] {
-        &self.map
+        match &self.image {
+            Image::Mapped(map) => map,
+            Image::Copied(bytes) => bytes,
+        }
     }
 
     pub fn path(&self) -> &Path {
