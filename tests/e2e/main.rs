@@ -10,6 +10,7 @@ mod common;
 mod faults;
 mod hard_kills;
 mod map_memory;
+mod perf_agreement;
 mod pprof_endpoint;
 mod real_zeek;
 mod real_zeek_support;
