@@ -37,6 +37,11 @@ pub struct DecodedFrame {
     pub zeek_name: Option<String>,
 }
 
+/// A frame that is only a name: native code, a thread, the kernel.
+fn frame(name: String, kind: FuncKind) -> DecodedFrame {
+    DecodedFrame { frame: StackFrame { name, file: None, line: 0 }, kind, zeek_name: None }
+}
+
 /// What names one process's native code.
 #[derive(Clone, Copy)]
 pub struct NativeCode<'a> {
@@ -65,11 +70,6 @@ impl<'a> StackDecoder<'a> {
 
     /// Frames root first; `None` for a malformed trace.
     pub fn decode(&mut self, trace: &StackTrace) -> Option<Vec<DecodedFrame>> {
-        let frame = |name: String, kind| DecodedFrame {
-            frame: StackFrame { name, file: None, line: 0 },
-            kind,
-            zeek_name: None,
-        };
         // Only the leaf of a native stack is known so far: a user-space unwinder would pass
         // its callers here too.
         let mut user_ips: &[u64] = &[];
@@ -95,11 +95,6 @@ impl<'a> StackDecoder<'a> {
     /// Native frames root first: the user-space ones (root first, the leaf last), then the
     /// kernel's (given innermost first, as the kernel's unwinder returns them).
     fn native_frames(&mut self, user_ips: &[u64], kernel_ips: &[u64]) -> Vec<DecodedFrame> {
-        let frame = |name: String, kind| DecodedFrame {
-            frame: StackFrame { name, file: None, line: 0 },
-            kind,
-            zeek_name: None,
-        };
         let mut frames: Vec<DecodedFrame> =
             user_ips.iter().map(|ip| frame(self.native_name(*ip), FuncKind::Native)).collect();
         if kernel_ips.is_empty() {
