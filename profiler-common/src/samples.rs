@@ -2,6 +2,9 @@
 
 /// Deepest script stack kept; deeper stacks keep their innermost frames.
 pub const MAX_STACK_DEPTH: usize = 64;
+/// Deepest kernel stack kept. Syscalls, page faults and interrupts on-CPU are 5–25 frames
+/// deep; deeper ones keep their innermost frames (the kernel's unwinder returns those first).
+pub const MAX_KERNEL_DEPTH: usize = 32;
 
 /// What a sampled stack describes.
 #[repr(u32)]
@@ -56,15 +59,36 @@ pub struct StackTrace {
     pub comm: [u8; 16],
     /// Function name hashes, outermost first; `CALLER_UNRESOLVED` for an unreadable frame.
     pub frames: [u64; MAX_STACK_DEPTH],
+    /// Used entries of `kernel_frames`: 0 when the sample interrupted user mode.
+    pub kernel_depth: u32,
+    pub _pad: u32,
+    /// Kernel instruction pointers when the sample interrupted the kernel, innermost first
+    /// (as the kernel's unwinder gives them): the kernel code the thread was in, under
+    /// (leaf-ward of) whatever stack the other fields describe, of any kind.
+    pub kernel_frames: [u64; MAX_KERNEL_DEPTH],
 }
 
 impl StackTrace {
     pub const fn zeroed() -> Self {
-        Self { kind: 0, depth: 0, leaf: 0, comm: [0; 16], frames: [0; MAX_STACK_DEPTH] }
+        Self {
+            kind: 0,
+            depth: 0,
+            leaf: 0,
+            comm: [0; 16],
+            frames: [0; MAX_STACK_DEPTH],
+            kernel_depth: 0,
+            _pad: 0,
+            kernel_frames: [0; MAX_KERNEL_DEPTH],
+        }
     }
 
     pub fn frames(&self) -> &[u64] {
         &self.frames[..(self.depth as usize).min(MAX_STACK_DEPTH)]
+    }
+
+    /// Kernel instruction pointers, innermost first; empty for a sample taken in user mode.
+    pub fn kernel_frames(&self) -> &[u64] {
+        &self.kernel_frames[..(self.kernel_depth as usize).min(MAX_KERNEL_DEPTH)]
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{
     binary::{BinaryError, ZeekBinary},
     probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes},
     profile::{Profile, SampleContext, TargetSummary},
-    symbolize::LogStreamNames,
+    symbolize::{KernelSymbols, LibrarySymbols, LogStreamNames, NativeCode},
     target::{
         MemoryError, ProcessError, ProcessInfo, TargetMemory,
         mappings::{self, Mapping},
@@ -53,6 +53,8 @@ pub struct Session {
     streams: LogStreamNames,
     /// The process's mappings as last read while it ran.
     mappings: Vec<Mapping>,
+    /// Its libraries' symbols, read as samples land in them.
+    libraries: LibrarySymbols,
 }
 
 impl Session {
@@ -88,7 +90,17 @@ impl Session {
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
-        Ok(Self { process, binary, bias, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
+        let libraries = LibrarySymbols::new(pid);
+        Ok(Self {
+            process,
+            binary,
+            bias,
+            plan,
+            memory,
+            streams: LogStreamNames::default(),
+            mappings: Vec::new(),
+            libraries,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -133,9 +145,13 @@ impl Session {
     pub fn profile(&self, snapshot: &MapSnapshot) -> Profile {
         let sampling = self.plan.sample.map(|hz| SampleContext {
             hz,
-            natives: &self.binary.native_symbols,
-            bias: self.bias,
-            mappings: &self.mappings,
+            code: NativeCode {
+                natives: &self.binary.native_symbols,
+                bias: self.bias,
+                mappings: &self.mappings,
+                libraries: &self.libraries,
+                kernel: KernelSymbols::shared(),
+            },
         });
         Profile::build(self.summary(), snapshot, &self.streams, sampling)
     }

@@ -111,7 +111,9 @@ fn check_sampling(fixture_name: &str) {
     for line in folded.lines() {
         let (stack, count) = line.rsplit_once(' ').unwrap();
         let count: u64 = count.parse().unwrap();
-        let mut frames: Vec<String> = stack.split(';').filter(|f| *f != "[dispatch]").map(zeek).collect();
+        // The kernel's frames sit under the script stack whose code entered the kernel.
+        let mut frames: Vec<String> =
+            stack.split(';').filter(|f| *f != "[dispatch]" && !is_kernel_frame(f)).map(zeek).collect();
         if frames[0].starts_with('[') {
             continue; // native code and other threads: no script frames
         }
@@ -139,10 +141,95 @@ fn check_sampling(fixture_name: &str) {
         let name = f["zeek_name"].as_str().or(f["name"].as_str()).unwrap();
         // Stale call_stack entries (the fixture's throwing BIF) never give garbage names.
         assert!(
-            matches!(kind, "native" | "thread") || name == UNRESOLVED || true_names.iter().any(|n| n == name),
+            matches!(kind, "native" | "thread" | "kernel")
+                || name == UNRESOLVED
+                || true_names.iter().any(|n| n == name),
             "{fixture_name}: {name} ({kind}) is not a function the fixture has"
         );
     }
+}
+
+fn is_kernel_frame(frame: &str) -> bool {
+    frame.starts_with("[k] ") || frame == "[kernel]"
+}
+
+/// The fixture spends known shares of its main thread in the kernel (read() of /dev/zero) and
+/// in libc (memset of big buffers): the first shows as kernel frames named from kallsyms
+/// under libc's read wrapper, the second under memset's own (IFUNC-chosen) symbol, each within
+/// `tolerance` of the truth; no frame in a library with symbols is a bare library name.
+#[test]
+fn kernel_time_is_shown_as_kernel_and_library_code_by_its_symbols() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (truth, summary) = record(dir.path(), "zeek-shaped-8.2", &[]);
+    let main = truth["main_thread_cpu_seconds"].as_f64().unwrap();
+    let samples = main * 999.0;
+    let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
+    let stacks: Vec<(Vec<&str>, f64)> = folded
+        .lines()
+        .map(|line| {
+            let (stack, count) = line.rsplit_once(' ').unwrap();
+            (stack.split(';').collect(), count.parse().unwrap())
+        })
+        .collect();
+    let share = |matches: &dyn Fn(&[&str]) -> bool| {
+        100.0 * stacks.iter().filter(|(f, _)| matches(f)).map(|(_, n)| n).sum::<f64>() / 999.0 / main
+    };
+
+    // Every kernel frame is a kernel function by kallsyms' name.
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let kernel_names: std::collections::HashSet<&str> =
+        kallsyms.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let mut kernel_frames = 0;
+    for frame in stacks.iter().flat_map(|(f, _)| f).filter(|f| is_kernel_frame(f)) {
+        let name = frame.strip_prefix("[k] ").unwrap_or_else(|| panic!("kallsyms readable as root: {frame}"));
+        let name = name.split(' ').next().unwrap();
+        assert!(kernel_names.contains(name), "{frame} is not in /proc/kallsyms");
+        kernel_frames += 1;
+    }
+    assert!(kernel_frames > 0, "kernel frames sampled");
+
+    // read() of /dev/zero: libc's read with the kernel's read_zero under it.
+    let reads =
+        |f: &[&str]| f.len() > 2 && f[0] == "[native]" && f[1].ends_with("read") && f.contains(&"[k] read_zero");
+    let want = 100.0 * truth["read_syscall_seconds"].as_f64().unwrap() / main;
+    let got = share(&reads);
+    let bound = tolerance(want, samples);
+    assert!(
+        (got - want).abs() <= bound,
+        "read(/dev/zero) in the kernel: sampled {got:.2}%, true {want:.2}% (± {bound:.2})\n{folded}"
+    );
+    let kernel_path = stacks.iter().find(|(f, _)| reads(f)).unwrap();
+    assert!(
+        kernel_path.0.iter().skip(2).all(|f| is_kernel_frame(f)),
+        "kernel frames under the user leaf: {:?}",
+        kernel_path.0
+    );
+    assert!(
+        kernel_path.0[2].contains("entry_SYSCALL_64"),
+        "outermost kernel frame is the syscall entry: {:?}",
+        kernel_path.0
+    );
+
+    // memset: libc's own symbol for the variant that ran, from its debug file.
+    let memsets = |f: &[&str]| f.len() == 2 && f[0] == "[native]" && f[1].starts_with("__memset_");
+    let want = 100.0 * truth["memset_seconds"].as_f64().unwrap() / main;
+    let got = share(&memsets);
+    let bound = tolerance(want, samples);
+    assert!((got - want).abs() <= bound, "memset: sampled {got:.2}%, true {want:.2}% (± {bound:.2})\n{folded}");
+
+    // Libraries with symbols (libc, libstdc++, ld.so, the vDSO) name their code.
+    for (frames, _) in &stacks {
+        let bare = frames.iter().find(|f| f.starts_with('[') && (f.contains(".so") || **f == "[vdso]"));
+        assert!(bare.is_none(), "a bare library frame: {frames:?}");
+    }
+    // summary.json has kernel rows, with self time.
+    let functions = summary["functions"].as_array().unwrap();
+    let kernel_self: f64 =
+        functions.iter().filter(|f| f["kind"] == "kernel").map(|f| f["self_seconds"].as_f64().unwrap()).sum();
+    assert!(kernel_self > 0.0, "kernel functions in summary.json");
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! CPU sampling: a `perf_event` program on the software CPU clock of every CPU. For a target's
 //! main thread it reads Zeek's script call stack (`zeek::detail::call_stack`); with no script
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
-//! threads are named by their thread name. Main-thread samples also measure long event
-//! dispatches (`dispatches`). Counts accumulate per distinct stack in maps that
+//! threads are named by their thread name. A sample that interrupted the kernel also takes the
+//! kernel's own stack (its unwinder, through `bpf_get_stack`), under whichever of those it is.
+//! Main-thread samples also measure long event dispatches (`dispatches`). Counts accumulate per
+//! distinct stack in maps that
 //! user space reads when it likes: nothing wakes it per sample. The cost follows the sample
 //! rate, not Zeek's call rate.
 
@@ -18,7 +20,7 @@ use profiler_common::{
     SampleKey, StackKind, StackTrace, TargetLayout,
     maps::{CALLER_UNRESOLVED, FLAVOR_EVENT, FUNC_KIND_BIF},
     names::SAMPLE_STEP_SLOT,
-    samples::MAX_STACK_DEPTH,
+    samples::{MAX_KERNEL_DEPTH, MAX_STACK_DEPTH},
 };
 
 use crate::{
@@ -94,6 +96,7 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     trace.depth = 0;
     trace.leaf = 0;
     trace.comm = [0; 16];
+    trace.kernel_depth = kernel_stack(ctx, &mut trace.kernel_frames);
 
     if pid_tgid as u32 != pid {
         trace.kind = StackKind::Thread as u32;
@@ -323,7 +326,19 @@ fn name_outside_scripts(ctx: &PerfEventContext, layout: &TargetLayout, trace: &m
     trace.leaf = if n >= 8 { ip[0] } else { 0 };
 }
 
-/// Identifies a stack by its contents (FNV-style over kind, leaf, thread name and frames).
+/// The kernel frames under the interrupted instruction, innermost first, into `frames`;
+/// returns how many. None when the sample interrupted user mode. The helper reads the sampled
+/// registers, so the frames are those of the interrupted code, not of this program.
+#[inline(always)]
+fn kernel_stack(ctx: &PerfEventContext, frames: &mut [u64; MAX_KERNEL_DEPTH]) -> u32 {
+    const BYTES: u32 = (MAX_KERNEL_DEPTH * 8) as u32;
+    // SAFETY: the buffer is `BYTES` long, as passed; flags 0 ask for the kernel stack.
+    let n = unsafe { bpf_get_stack(ctx.as_ptr(), frames.as_mut_ptr().cast(), BYTES, 0) };
+    if n > 0 { (n as u32 / 8).min(MAX_KERNEL_DEPTH as u32) } else { 0 }
+}
+
+/// Identifies a stack by its contents (FNV-style over kind, leaf, thread name, frames and
+/// kernel frames).
 #[inline(always)]
 fn stack_hash(trace: &StackTrace) -> u64 {
     const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
@@ -356,6 +371,14 @@ fn stack_hash(trace: &StackTrace) -> u64 {
             break;
         }
         h = (h ^ trace.frames[i]).wrapping_mul(MULTIPLIER);
+        h ^= h >> 29;
+    }
+    h = (h ^ u64::from(trace.kernel_depth)).wrapping_mul(MULTIPLIER);
+    for i in 0..MAX_KERNEL_DEPTH {
+        if i >= trace.kernel_depth as usize {
+            break;
+        }
+        h = (h ^ trace.kernel_frames[i]).wrapping_mul(MULTIPLIER);
         h ^= h >> 29;
     }
     h

@@ -62,7 +62,7 @@ pub fn source(binary: &ElfFile) -> Option<PathBuf> {
     if file.section_by_name(".debug_info").is_some() {
         return Some(binary.path().to_owned());
     }
-    separate_debug_file(&file, binary.path())
+    binary.separate_debug_file()
 }
 
 /// Reads the `wanted` fields from `source` (found by `source`), which is `binary` itself or its
@@ -74,26 +74,6 @@ pub fn read(binary: &ElfFile, source: &Path, wanted: &[Field], hints: &[u64]) ->
     }
     let debug = ElfFile::open(source)?;
     offsets_in(&debug.parsed(), source, wanted, hints)
-}
-
-/// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or the
-/// `.gnu_debuglink` name next to the binary, in its `.debug/`, or under `/usr/lib/debug`.
-fn separate_debug_file<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>, binary: &Path) -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(Some(id)) = file.build_id()
-        && id.len() > 1
-    {
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
-    }
-    if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let dir = binary.parent().unwrap_or(Path::new("/"));
-        candidates.push(dir.join(&name));
-        candidates.push(dir.join(".debug").join(&name));
-        candidates.push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(dir)).join(&name));
-    }
-    candidates.into_iter().find(|c| c.is_file() && c != binary)
 }
 
 fn offsets_in<'a, R: object::ReadRef<'a>>(

@@ -44,9 +44,30 @@ fn check_regular(metadata: &fs::Metadata) -> Result<(), &'static str> {
     }
 }
 
+/// A loadable segment: `size` bytes of the file at `offset`, at link-time `address`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSegment {
+    pub address: u64,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl LoadSegment {
+    /// The link-time address of file offset `offset`, if this segment holds it.
+    pub fn address_of(&self, offset: u64) -> Option<u64> {
+        (self.offset..self.offset + self.size).contains(&offset).then(|| self.address + (offset - self.offset))
+    }
+}
+
 pub struct ElfFile {
     path: PathBuf,
-    map: Mmap,
+    image: Image,
+}
+
+/// A file mapped, or an image copied out of memory (the vDSO has no file).
+enum Image {
+    Mapped(Mmap),
+    Copied(Vec<u8>),
 }
 
 impl ElfFile {
@@ -62,7 +83,14 @@ impl ElfFile {
         // (package upgrades, `make install`), which leaves this inode intact; one truncated in
         // place while we read it would end zeek-probe with SIGBUS, never the target.
         let map = unsafe { Mmap::map(&file) }.map_err(open_err)?;
-        let elf = Self { path: path.to_path_buf(), map };
+        let elf = Self { path: path.to_path_buf(), image: Image::Mapped(map) };
+        elf.parse()?;
+        Ok(elf)
+    }
+
+    /// An ELF image read from memory, named `path` in messages.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, ElfError> {
+        let elf = Self { path: path.to_path_buf(), image: Image::Copied(bytes) };
         elf.parse()?;
         Ok(elf)
     }
@@ -73,7 +101,10 @@ impl ElfFile {
 
     /// The whole file image.
     pub fn data(&self) -> &[u8] {
-        &self.map
+        match &self.image {
+            Image::Mapped(map) => map,
+            Image::Copied(bytes) => bytes,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -145,6 +176,39 @@ impl ElfFile {
             .find(|s| (s.address()..s.address() + s.file_range().1).contains(&address))
             .map(|s| address - s.address() + s.file_range().0)
             .ok_or_else(|| ElfError::AddressNotMapped { path: self.path.clone(), address })
+    }
+
+    /// The loadable segments: where each part of the file is at link time, to turn a mapped
+    /// file offset (from a process's mappings) into a link-time address.
+    pub fn load_segments(&self) -> Vec<LoadSegment> {
+        self.parsed()
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                LoadSegment { address: s.address(), offset, size }
+            })
+            .collect()
+    }
+
+    /// Where distributions put debug information: `/usr/lib/debug/.build-id/xx/rest.debug`, or
+    /// the `.gnu_debuglink` name next to the file, in its `.debug/`, or under `/usr/lib/debug`.
+    pub fn separate_debug_file(&self) -> Option<PathBuf> {
+        let file = self.parsed();
+        let mut candidates = Vec::new();
+        if let Ok(Some(id)) = file.build_id()
+            && id.len() > 1
+        {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
+        }
+        if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let dir = self.path.parent().unwrap_or(Path::new("/"));
+            candidates.push(dir.join(&name));
+            candidates.push(dir.join(".debug").join(&name));
+            candidates.push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(dir)).join(&name));
+        }
+        candidates.into_iter().find(|c| c.is_file() && *c != self.path)
     }
 
     /// `len` bytes of the file image at a link-time address (instruction bytes).

@@ -46,6 +46,13 @@ impl SymbolIndex {
         self.by_name.entry(name.to_owned()).or_insert(symbol);
     }
 
+    /// Adds `other`'s symbols that this index does not name yet (a debug file's locals).
+    pub fn extend(&mut self, other: SymbolIndex) {
+        for (name, symbol) in other.by_name {
+            self.by_name.entry(name).or_insert(symbol);
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Symbol> {
         self.by_name.get(name).copied()
     }

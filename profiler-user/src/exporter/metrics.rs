@@ -8,6 +8,7 @@ use prometheus::{
 
 use crate::{
     profile::{CallerEdge, FunctionStats, Profile},
+    symbolize::{FuncKind, kernel_symbols::KERNEL_UNNAMED},
     target::{node::NodeType, stats::ProcessStats},
 };
 
@@ -101,6 +102,23 @@ fn labelled_edges(t: &TargetMetrics) -> Vec<(Labels, &CallerEdge)> {
             (with(base_labels(t), &[("function", &e.callee), ("kind", kind), ("caller", caller)]), e)
         })
         .collect()
+}
+
+/// Sampled (self, total) seconds per function series: one per script or native function, and
+/// the kernel's functions summed into one `[kernel]` series (a series per kernel function would
+/// be unbounded). Kernel frames are the leaf-ward end of every stack they are on, so each
+/// sample in the kernel is one kernel function's self time: the sum is the kernel's total too.
+fn sampled_functions(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
+    let (kernel, rest): (Vec<&FunctionStats>, Vec<&FunctionStats>) =
+        t.profile.functions.iter().partition(|f| f.kind == FuncKind::Kernel);
+    let mut rows: Vec<_> =
+        rest.into_iter().map(|f| (function_labels(t, f), (f.self_seconds, f.total_seconds))).collect();
+    if !kernel.is_empty() {
+        let seconds = kernel.iter().map(|f| f.self_seconds).sum();
+        let labels = with(base_labels(t), &[("function", KERNEL_UNNAMED), ("kind", FuncKind::Kernel.as_str())]);
+        rows.push((labels, (seconds, seconds)));
+    }
+    rows
 }
 
 fn function_labels(t: &TargetMetrics, f: &FunctionStats) -> Labels {
@@ -215,11 +233,11 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
         ),
         family(
             "zeek_probe_function_self_seconds_total",
-            "Sampled CPU time with the function on top of the stack (native code and other threads: kind native, thread)",
+            "Sampled CPU time with the function on top of the stack (native code and other threads: kind native, thread; the kernel's functions as one [kernel] series)",
             COUNTER,
             t.iter()
                 .filter(|t| t.profile.sampling.is_some())
-                .flat_map(|t| t.profile.functions.iter().map(move |f| (function_labels(t, f), f.self_seconds))),
+                .flat_map(|t| sampled_functions(t).into_iter().map(|(labels, (s, _))| (labels, s))),
         ),
         family(
             "zeek_probe_function_seconds_total",
@@ -227,7 +245,7 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
             COUNTER,
             t.iter()
                 .filter(|t| t.profile.sampling.is_some())
-                .flat_map(|t| t.profile.functions.iter().map(move |f| (function_labels(t, f), f.total_seconds))),
+                .flat_map(|t| sampled_functions(t).into_iter().map(|(labels, (_, total))| (labels, total))),
         ),
         family(
             "zeek_probe_caller_calls_total",
@@ -516,5 +534,26 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE zeek_probe_function_calls_total counter"), "{text}");
+    }
+
+    #[test]
+    fn kernel_functions_are_one_series() {
+        let mut t = target();
+        let kernel = |name: &str, seconds| FunctionStats {
+            name: name.into(),
+            zeek_name: None,
+            kind: FuncKind::Kernel,
+            file: None,
+            calls: None,
+            self_seconds: seconds,
+            total_seconds: 2.0,
+        };
+        t.profile.functions.extend([kernel("[k] read_zero", 0.5), kernel("[k] do_syscall_64", 0.25)]);
+        let text = encode(&exposition(vec![t]));
+        for family in ["zeek_probe_function_self_seconds_total", "zeek_probe_function_seconds_total"] {
+            let series = format!(r#"{family}{{node="worker-1",pid="42",function="[kernel]",kind="kernel"}} 0.75"#);
+            assert!(text.contains(&series), "{text}");
+        }
+        assert!(!text.contains("[k] "), "no series per kernel function: {text}");
     }
 }

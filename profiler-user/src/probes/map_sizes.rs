@@ -27,7 +27,7 @@ const fn entry(key: usize, value: usize) -> usize {
 /// Distinct stacks are most of it; functions next; calls per caller edge and samples per
 /// (process, stack) follow them.
 const SCALED: [Scaled; 5] = [
-    Scaled { name: names::STACKS, entries: 11_264, entry_bytes: entry(8, size_of::<StackTrace>()) },
+    Scaled { name: names::STACKS, entries: 8_192, entry_bytes: entry(8, size_of::<StackTrace>()) },
     Scaled { name: names::FUNCS, entries: 8_192, entry_bytes: entry(8, size_of::<FuncInfo>()) },
     Scaled { name: names::CALLS, entries: 32_768, entry_bytes: entry(size_of::<CallKey>(), 8) },
     Scaled { name: names::SAMPLES, entries: 16_384, entry_bytes: entry(size_of::<SampleKey>(), 8) },

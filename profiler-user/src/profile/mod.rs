@@ -96,7 +96,7 @@ mod tests {
     use super::*;
     use crate::{
         binary::symbols::NativeSymbols,
-        symbolize::{FuncKind, UNRESOLVED, function_names::func_info},
+        symbolize::{FuncKind, KernelSymbols, LibrarySymbols, NativeCode, UNRESOLVED, function_names::func_info},
     };
 
     fn info(name: &str, kind: u8, flavor: u8) -> FuncInfo {
@@ -182,8 +182,9 @@ mod tests {
             (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10),
             (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
         ];
-        let natives = NativeSymbols::default();
-        let ctx = SampleContext { hz: 10, natives: &natives, bias: 0, mappings: &[] };
+        let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let ctx = SampleContext { hz: 10, code };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
@@ -194,5 +195,31 @@ mod tests {
         assert_eq!(p.probe_health.unnamed_samples, 1);
         let sampling = p.sampling.unwrap();
         assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
+    }
+
+    #[test]
+    fn kernel_time_under_a_script_is_the_kernels_self_time_and_no_call_edge() {
+        let (ev, bif) = (name_hash_bytes(b"zeek_init"), name_hash_bytes(b"write_file"));
+        let mut snap = MapSnapshot::default();
+        snap.funcs.insert(ev, info("zeek_init", 0, 1));
+        snap.funcs.insert(bif, info("write_file", 1, 0));
+        let mut in_kernel = stack(&[ev, bif]);
+        in_kernel.kernel_depth = 2;
+        in_kernel.kernel_frames[..2].copy_from_slice(&[0xffffffff81002010, 0xffffffff81001040]);
+        snap.stacks.insert(1, in_kernel);
+        snap.stacks.insert(2, stack(&[ev, bif]));
+        snap.samples =
+            vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 20), (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10)];
+        let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
+        let kernel = KernelSymbols::parse("ffffffff81001000 t do_syscall_64\nffffffff81002000 t vfs_write\n");
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(SampleContext { hz: 10, code }));
+        let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
+        assert_eq!((f("write_file").self_seconds, f("write_file").total_seconds), (1.0, 3.0));
+        assert_eq!((f("[k] vfs_write").kind, f("[k] vfs_write").self_seconds), (FuncKind::Kernel, 2.0));
+        assert_eq!((f("[k] do_syscall_64").self_seconds, f("[k] do_syscall_64").total_seconds), (0.0, 2.0));
+        let edge = p.callers.iter().find(|e| e.callee == "write_file").unwrap();
+        assert_eq!((edge.self_seconds, edge.total_seconds), (1.0, 3.0), "the kernel's time is below the edge");
+        assert!(p.callers.iter().all(|e| !e.callee.starts_with("[k]")), "no call edges into the kernel");
     }
 }

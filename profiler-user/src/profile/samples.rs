@@ -4,20 +4,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{SampledStack, Sampling, tally::Tally};
 use crate::{
-    binary::symbols::NativeSymbols,
     probes::MapSnapshot,
-    symbolize::{DecodedFrame, FuncKind, FunctionNames, StackDecoder, StackFrame},
-    target::mappings::Mapping,
+    symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame},
 };
 
 /// What decoding one process's samples needs.
 pub struct SampleContext<'a> {
     pub hz: u64,
-    pub natives: &'a NativeSymbols,
-    /// Runtime minus link-time addresses of the executable.
-    pub bias: u64,
-    /// The process's mappings, to name code in libraries.
-    pub mappings: &'a [Mapping],
+    pub code: NativeCode<'a>,
 }
 
 /// What one process's samples came to besides what they added to the tally.
@@ -37,7 +31,7 @@ pub(super) fn count_samples(
     ctx: &SampleContext,
     tally: &mut Tally,
 ) -> Sampled {
-    let mut decoder = StackDecoder::new(names, ctx.natives, ctx.bias, ctx.mappings);
+    let mut decoder = StackDecoder::new(names, ctx.code);
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
     let mut unnamed = 0;
@@ -77,12 +71,14 @@ fn add_to_functions(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
 }
 
 /// Total samples to every caller edge on a script stack, once however often recursion repeats
-/// it; self samples to the edge into the leaf. Script stacks start at a call from C++; native
-/// and thread stacks have no call edges.
+/// it; self samples to the edge into the leaf, unless the kernel was working under it. Script
+/// stacks start at a call from C++; native and thread stacks have no call edges.
 fn add_to_edges(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
     if frames.iter().any(|f| matches!(f.kind, FuncKind::Native | FuncKind::Thread)) {
         return;
     }
+    let script = frames.iter().position(|f| f.kind == FuncKind::Kernel).unwrap_or(frames.len());
+    let (frames, kernel) = frames.split_at(script);
     let callers = std::iter::once(None).chain(frames.iter().map(|f| Some(f.frame.name.as_str())));
     let mut seen = HashSet::new();
     for (i, (caller, f)) in callers.zip(frames).enumerate() {
@@ -91,7 +87,7 @@ fn add_to_edges(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
         if seen.insert(edge) {
             row.total_samples += samples;
         }
-        if i + 1 == frames.len() {
+        if i + 1 == frames.len() && kernel.is_empty() {
             row.self_samples += samples;
         }
     }

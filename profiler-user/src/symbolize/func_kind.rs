@@ -14,6 +14,8 @@ pub enum FuncKind {
     Native,
     /// A thread other than Zeek's main thread (sampled only).
     Thread,
+    /// The kernel, working for the thread (a syscall, a page fault, an interrupt; sampled only).
+    Kernel,
 }
 
 impl FuncKind {
@@ -36,6 +38,7 @@ impl FuncKind {
             Self::Bif => "bif",
             Self::Native => "native",
             Self::Thread => "thread",
+            Self::Kernel => "kernel",
         }
     }
 }

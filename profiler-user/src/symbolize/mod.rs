@@ -3,11 +3,15 @@
 pub mod func_kind;
 pub mod func_name;
 pub mod function_names;
+pub mod kernel_symbols;
+pub mod library_symbols;
 pub mod log_stream;
 pub mod stack;
 
 pub use func_kind::FuncKind;
 pub use func_name::func_name;
 pub use function_names::{FunctionNames, UNRESOLVED};
+pub use kernel_symbols::KernelSymbols;
+pub use library_symbols::LibrarySymbols;
 pub use log_stream::LogStreamNames;
-pub use stack::{DecodedFrame, StackDecoder, StackFrame};
+pub use stack::{DecodedFrame, NativeCode, StackDecoder, StackFrame};

@@ -1,11 +1,12 @@
 //! Sampled stacks → frames people read: script functions by name (lambdas by where they are
-//! defined), native code by demangled symbol, other threads by thread name.
+//! defined), native code by demangled symbol (the executable's, a library's), other threads by
+//! thread name, and under any of them the kernel functions the sample interrupted.
 use std::collections::{HashMap, hash_map::Entry};
 
 use profiler_common::{StackKind, StackTrace};
 use serde::Serialize;
 
-use super::{FuncKind, FunctionNames, UNRESOLVED};
+use super::{FuncKind, FunctionNames, KernelSymbols, LibrarySymbols, UNRESOLVED, kernel_symbols::KERNEL_UNNAMED};
 use crate::{
     binary::symbols::NativeSymbols,
     target::mappings::{self, Mapping},
@@ -36,46 +37,81 @@ pub struct DecodedFrame {
     pub zeek_name: Option<String>,
 }
 
+/// A frame that is only a name: native code, a thread, the kernel.
+fn frame(name: String, kind: FuncKind) -> DecodedFrame {
+    DecodedFrame { frame: StackFrame { name, file: None, line: 0 }, kind, zeek_name: None }
+}
+
+/// What names one process's native code.
+#[derive(Clone, Copy)]
+pub struct NativeCode<'a> {
+    /// The executable's functions, at link-time addresses: runtime minus `bias`.
+    pub natives: &'a NativeSymbols,
+    pub bias: u64,
+    /// The process's mappings, to find the library of any other address...
+    pub mappings: &'a [Mapping],
+    /// ...and those libraries' functions.
+    pub libraries: &'a LibrarySymbols,
+    pub kernel: &'a KernelSymbols,
+}
+
 /// Decodes the stacks of one process, caching native symbol lookups.
 pub struct StackDecoder<'a> {
     funcs: &'a FunctionNames,
-    natives: &'a NativeSymbols,
-    bias: u64,
-    mappings: &'a [Mapping],
+    code: NativeCode<'a>,
     native_names: HashMap<u64, String>,
+    kernel_names: HashMap<u64, String>,
 }
 
 impl<'a> StackDecoder<'a> {
-    /// `natives` and `bias` name addresses in the executable; `mappings` name the library of
-    /// any other address.
-    pub fn new(funcs: &'a FunctionNames, natives: &'a NativeSymbols, bias: u64, mappings: &'a [Mapping]) -> Self {
-        Self { funcs, natives, bias, mappings, native_names: HashMap::new() }
+    pub fn new(funcs: &'a FunctionNames, code: NativeCode<'a>) -> Self {
+        Self { funcs, code, native_names: HashMap::new(), kernel_names: HashMap::new() }
     }
 
     /// Frames root first; `None` for a malformed trace.
     pub fn decode(&mut self, trace: &StackTrace) -> Option<Vec<DecodedFrame>> {
-        let frame = |name: String, kind| DecodedFrame {
-            frame: StackFrame { name, file: None, line: 0 },
-            kind,
-            zeek_name: None,
-        };
-        Some(match StackKind::try_from(trace.kind).ok()? {
+        // Only the leaf of a native stack is known so far: a user-space unwinder would pass
+        // its callers here too.
+        let mut user_ips: &[u64] = &[];
+        let mut frames: Vec<DecodedFrame> = match StackKind::try_from(trace.kind).ok()? {
             StackKind::Script => trace.frames().iter().map(|h| self.script_frame(*h)).collect(),
             StackKind::EventDispatch => {
                 vec![self.script_frame(trace.leaf), frame(DISPATCH_LEAF.to_owned(), FuncKind::Native)]
             }
             StackKind::Native => {
-                vec![
-                    frame(NATIVE_ROOT.to_owned(), FuncKind::Native),
-                    frame(self.native_name(trace.leaf), FuncKind::Native),
-                ]
+                user_ips = std::slice::from_ref(&trace.leaf);
+                vec![frame(NATIVE_ROOT.to_owned(), FuncKind::Native)]
             }
             StackKind::Thread => {
                 let end = trace.comm.iter().position(|b| *b == 0).unwrap_or(trace.comm.len());
                 let comm = String::from_utf8_lossy(&trace.comm[..end]).into_owned();
                 vec![frame(format!("[thread] {comm}"), FuncKind::Thread)]
             }
-        })
+        };
+        frames.extend(self.native_frames(user_ips, trace.kernel_frames()));
+        Some(frames)
+    }
+
+    /// Native frames root first: the user-space ones (root first, the leaf last), then the
+    /// kernel's (given innermost first, as the kernel's unwinder returns them).
+    fn native_frames(&mut self, user_ips: &[u64], kernel_ips: &[u64]) -> Vec<DecodedFrame> {
+        let mut frames: Vec<DecodedFrame> =
+            user_ips.iter().map(|ip| frame(self.native_name(*ip), FuncKind::Native)).collect();
+        if kernel_ips.is_empty() {
+            return frames;
+        }
+        if self.code.kernel.is_empty() {
+            frames.push(frame(KERNEL_UNNAMED.to_owned(), FuncKind::Kernel));
+            return frames;
+        }
+        for (depth, ip) in kernel_ips.iter().enumerate().rev() {
+            // Above the innermost frame, return addresses: the call is the byte before.
+            let address = if depth == 0 { *ip } else { ip.wrapping_sub(1) };
+            let kernel = self.code.kernel;
+            let name = self.kernel_names.entry(address).or_insert_with(|| kernel.frame_name(address)).clone();
+            frames.push(frame(name, FuncKind::Kernel));
+        }
+        frames
     }
 
     fn script_frame(&self, hash: u64) -> DecodedFrame {
@@ -97,14 +133,17 @@ impl<'a> StackDecoder<'a> {
         match self.native_names.entry(ip) {
             Entry::Occupied(name) => name.get().clone(),
             Entry::Vacant(slot) => {
-                let name =
-                    self.natives.lookup(ip.wrapping_sub(self.bias)).unwrap_or_else(|| {
-                        match mappings::library_of(self.mappings, ip) {
-                            Some(library) if library.starts_with('[') => library.to_owned(),
-                            Some(library) => format!("[{library}]"),
-                            None => format!("{ip:#x}"),
-                        }
-                    });
+                let code = self.code;
+                let name = code.natives.lookup(ip.wrapping_sub(code.bias)).unwrap_or_else(|| {
+                    let Some(mapping) = mappings::mapping_of(code.mappings, ip) else { return format!("{ip:#x}") };
+                    if let Some(function) = code.libraries.lookup(mapping, ip) {
+                        return function;
+                    }
+                    match mappings::file_name(mapping) {
+                        library if library.starts_with('[') => library.to_owned(),
+                        library => format!("[{library}]"),
+                    }
+                });
                 slot.insert(name).clone()
             }
         }
@@ -127,6 +166,30 @@ mod tests {
         t
     }
 
+    fn in_kernel(mut t: StackTrace, innermost_first: &[u64]) -> StackTrace {
+        t.kernel_depth = innermost_first.len() as u32;
+        t.kernel_frames[..innermost_first.len()].copy_from_slice(innermost_first);
+        t
+    }
+
+    fn names(frames: Vec<DecodedFrame>) -> Vec<String> {
+        frames.into_iter().map(|f| f.frame.name).collect()
+    }
+
+    /// Native code naming nothing but by mapping, and `kernel` for the kernel.
+    fn decoding<T>(
+        funcs: &FunctionNames,
+        mappings: &[Mapping],
+        kernel: &KernelSymbols,
+        test: impl FnOnce(StackDecoder) -> T,
+    ) -> T {
+        let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
+        test(StackDecoder::new(
+            funcs,
+            NativeCode { natives: &natives, bias: 0, mappings, libraries: &libraries, kernel },
+        ))
+    }
+
     #[test]
     fn script_stacks_name_lambdas_by_location() {
         let (ev, lambda) = (name_hash_bytes(b"new_connection"), name_hash_bytes(b"lambda_123"));
@@ -135,11 +198,11 @@ mod tests {
             (lambda, func_info("lambda_123", 0, 0, "/z/site/packages/pkg/main.zeek", 42)),
         ]);
         let funcs = FunctionNames::new(&infos, [ev, lambda]);
-        let natives = NativeSymbols::default();
-        let mut decoder = StackDecoder::new(&funcs, &natives, 0, &[]);
-        let frames = decoder.decode(&trace(StackKind::Script, &[ev, lambda, CALLER_UNRESOLVED], 0)).unwrap();
-        let names: Vec<&str> = frames.iter().map(|f| f.frame.name.as_str()).collect();
-        assert_eq!(names, ["new_connection", "lambda@pkg/main.zeek:42", UNRESOLVED]);
+        let frames = decoding(&funcs, &[], &KernelSymbols::default(), |mut decoder| {
+            decoder.decode(&trace(StackKind::Script, &[ev, lambda, CALLER_UNRESOLVED], 0)).unwrap()
+        });
+        let shown: Vec<&str> = frames.iter().map(|f| f.frame.name.as_str()).collect();
+        assert_eq!(shown, ["new_connection", "lambda@pkg/main.zeek:42", UNRESOLVED]);
         assert_eq!(frames[0].kind, FuncKind::Event);
         assert_eq!(frames[1].frame.file.as_deref(), Some("/z/site/packages/pkg/main.zeek"));
         assert_eq!(frames[1].zeek_name.as_deref(), Some("lambda_123"));
@@ -149,21 +212,59 @@ mod tests {
     fn dispatch_native_and_thread_stacks() {
         let ev = name_hash_bytes(b"dns_request");
         let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("dns_request", 0, 1, "", 0))]), [ev]);
-        let natives = NativeSymbols::default();
-        let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/lib/libc.so.6".into() }];
-        let mut decoder = StackDecoder::new(&funcs, &natives, 0, &libc);
-        let names = |frames: Vec<DecodedFrame>| frames.into_iter().map(|f| f.frame.name).collect::<Vec<_>>();
-        let dispatch = decoder.decode(&trace(StackKind::EventDispatch, &[], ev)).unwrap();
-        assert_eq!(names(dispatch), ["dns_request", DISPATCH_LEAF]);
-        let native = decoder.decode(&trace(StackKind::Native, &[], 0x1234)).unwrap();
-        assert_eq!(names(native), [NATIVE_ROOT, "0x1234"]);
-        let in_libc = decoder.decode(&trace(StackKind::Native, &[], 0x7100)).unwrap();
-        assert_eq!(names(in_libc), [NATIVE_ROOT, "[libc.so.6]"]);
-        let mut thread = trace(StackKind::Thread, &[], 0);
-        thread.comm[..8].copy_from_slice(b"zk.conn/");
-        assert_eq!(names(decoder.decode(&thread).unwrap()), ["[thread] zk.conn/"]);
-        let mut bad = trace(StackKind::Script, &[], 0);
-        bad.kind = 9;
-        assert!(decoder.decode(&bad).is_none());
+        // A library that cannot be read is named by its file.
+        let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/no/such/libc.so.6".into() }];
+        decoding(&funcs, &libc, &KernelSymbols::default(), |mut decoder| {
+            let dispatch = decoder.decode(&trace(StackKind::EventDispatch, &[], ev)).unwrap();
+            assert_eq!(names(dispatch), ["dns_request", DISPATCH_LEAF]);
+            let native = decoder.decode(&trace(StackKind::Native, &[], 0x1234)).unwrap();
+            assert_eq!(names(native), [NATIVE_ROOT, "0x1234"]);
+            let in_libc = decoder.decode(&trace(StackKind::Native, &[], 0x7100)).unwrap();
+            assert_eq!(names(in_libc), [NATIVE_ROOT, "[libc.so.6]"]);
+            let mut thread = trace(StackKind::Thread, &[], 0);
+            thread.comm[..8].copy_from_slice(b"zk.conn/");
+            assert_eq!(names(decoder.decode(&thread).unwrap()), ["[thread] zk.conn/"]);
+            let mut bad = trace(StackKind::Script, &[], 0);
+            bad.kind = 9;
+            assert!(decoder.decode(&bad).is_none());
+        });
+    }
+
+    #[test]
+    fn kernel_frames_go_under_every_kind_of_stack_outermost_first() {
+        let ev = name_hash_bytes(b"zeek_init");
+        let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("zeek_init", 0, 1, "", 0))]), [ev]);
+        let kernel = KernelSymbols::parse(
+            "ffffffff81000000 T entry_SYSCALL_64\nffffffff81001000 t do_syscall_64\nffffffff81002000 t read_zero\n",
+        );
+        // Innermost first, as bpf_get_stack gives them; the callers' are return addresses.
+        let syscall = [0xffffffff81002010, 0xffffffff81001040, 0xffffffff81000020];
+        let kinds = |frames: &[DecodedFrame]| frames.iter().map(|f| f.kind).collect::<Vec<_>>();
+        decoding(&funcs, &[], &kernel, |mut decoder| {
+            let native = decoder.decode(&in_kernel(trace(StackKind::Native, &[], 0x1234), &syscall)).unwrap();
+            assert_eq!(kinds(&native)[2..], [FuncKind::Kernel; 3]);
+            assert_eq!(
+                names(native),
+                [NATIVE_ROOT, "0x1234", "[k] entry_SYSCALL_64", "[k] do_syscall_64", "[k] read_zero"]
+            );
+            let script = decoder.decode(&in_kernel(trace(StackKind::Script, &[ev], 0), &syscall[..1])).unwrap();
+            assert_eq!(names(script), ["zeek_init", "[k] read_zero"]);
+            let mut thread = in_kernel(trace(StackKind::Thread, &[], 0), &syscall[1..]);
+            thread.comm[..3].copy_from_slice(b"caf");
+            assert_eq!(
+                names(decoder.decode(&thread).unwrap()),
+                ["[thread] caf", "[k] entry_SYSCALL_64", "[k] do_syscall_64"]
+            );
+        });
+        // A return address just past a call at a function's end names the caller, not the next.
+        decoding(&funcs, &[], &kernel, |mut decoder| {
+            let t = in_kernel(trace(StackKind::Native, &[], 0x1234), &[0xffffffff81002010, 0xffffffff81001000]);
+            assert_eq!(names(decoder.decode(&t).unwrap())[2], "[k] entry_SYSCALL_64");
+        });
+        // Hidden kernel addresses: one frame says the kernel was working.
+        decoding(&funcs, &[], &KernelSymbols::default(), |mut decoder| {
+            let t = in_kernel(trace(StackKind::Native, &[], 0x1234), &syscall);
+            assert_eq!(names(decoder.decode(&t).unwrap()), [NATIVE_ROOT, "0x1234", KERNEL_UNNAMED]);
+        });
     }
 }

@@ -40,10 +40,14 @@ pub fn read(pid: u32) -> Vec<Mapping> {
     fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
 }
 
-/// The library (file name) an address belongs to.
-pub fn library_of(mappings: &[Mapping], address: u64) -> Option<&str> {
-    let m = mappings.iter().find(|m| (m.start..m.end).contains(&address))?;
-    Some(m.path.rsplit('/').next().unwrap_or(&m.path))
+/// The mapping an address is in.
+pub fn mapping_of(mappings: &[Mapping], address: u64) -> Option<&Mapping> {
+    mappings.iter().find(|m| (m.start..m.end).contains(&address))
+}
+
+/// The file name of a mapping (`libc.so.6`, `[vdso]`).
+pub fn file_name(mapping: &Mapping) -> &str {
+    mapping.path.rsplit('/').next().unwrap_or(&mapping.path)
 }
 
 #[cfg(test)]
@@ -77,8 +81,9 @@ mod tests {
     #[test]
     fn names_the_library_of_an_address() {
         let m = parse(MAPS);
-        assert_eq!(library_of(&m, 0x7f0000000100), Some("libc.so.6"));
-        assert_eq!(library_of(&m, 0x7ffd00000100), None);
-        assert_eq!(library_of(&m, 0x7ffd00100100), Some("[vdso]"));
+        let library_of = |address| mapping_of(&m, address).map(file_name);
+        assert_eq!(library_of(0x7f0000000100), Some("libc.so.6"));
+        assert_eq!(library_of(0x7ffd00000100), None);
+        assert_eq!(library_of(0x7ffd00100100), Some("[vdso]"));
     }
 }

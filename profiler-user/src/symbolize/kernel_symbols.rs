@@ -1,0 +1,120 @@
+//! Kernel instruction pointers → kernel function names, from /proc/kallsyms. The kernel's text
+//! does not move while zeek-probe runs, so the table is read once and shared by every target.
+//! With `kernel.kptr_restrict` (or without root) kallsyms lists every address as zero: kernel
+//! frames are then shown as one `[kernel]` frame, and zeek-probe says why once.
+use std::{fs, sync::OnceLock};
+
+use crate::output;
+
+/// How kernel frames are named: `[k] do_syscall_64`.
+pub const KERNEL_PREFIX: &str = "[k] ";
+/// The one frame shown for kernel code that cannot be named.
+pub const KERNEL_UNNAMED: &str = "[kernel]";
+
+/// Kernel text symbols by address.
+#[derive(Debug, Default)]
+pub struct KernelSymbols {
+    /// Start address and name (with `[module]` for a module's), sorted by address.
+    functions: Vec<(u64, String)>,
+}
+
+impl KernelSymbols {
+    /// The running kernel's symbols, read on first use; empty (with a note) when hidden.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<KernelSymbols> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let symbols = fs::read_to_string("/proc/kallsyms").map(|text| Self::parse(&text)).unwrap_or_default();
+            if symbols.functions.is_empty() {
+                output::note(format!(
+                    "/proc/kallsyms shows no kernel addresses (kernel.kptr_restrict, or not root): kernel frames are shown as {KERNEL_UNNAMED}"
+                ));
+            }
+            symbols
+        })
+    }
+
+    /// Parses kallsyms text (`ffffffff81000000 T _stext`, `… t name\t[module]`), keeping text
+    /// symbols. All-zero addresses (hidden) give an empty table.
+    pub fn parse(text: &str) -> Self {
+        let mut functions: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let address = u64::from_str_radix(fields.next()?, 16).ok()?;
+                let kind = fields.next()?;
+                let name = fields.next()?;
+                if address == 0 || !matches!(kind, "T" | "t" | "W" | "w") {
+                    return None;
+                }
+                Some(match fields.next() {
+                    Some(module) => (address, format!("{name} {module}")),
+                    None => (address, name.to_owned()),
+                })
+            })
+            .collect();
+        functions.sort_unstable();
+        Self { functions }
+    }
+
+    /// The frame name of the kernel function containing `address`: kallsyms has no sizes, so
+    /// the nearest symbol at or below it.
+    pub fn frame_name(&self, address: u64) -> String {
+        let i = self.functions.partition_point(|(start, _)| *start <= address);
+        match i.checked_sub(1).map(|i| &self.functions[i]) {
+            Some((_, name)) => format!("{KERNEL_PREFIX}{name}"),
+            None => KERNEL_UNNAMED.to_owned(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KALLSYMS: &str = "\
+ffffffff81000000 T _stext
+ffffffff81001000 t do_syscall_64
+ffffffff81002000 D some_data
+ffffffff81003000 W weak_fn
+ffffffffc0001000 t nf_hook_slow\t[nf_tables]
+";
+
+    #[test]
+    fn names_addresses_by_the_symbol_at_or_below_them() {
+        let k = KernelSymbols::parse(KALLSYMS);
+        assert_eq!(k.frame_name(0xffffffff81001234), "[k] do_syscall_64");
+        // Data symbols are not functions: the text symbol below stands.
+        assert_eq!(k.frame_name(0xffffffff81002100), "[k] do_syscall_64");
+        assert_eq!(k.frame_name(0xffffffff81003000), "[k] weak_fn");
+        assert_eq!(k.frame_name(0xffffffffc0001010), "[k] nf_hook_slow [nf_tables]");
+        assert_eq!(k.frame_name(0x1000), KERNEL_UNNAMED);
+    }
+
+    #[test]
+    fn hidden_addresses_give_no_names() {
+        let k = KernelSymbols::parse("0000000000000000 T _stext\n0000000000000000 t do_syscall_64\n");
+        assert!(k.is_empty());
+        assert_eq!(k.frame_name(0xffffffff81001234), KERNEL_UNNAMED);
+    }
+
+    #[test]
+    fn the_running_kernels_symbols_name_its_syscall_entry() {
+        // As root on a kernel without kptr_restrict (CI), the real table names real code.
+        let k = KernelSymbols::shared();
+        if k.is_empty() {
+            assert!(
+                unsafe { libc::geteuid() } != 0
+                    || fs::read_to_string("/proc/sys/kernel/kptr_restrict").is_ok_and(|r| r.trim() != "0")
+            );
+            return;
+        }
+        let text = fs::read_to_string("/proc/kallsyms").unwrap();
+        let entry = text.lines().find(|l| l.ends_with(" do_syscall_64")).expect("do_syscall_64 in kallsyms");
+        let address = u64::from_str_radix(entry.split_whitespace().next().unwrap(), 16).unwrap();
+        assert_eq!(k.frame_name(address + 1), "[k] do_syscall_64");
+    }
+}

@@ -1,0 +1,145 @@
+//! Instruction pointers in a target's shared libraries → demangled function names, from each
+//! library's own symbol tables (`.dynsym`, `.symtab`) and, where it is installed, its separate
+//! debug file (by build-id or `.gnu_debuglink`): that one has the local symbols a stripped
+//! library lacks (libc's `__memset_avx2_unaligned_erms` is in no `.dynsym`). A library is read
+//! the first time one of its addresses is named, and kept for the session's later profiles.
+//! The vDSO has no file: every 64-bit process of this kernel maps the same image, so it is
+//! read from zeek-probe's own.
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::unix::fs::FileExt as _,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use crate::{
+    binary::{ElfFile, elf::LoadSegment, symbols::NativeSymbols},
+    target::mappings::{self, Mapping},
+};
+
+const VDSO: &str = "[vdso]";
+
+/// One library's functions and where its file offsets are at link time.
+#[derive(Debug)]
+struct Library {
+    functions: NativeSymbols,
+    segments: Vec<LoadSegment>,
+}
+
+impl Library {
+    fn read(path: &str) -> Option<Self> {
+        Self::of(&ElfFile::open(path.as_ref()).ok()?)
+    }
+
+    fn vdso() -> Option<Self> {
+        Self::of(&own_vdso()?)
+    }
+
+    fn of(elf: &ElfFile) -> Option<Self> {
+        let mut index = elf.symbols();
+        if let Some(debug) = elf.separate_debug_file().and_then(|p| ElfFile::open(&p).ok()) {
+            index.extend(debug.symbols());
+        }
+        Some(Self { functions: index.functions(), segments: elf.load_segments() })
+    }
+
+    /// The function at file offset `offset`.
+    fn name_at(&self, offset: u64) -> Option<String> {
+        let address = self.segments.iter().find_map(|s| s.address_of(offset))?;
+        self.functions.lookup(address)
+    }
+}
+
+/// This process's vDSO, copied out of its memory.
+fn own_vdso() -> Option<ElfFile> {
+    let own = mappings::read(std::process::id());
+    let mapping = own.iter().find(|m| m.path == VDSO)?;
+    let mut image = vec![0; usize::try_from(mapping.end.checked_sub(mapping.start)?).ok()?];
+    File::open("/proc/self/mem").ok()?.read_exact_at(&mut image, mapping.start).ok()?;
+    ElfFile::from_bytes(Path::new(VDSO), image).ok()
+}
+
+/// The libraries of one process, by the path its mappings show.
+#[derive(Debug)]
+pub struct LibrarySymbols {
+    /// Where the process's files are seen from here (its mount namespace).
+    root: String,
+    /// `None` for a library that cannot be read (gone, not ELF): asked once.
+    libraries: Mutex<HashMap<String, Option<Arc<Library>>>>,
+}
+
+impl LibrarySymbols {
+    pub fn new(pid: u32) -> Self {
+        Self { root: format!("/proc/{pid}/root"), libraries: Mutex::default() }
+    }
+
+    /// The function at `ip` in the library `mapping` maps, if its symbols name it.
+    pub fn lookup(&self, mapping: &Mapping, ip: u64) -> Option<String> {
+        if !mapping.path.starts_with('/') && mapping.path != VDSO {
+            return None;
+        }
+        let library = self.library(&mapping.path)?;
+        library.name_at(ip.checked_sub(mapping.start)? + mapping.offset)
+    }
+
+    fn library(&self, path: &str) -> Option<Arc<Library>> {
+        let mut libraries = self.libraries.lock().unwrap_or_else(PoisonError::into_inner);
+        libraries
+            .entry(path.to_owned())
+            .or_insert_with(|| {
+                if path == VDSO {
+                    return Library::vdso().map(Arc::new);
+                }
+                // Through the process's root while it lives; the same path once it is gone
+                // (`record` names its samples after the command ended).
+                Library::read(&format!("{}{path}", self.root)).or_else(|| Library::read(path)).map(Arc::new)
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::mappings;
+
+    /// The C library zeek-probe itself runs on, as this process maps it: its exported `getpid`
+    /// is named, and with libc's debug file installed the local variant `memset` resolved to.
+    #[test]
+    fn names_functions_in_a_mapped_library_from_its_own_symbols() {
+        let maps = mappings::read(std::process::id());
+        let mapping_of = |ip: u64| maps.iter().find(|m| (m.start..m.end).contains(&ip)).expect("libc mapped");
+        let libraries = LibrarySymbols::new(std::process::id());
+        let getpid = libc::getpid as *const () as usize as u64;
+        let mapping = mapping_of(getpid);
+        let name = libraries.lookup(mapping, getpid + 1);
+        assert!(name.as_deref().is_some_and(|n| n.ends_with("getpid")), "{name:?} in {mapping:?}");
+        assert_eq!(libraries.lookup(mapping, mapping.start.saturating_sub(1)), None);
+
+        let memset = libc::memset as *const () as usize as u64;
+        let mapping = mapping_of(memset);
+        let has_debug_file = ElfFile::open(mapping.path.as_ref()).unwrap().separate_debug_file().is_some();
+        let name = libraries.lookup(mapping, memset).unwrap_or_default();
+        if has_debug_file {
+            assert!(name.starts_with("__memset_"), "memset's IFUNC variant named from the debug file: {name}");
+        } else {
+            assert!(name.is_empty() || name.contains("memset"), "{name}");
+        }
+        let heap = Mapping { start: 0x1000, end: 0x2000, offset: 0, path: "[heap]".into() };
+        assert_eq!(libraries.lookup(&heap, 0x1100), None);
+    }
+
+    /// The vDSO, as any process maps it: `clock_gettime` runs there.
+    #[test]
+    fn names_functions_in_the_vdso() {
+        let image = own_vdso().expect("the vDSO mapped and read");
+        let symbol = image.symbols().get("__vdso_clock_gettime").expect("the vDSO exports clock_gettime");
+        let segment = image.load_segments()[0];
+        // Where the symbol is at run time, in a mapping elsewhere (another process's).
+        let elsewhere = Mapping { start: 0x7fff_0000_0000, end: 0x7fff_0001_0000, offset: 0, path: VDSO.into() };
+        let ip = elsewhere.start + symbol.address - segment.address + segment.offset + 4;
+        let name = LibrarySymbols::new(std::process::id()).lookup(&elsewhere, ip);
+        assert!(name.as_deref().is_some_and(|n| n.ends_with("clock_gettime")), "{name:?}");
+    }
+}
