@@ -108,7 +108,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::{binary::symbols::NativeSymbols, symbolize::function_names::func_info};
+    use crate::{
+        binary::symbols::NativeSymbols,
+        symbolize::{KernelSymbols, LibrarySymbols, NativeCode, function_names::func_info},
+    };
 
     #[test]
     fn histogram_per_event_and_the_longest_first_with_their_top_stacks() {
@@ -137,8 +140,9 @@ mod tests {
         snap.long_dispatches = vec![dispatch(10, fast, 2), dispatch(11, slow, 15), dispatch(12, slow, 65)];
 
         let names = FunctionNames::new(&snap.funcs, named_hashes(&snap, 5));
-        let natives = NativeSymbols::default();
-        let mut decoder = StackDecoder::new(&names, &natives, 0, &[]);
+        let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let mut decoder = StackDecoder::new(&names, code);
         let d = long_dispatches(&snap, 5, 1000, &names, &mut decoder);
 
         assert_eq!(d.bucket_bounds_seconds.first(), Some(&0.002));

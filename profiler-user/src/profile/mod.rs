@@ -44,7 +44,7 @@ impl Profile {
         probe_health.unnamed_calls = calls::count_calls(snapshot, pid, &names, &mut tally);
         let sampled = sampling.as_ref().map(|ctx| samples::count_samples(snapshot, pid, &names, ctx, &mut tally));
         let long_dispatches = sampling.as_ref().filter(|_| target.long_dispatches_unavailable.is_none()).map(|ctx| {
-            let mut decoder = StackDecoder::new(&names, ctx.natives, ctx.bias, ctx.mappings);
+            let mut decoder = StackDecoder::new(&names, ctx.code);
             dispatches::long_dispatches(snapshot, pid, ctx.hz, &names, &mut decoder)
         });
 
