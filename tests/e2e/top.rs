@@ -3,7 +3,7 @@
 //! terminal as it was.
 use std::{
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
     time::Duration,
 };
@@ -100,6 +100,63 @@ fn hottest_function(dir: &Path) -> String {
     expected_lambda_names(&truth).get(&name).cloned().unwrap_or(name)
 }
 
+/// `zeek-probe top --pid PID ARGS` in a tmux pane of its own (160x50), with what the shell
+/// gets back afterwards written to files.
+struct TopInTmux {
+    tmux: Tmux,
+    /// `EXIT=<top's exit status>`.
+    exit: PathBuf,
+    /// `stty -a` run after top: the terminal's modes.
+    stty: PathBuf,
+}
+
+impl TopInTmux {
+    fn start(dir: &Path, pid: u32, args: &str) -> Self {
+        let (exit, stty) = (dir.join("exit"), dir.join("stty"));
+        let shell = format!(
+            "{} top --pid {pid} {args}; echo EXIT=$? > {}; stty -a > {}; exec sleep 600",
+            zeek_probe().display(),
+            exit.display(),
+            stty.display()
+        );
+        // The temporary directory's name is unique: so is the server.
+        let unique = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let tmux = Tmux { socket: format!("zeek-probe-e2e-{unique}") };
+        let started = tmux.run(&["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", &shell]);
+        assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+        Self { tmux, exit, stty }
+    }
+
+    /// Asserts top exited 0 and left the terminal as a shell wants it: cooked mode, the
+    /// alternate screen left, the cursor shown, its screen gone.
+    fn assert_exited_0_leaving_the_terminal_sane(&self) {
+        let tmux = &self.tmux;
+        let status = wait_until("top exits", Duration::from_secs(30), || {
+            fs::read_to_string(&self.exit).ok().filter(|s| s.ends_with('\n')).ok_or_else(|| tmux.screen())
+        });
+        assert_eq!(status.trim(), "EXIT=0", "{}", tmux.screen());
+        let modes = wait_until("stty runs after top", Duration::from_secs(30), || {
+            fs::read_to_string(&self.stty).ok().filter(|s| s.contains("icanon")).ok_or_else(|| tmux.screen())
+        });
+        for sane in ["icanon", "echo", "icrnl", "opost"] {
+            assert!(modes.split_whitespace().any(|m| m == sane), "raw mode left on ({sane} is off): {modes}");
+        }
+        let flags = tmux.run(&["display", "-p", "-t", "top", "#{alternate_on} #{cursor_flag}"]);
+        assert_eq!(String::from_utf8_lossy(&flags.stdout).trim(), "0 1", "alternate screen left, cursor shown");
+        assert!(!tmux.screen().contains("SELF%"), "the shell's screen is back:\n{}", tmux.screen());
+    }
+}
+
+fn start_fixture() -> Reaped {
+    Reaped(
+        Command::new(fixture("zeek-shaped-8.2"))
+            .args(["--seconds", "600"])
+            .env("CLUSTER_NODE", "worker-3")
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn top_shows_the_hottest_function_sorts_and_quits_leaving_the_terminal_sane() {
     if !privileged() || !tmux_installed() {
@@ -107,50 +164,44 @@ fn top_shows_the_hottest_function_sorts_and_quits_leaving_the_terminal_sane() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hottest = hottest_function(dir.path());
-    let fixture = Reaped(
-        Command::new(fixture("zeek-shaped-8.2"))
-            .args(["--seconds", "600"])
-            .env("CLUSTER_NODE", "worker-3")
-            .spawn()
-            .unwrap(),
-    );
-    let (exit, stty) = (dir.path().join("exit"), dir.path().join("stty"));
-    // After top: its exit status, and the terminal's modes as the shell gets them back.
-    let shell = format!(
-        "{} top --pid {} --count-calls --hz 999 --interval 1; echo EXIT=$? > {}; stty -a > {}; exec sleep 600",
-        zeek_probe().display(),
-        fixture.0.id(),
-        exit.display(),
-        stty.display()
-    );
-    let tmux = Tmux { socket: format!("zeek-probe-e2e-top-{}", std::process::id()) };
-    let started = tmux.run(&["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", &shell]);
-    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let fixture = start_fixture();
+    let top = TopInTmux::start(dir.path(), fixture.0.id(), "--count-calls --hz 999 --interval 1");
+    let tmux = &top.tmux;
 
-    let by_self = wait_for_order(&tmux, "self CPU", |r| r.0, |name| name == hottest);
+    let by_self = wait_for_order(tmux, "self CPU", |r| r.0, |name| name == hottest);
     let screen = tmux.screen();
     assert!(screen.contains("node worker-3"), "{screen}");
     assert!(screen.contains("long dispatches: not measured"), "{screen}");
     assert!(screen.contains("zeek::Connection::NextPacket"), "native code sampled:\n{screen}");
 
     tmux.keys("t");
-    let by_total = wait_for_order(&tmux, "total CPU", |r| r.1, |name| name != hottest);
+    let by_total = wait_for_order(tmux, "total CPU", |r| r.1, |name| name != hottest);
     assert!(by_total[0].1 >= by_self[0].1, "the busiest caller includes {hottest}: {by_total:?}");
     tmux.keys("c");
-    wait_for_order(&tmux, "calls/s", |r| r.2, |_| true);
+    wait_for_order(tmux, "calls/s", |r| r.2, |_| true);
 
     tmux.keys("q");
-    let status = wait_until("top exits on q", Duration::from_secs(30), || {
-        fs::read_to_string(&exit).ok().filter(|s| s.ends_with('\n')).ok_or_else(|| tmux.screen())
-    });
-    assert_eq!(status.trim(), "EXIT=0", "{}", tmux.screen());
-    let modes = wait_until("stty runs after top", Duration::from_secs(30), || {
-        fs::read_to_string(&stty).ok().filter(|s| s.contains("icanon")).ok_or_else(|| tmux.screen())
-    });
-    for sane in ["icanon", "echo", "icrnl", "opost"] {
-        assert!(modes.split_whitespace().any(|m| m == sane), "raw mode left on ({sane} is off): {modes}");
+    top.assert_exited_0_leaving_the_terminal_sane();
+}
+
+/// SIGTERM (a service manager's stop, `kill`) ends top like `q`.
+#[test]
+fn top_restores_the_terminal_on_sigterm() {
+    if !privileged() || !tmux_installed() {
+        return;
     }
-    let flags = tmux.run(&["display", "-p", "-t", "top", "#{alternate_on} #{cursor_flag}"]);
-    assert_eq!(String::from_utf8_lossy(&flags.stdout).trim(), "0 1", "alternate screen left, cursor shown");
-    assert!(!tmux.screen().contains("SELF%"), "the shell's screen is back:\n{}", tmux.screen());
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = start_fixture();
+    let top = TopInTmux::start(dir.path(), fixture.0.id(), "--interval 1");
+    wait_until("top draws the fixture's node", Duration::from_secs(60), || {
+        let screen = top.tmux.screen();
+        if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
+    });
+    // The pane runs a shell, top its only child.
+    let shell =
+        String::from_utf8_lossy(&top.tmux.run(&["display", "-p", "-t", "top", "#{pane_pid}"]).stdout).trim().to_owned();
+    let children = fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let top_pid: u32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("top runs in the pane");
+    signal(top_pid, libc::SIGTERM);
+    top.assert_exited_0_leaving_the_terminal_sane();
 }

@@ -7,7 +7,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Paragraph, Row, Table},
+    widgets::{Block, Cell, Paragraph, Row, Table},
 };
 
 use super::{
@@ -81,16 +81,26 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     vec![Line::styled(title, bold), Line::from(nodes), Line::from(format!("{cpu} · {calls}"))]
 }
 
-fn percent(node: &NodeView, value: f64) -> String {
-    if node.sample_hz.is_some() { format!("{value:.1}") } else { "-".to_owned() }
+/// A number, right-aligned in its column.
+fn number(text: String) -> Cell<'static> {
+    Cell::from(Line::from(text).right_aligned())
 }
 
-fn per_second(rate: Option<f64>) -> String {
-    rate.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"))
+fn percent(node: &NodeView, value: f64) -> Cell<'static> {
+    number(if node.sample_hz.is_some() { format!("{value:.1}") } else { "-".to_owned() })
 }
 
-fn header_row(cells: &'static [&'static str]) -> Row<'static> {
-    Row::new(cells.iter().copied()).style(Style::default().add_modifier(Modifier::BOLD))
+fn per_second(rate: Option<f64>) -> Cell<'static> {
+    number(rate.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}")))
+}
+
+/// Column titles, bold; the first `numbers` right-aligned over their numbers.
+fn header_row(titles: &'static [&'static str], numbers: usize) -> Row<'static> {
+    let cells = titles.iter().enumerate().map(|(i, title)| {
+        let line = Line::from(*title);
+        Cell::from(if i < numbers { line.right_aligned() } else { line })
+    });
+    Row::new(cells).style(Style::default().add_modifier(Modifier::BOLD))
 }
 
 fn draw_functions(frame: &mut Frame, area: Rect, app: &App, node: &NodeView) {
@@ -99,19 +109,19 @@ fn draw_functions(frame: &mut Frame, area: Rect, app: &App, node: &NodeView) {
             percent(node, f.self_percent),
             percent(node, f.total_percent),
             per_second(f.calls_per_second),
-            f.kind.as_str().to_owned(),
-            f.name.clone(),
+            Cell::from(f.kind.as_str()),
+            Cell::from(f.name.clone()),
         ])
     });
     let widths = [
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(11),
-        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(10),
+        Constraint::Length(8),
         Constraint::Fill(1),
     ];
     let table = Table::new(rows, widths)
-        .header(header_row(&["SELF%", "TOTAL%", "CALLS/S", "KIND", "FUNCTION"]))
+        .header(header_row(&["SELF%", "TOTAL%", "CALLS/S", "KIND", "FUNCTION"], 3))
         .block(Block::bordered().title(" script functions, events, hooks, BIFs "));
     frame.render_widget(table, area);
 }
@@ -119,24 +129,27 @@ fn draw_functions(frame: &mut Frame, area: Rect, app: &App, node: &NodeView) {
 /// Native rows are what the sampler's leaf frames name (a C++ symbol, else the library): there
 /// is no native call tree, so only self time.
 fn draw_natives(frame: &mut Frame, area: Rect, app: &App, node: &NodeView) {
-    let rows = app
-        .natives()
-        .into_iter()
-        .map(|f: &FunctionRate| Row::new([percent(node, f.self_percent), f.kind.as_str().to_owned(), f.name.clone()]));
-    let table = Table::new(rows, [Constraint::Length(7), Constraint::Length(7), Constraint::Fill(1)])
-        .header(header_row(&["SELF%", "KIND", "NATIVE (leaf symbol or library)"]))
+    let rows = app.natives().into_iter().map(|f: &FunctionRate| {
+        Row::new([percent(node, f.self_percent), Cell::from(f.kind.as_str()), Cell::from(f.name.clone())])
+    });
+    let table = Table::new(rows, [Constraint::Length(6), Constraint::Length(6), Constraint::Fill(1)])
+        .header(header_row(&["SELF%", "KIND", "NATIVE (leaf symbol or library)"], 1))
         .block(Block::bordered().title(" native code, by sampled leaf "));
     frame.render_widget(table, area);
 }
 
 fn draw_logs(frame: &mut Frame, area: Rect, node: &NodeView) {
-    let rows = node.streams.iter().map(|s| Row::new([format!("{:.1}", s.writes_per_second), s.stream.clone()]));
-    let table = Table::new(rows, [Constraint::Length(10), Constraint::Fill(1)])
-        .header(header_row(&["WRITES/S", "LOG STREAM"]))
+    let rows = node
+        .streams
+        .iter()
+        .map(|s| Row::new([number(format!("{:.1}", s.writes_per_second)), Cell::from(s.stream.clone())]));
+    let table = Table::new(rows, [Constraint::Length(9), Constraint::Fill(1)])
+        .header(header_row(&["WRITES/S", "LOG STREAM"], 1))
         .block(Block::bordered().title(" log writes "));
     frame.render_widget(table, area);
 }
 
+/// The longest recent dispatches, once measured: until then the pane says they are not.
 fn draw_long_dispatches(frame: &mut Frame, area: Rect, node: &NodeView) {
     let block = Block::bordered().title(" long dispatches ");
     match &node.long_dispatches {
@@ -145,9 +158,11 @@ fn draw_long_dispatches(frame: &mut Frame, area: Rect, node: &NodeView) {
             frame.render_widget(Paragraph::new("no long dispatches in the interval").block(block), area);
         }
         Some(dispatches) => {
-            let rows = dispatches.iter().map(|d| Row::new([format!("{:.3}", d.seconds * 1000.0), d.name.clone()]));
+            let rows = dispatches
+                .iter()
+                .map(|d| Row::new([number(format!("{:.3}", d.seconds * 1000.0)), Cell::from(d.name.clone())]));
             let table = Table::new(rows, [Constraint::Length(10), Constraint::Fill(1)])
-                .header(header_row(&["MS", "DISPATCH"]))
+                .header(header_row(&["MS", "DISPATCH"], 1))
                 .block(block);
             frame.render_widget(table, area);
         }
