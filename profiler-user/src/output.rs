@@ -60,3 +60,19 @@ impl Drop for HeldNotes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_notes_are_kept_until_released() {
+        let held = hold_notes();
+        note("a note said while top draws (output::tests)");
+        let kept = HELD.lock().unwrap().clone().unwrap_or_default();
+        assert!(kept.iter().any(|n| n.contains("while top draws")), "held, not written: {kept:?}");
+        assert!(held.latest().is_some());
+        drop(held);
+        assert!(HELD.lock().unwrap().is_none(), "written out and no longer held");
+    }
+}

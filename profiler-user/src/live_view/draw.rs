@@ -7,7 +7,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Cell, Paragraph, Row, Table},
+    widgets::{Block, Cell, Paragraph, Row, Table, Wrap},
 };
 
 use super::{
@@ -61,7 +61,8 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let mut nodes = vec![Span::raw("nodes: ")];
     for (i, n) in app.nodes().iter().enumerate() {
-        let label = format!("{} ({:.0}%)", n.node, n.cpu_percent);
+        // Node names repeat across restarts and hand-started runs: the PID tells them apart.
+        let label = format!("{}/{} {:.0}%", n.node, n.pid, n.cpu_percent);
         nodes.push(if i == app.selected_index() {
             Span::styled(format!("[{label}]"), bold.add_modifier(Modifier::REVERSED))
         } else {
@@ -149,13 +150,17 @@ fn draw_logs(frame: &mut Frame, area: Rect, node: &NodeView) {
     frame.render_widget(table, area);
 }
 
+fn wrapped(text: &'static str) -> Paragraph<'static> {
+    Paragraph::new(text).wrap(Wrap { trim: true })
+}
+
 /// The longest recent dispatches, once measured: until then the pane says they are not.
 fn draw_long_dispatches(frame: &mut Frame, area: Rect, node: &NodeView) {
     let block = Block::bordered().title(" long dispatches ");
     match &node.long_dispatches {
-        None => frame.render_widget(Paragraph::new("long dispatches: not measured").block(block), area),
+        None => frame.render_widget(wrapped("long dispatches: not measured").block(block), area),
         Some(dispatches) if dispatches.is_empty() => {
-            frame.render_widget(Paragraph::new("no long dispatches in the interval").block(block), area);
+            frame.render_widget(wrapped("no long dispatches in the interval").block(block), area);
         }
         Some(dispatches) => {
             let rows = dispatches
@@ -199,7 +204,7 @@ mod tests {
         app.update(vec![node(4, "worker-1"), node(5, "worker-2")]);
         let text = screen(&app, 120, 30);
         assert!(text.contains("node worker-1 (PID 4, Zeek 8.2.2)"), "{text}");
-        assert!(text.contains("[worker-1 (135%)]") && text.contains(" worker-2 (135%) "), "{text}");
+        assert!(text.contains("[worker-1/4 135%]") && text.contains(" worker-2/5 135% "), "{text}");
         assert!(line_of(&text, " fib ") < line_of(&text, " new_connection "), "self CPU first:\n{text}");
         assert!(text.contains("zeek::Connection::NextPacket") && text.contains("Conn::LOG"), "{text}");
         assert!(text.contains("long dispatches: not measured"), "{text}");
