@@ -208,7 +208,7 @@ mod tests {
         assert!(line_of(&text, " fib ") < line_of(&text, " new_connection "), "self CPU first:\n{text}");
         assert!(text.contains("zeek::Connection::NextPacket") && text.contains("Conn::LOG"), "{text}");
         assert!(text.contains("long dispatches: not measured"), "{text}");
-        app.key(crate::live_view::Key::Char('t'));
+        app.key(crate::live_view::app::Key::Char('t'));
         let text = screen(&app, 120, 30);
         assert!(line_of(&text, " new_connection ") < line_of(&text, " fib "), "total CPU first:\n{text}");
         assert!(text.contains("sorted by total CPU"), "{text}");

@@ -85,6 +85,8 @@ impl NodeView {
                 .iter()
                 .map(|s| StreamRate { stream: s.stream.clone(), writes_per_second: s.writes as f64 / seconds })
                 .collect(),
+            // Not measured yet (issue #16's dispatch times): once the profile carries them, the
+            // interval's longest, longest first, go here as `Some` (an empty list: none were long).
             long_dispatches: None,
         }
     }

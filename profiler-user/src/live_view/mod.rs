@@ -8,5 +8,5 @@ pub mod draw;
 pub mod interval;
 pub mod terminal;
 
-pub use app::{App, Key, Sort};
-pub use interval::{FunctionRate, LongDispatch, NodeView, StreamRate};
+pub use app::App;
+pub use interval::{LongDispatch, NodeView};
