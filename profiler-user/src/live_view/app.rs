@@ -67,6 +67,8 @@ pub struct App {
     pub paused: bool,
     /// Seconds per interval, as asked for.
     pub interval: f64,
+    /// Whether an interval has come in.
+    received: bool,
     /// The latest note zeek-probe said (a node attached or exited), for the status line.
     pub note: Option<String>,
 }
@@ -80,6 +82,7 @@ impl App {
             sort: Sort::SelfTime,
             paused: false,
             interval,
+            received: false,
             note: None,
         }
     }
@@ -87,6 +90,7 @@ impl App {
     /// Takes every node's newest interval (in the order to list them). While paused the
     /// screen stays as it was; the newest is shown on resuming.
     pub fn update(&mut self, nodes: Vec<NodeView>) {
+        self.received = true;
         if self.paused {
             self.pending = Some(nodes);
         } else {
@@ -94,9 +98,9 @@ impl App {
         }
     }
 
-    /// Whether an interval has come in yet.
+    /// Whether an interval has come in yet (with --cluster it may hold no node).
     pub fn has_data(&self) -> bool {
-        !self.nodes.is_empty() || self.pending.is_some()
+        self.received
     }
 
     pub fn nodes(&self) -> &[NodeView] {

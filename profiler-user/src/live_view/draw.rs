@@ -32,8 +32,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let status = app.note.as_ref().map_or_else(|| KEYS.to_owned(), |note| format!("{KEYS} · {note}"));
     frame.render_widget(Paragraph::new(status), footer);
     let Some(node) = app.selected() else {
-        let waiting = format!("collecting the first {} s interval…", app.interval);
-        frame.render_widget(Paragraph::new(waiting).block(Block::bordered()), functions);
+        let waiting = if app.has_data() {
+            "no Zeek process is attached: with --cluster, nodes are picked up as they start".to_owned()
+        } else {
+            format!("collecting the first {} s interval…", app.interval)
+        };
+        frame.render_widget(Paragraph::new(waiting).wrap(Wrap { trim: true }).block(Block::bordered()), functions);
         return;
     };
     draw_functions(frame, functions, app, node);
@@ -201,6 +205,8 @@ mod tests {
     fn shows_the_nodes_rows_in_order_and_long_dispatches_as_not_measured() {
         let mut app = App::new(2.0);
         assert!(screen(&app, 120, 30).contains("collecting the first 2 s interval"));
+        app.update(Vec::new());
+        assert!(screen(&app, 120, 30).contains("no Zeek process is attached"), "a host without Zeek");
         app.update(vec![node(4, "worker-1"), node(5, "worker-2")]);
         let text = screen(&app, 120, 30);
         assert!(text.contains("node worker-1 (PID 4, Zeek 8.2.2)"), "{text}");
