@@ -12,14 +12,15 @@ use serde_json::Value;
 
 use crate::common::*;
 
-/// A tmux server of our own (its own socket), killed when the test ends however it ends.
+/// A tmux server of our own (its socket in the test's directory), killed when the test ends
+/// however it ends.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
+        Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().expect("tmux runs")
     }
 
     /// What the pane shows now.
@@ -119,9 +120,7 @@ impl TopInTmux {
             exit.display(),
             stty.display()
         );
-        // The temporary directory's name is unique: so is the server.
-        let unique = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmux = Tmux { socket: format!("zeek-probe-e2e-{unique}") };
+        let tmux = Tmux { socket: dir.join("tmux") };
         let started = tmux.run(&["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", &shell]);
         assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
         Self { tmux, exit, stty }
