@@ -15,9 +15,10 @@ as_root() {
 # Debian packages: LLVM 22 for bpf-linker (must match the nightly's LLVM), g++ for the
 # Zeek-shaped fixtures, bpftrace for the benchmark baseline, libzmq for the ZeroMQ side,
 # prometheus for promtool and the end-to-end scrape tests, binutils for strip/objcopy, curl
-# for the TLS and basic-auth checks; dpkg-dev, debootstrap and lintian build the Debian package
-# and test it in a clean root (`cargo xtask dist`, xtask/src/dist_check.rs); strace times the
-# verifier per BPF program in `cargo xtask bench`.
+# for the TLS and basic-auth checks, tmux to drive `zeek-probe top` in the end-to-end tests;
+# dpkg-dev, debootstrap and lintian build the Debian package and test it in a clean root
+# (`cargo xtask dist`, xtask/src/dist_check.rs); strace times the verifier per BPF program in
+# `cargo xtask bench`.
 # Installs those of the named Debian packages that are missing; $1 says what they are.
 install_debs() {
   local what=$1 missing=() p
@@ -34,7 +35,7 @@ install_debs() {
 # golang-go for `go tool pprof`, the pprof client the profile endpoint's tests fetch with (~20 s);
 # dpkg-dev, debootstrap and lintian to build the .deb and test it in a clean Debian root.
 install_debs "Debian packages" llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev \
-  pkg-config zlib1g-dev libzstd-dev curl golang-go dpkg-dev debootstrap lintian strace
+  pkg-config zlib1g-dev libzstd-dev curl tmux golang-go dpkg-dev debootstrap lintian strace
 
 # The BPF crate builds with nightly and needs the standard library's source for core.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

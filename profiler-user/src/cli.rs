@@ -38,6 +38,8 @@ pub enum Command {
     Record(RecordArgs),
     /// Attach to a running Zeek process and serve Prometheus metrics.
     Attach(Box<AttachArgs>),
+    /// A live terminal view, like top, of running Zeek processes: hottest functions, native code, log writes.
+    Top(Box<TopArgs>),
     /// Say whether and how zeek-probe can profile a Zeek binary or process on this host.
     Check(CheckArgs),
     /// List the Zeek processes on this host, or write Prometheus service discovery targets.
@@ -90,9 +92,10 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
+/// Which running Zeek processes `attach` and `top` follow.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["pid", "cluster"]))]
-pub struct AttachArgs {
+pub struct TargetArgs {
     /// The Zeek process to attach to.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -100,9 +103,15 @@ pub struct AttachArgs {
     /// as nodes start, exit and restart.
     #[arg(long)]
     pub cluster: bool,
-    /// With --cluster: how long an exited node's final counts stay exported.
+    /// With --cluster: how long an exited node's final counts stay exported (attach) or listed (top).
     #[arg(long, default_value_t = 300, value_name = "SECS", requires = "cluster")]
     pub retain_exited: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
     #[command(flatten)]
     pub probes: ProbeArgs,
     /// CPU samples per second per thread.
@@ -136,6 +145,20 @@ pub struct AttachArgs {
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    /// CPU samples per second per thread.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub hz: u64,
+    /// Seconds per interval: what the screen shows is the last interval's CPU and rates.
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
 }
 
 /// The companion Zeek package's memory statistics and logs, over ZeroMQ (zeek-abi.md §7).
@@ -239,6 +262,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Record(args) => commands::record::run(args),
         Command::Attach(args) => commands::attach::run(*args),
+        Command::Top(args) => commands::top::run(*args),
         Command::Check(args) => commands::check::run(args),
         Command::Targets(args) => commands::targets::run(args),
     };

@@ -10,7 +10,8 @@
 //!   `sampler`), and the BPF maps they fill (`maps`); `session` ties one process to them;
 //! - `profile`: aggregation of the maps' counts and samples into one process's profile,
 //!   through `symbolize` (name hashes, enum ordinals and stacks into the names people read);
-//! - `report` (the files and table `record` writes) and `exporter` (Prometheus, for `attach`).
+//! - `report` (the files and table `record` writes), `exporter` (Prometheus, for `attach`) and
+//!   `live_view` (`top`'s terminal view of each node's last interval).
 //!
 //! `commands` runs each subcommand over them; `cli` is its command line. With the `zmq` feature
 //! (default), `attach` also subscribes to the companion Zeek package over ZeroMQ: the
@@ -19,6 +20,7 @@ pub mod binary;
 pub mod cli;
 pub mod commands;
 pub mod exporter;
+pub mod live_view;
 pub mod output;
 pub mod probes;
 pub mod profile;

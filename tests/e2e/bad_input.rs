@@ -163,3 +163,13 @@ fn targets_without_privileges_says_it_cannot_see_them() {
     assert!(!stdout.contains("no Zeek process is running"), "{stdout}");
     assert!(stdout.contains("cannot see other users' processes (run it as root"), "{stdout}");
 }
+
+/// `top` draws on a terminal; into a pipe it says so before attaching anything (no privilege
+/// needed to be told).
+#[test]
+fn top_without_a_terminal_is_a_usage_error() {
+    let output = zeek_probe_cmd(&["top", "--pid", "1"]).output().unwrap();
+    assert_one_line_error(&output, "standard output is not one");
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    assert!(output.stdout.is_empty(), "nothing drawn into the pipe");
+}

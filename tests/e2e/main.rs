@@ -17,6 +17,7 @@ mod real_zeek;
 mod real_zeek_support;
 mod record;
 mod sampling;
+mod top;
 mod version;
 // The ZeroMQ feeds exist with the `zmq` feature only (the default).
 #[cfg(feature = "zmq")]

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the toolchain pieces (rust-src, LLVM 22, bpf-linker, g++, bpftrace, promtool).
+    /// Install the toolchain pieces (rust-src, LLVM 22, bpf-linker, g++, bpftrace, promtool, tmux).
     Setup,
     /// Build the Zeek-shaped fixture programs into target/fixtures/.
     Fixtures,

@@ -23,11 +23,10 @@ use crate::{
     probes::{MapSnapshot, Probes},
     profile::{Profile, Sampling, StackFrame},
     report::{self, flamegraph},
-    target::discovery::Discovery,
     target_set::{TargetSet, live::LiveBackend},
 };
 
-use super::zmq_feeds::ZmqFeeds;
+use super::{live_targets, zmq_feeds::ZmqFeeds};
 
 /// How often the host is scanned for Zeek nodes, names learnt and process stats read: new
 /// and exited nodes are noticed within two of these.
@@ -142,23 +141,10 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     }
 
     let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
-    let mut backend = LiveBackend::new(Probes::load(args.probes.plan(args.hz))?);
     let series =
         SeriesLimits { callers: args.caller_metrics.then_some(args.caller_series), sources: args.source_series };
-    let mut targets = match args.pid {
-        Some(pid) => {
-            let session = backend.attach_pid(pid)?;
-            TargetSet::one(backend, pid, session)
-        }
-        None => TargetSet::discover(backend, Duration::from_secs(args.retain_exited)),
-    };
-    // Only --cluster follows the host; its scans run outside the target set's lock.
-    let discovery = args.cluster.then(|| Arc::new(Mutex::new(Discovery::default())));
-    let scan = |discovery: &Option<Arc<Mutex<Discovery>>>| {
-        discovery.as_ref().map(|d| d.lock().map(|mut d| d.scan()).unwrap_or_default())
-    };
-    targets.refresh(scan(&discovery), Instant::now());
-    let targets = Arc::new(Mutex::new(targets));
+    let (targets, host) = live_targets::open(Probes::load(args.probes.plan(args.hz))?, &args.targets)?;
+    let (targets, host) = (Arc::new(Mutex::new(targets)), Arc::new(host));
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
@@ -178,7 +164,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         let serving = {
             let t = targets.lock().map_err(|_| anyhow::anyhow!("the exporter's state is poisoned"))?;
             match t.running().next().map(|s| s.summary()) {
-                Some(s) if args.pid.is_some() => {
+                Some(s) if args.targets.pid.is_some() => {
                     format!("attached to PID {} (node {}, Zeek {})", s.pid, s.node, s.zeek_version)
                 }
                 _ => format!("attached to {} Zeek process(es), following the host", t.running().count()),
@@ -228,9 +214,9 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    let (targets, discovery) = (targets.clone(), discovery.clone());
+                    let (targets, host) = (targets.clone(), host.clone());
                     let _ = tokio::task::spawn_blocking(move || {
-                        let found = scan(&discovery);
+                        let found = host.scan();
                         if let Ok(mut t) = targets.lock() {
                             t.refresh(found, Instant::now());
                         }

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 pub mod attach;
 pub mod check;
+pub mod live_targets;
 pub mod record;
 pub mod targets;
+pub mod top;
 pub mod zmq_feeds;
 
 use crate::{

@@ -1,0 +1,154 @@
+//! One node's last interval as `top` shows it: CPU as a share of one core, calls and log
+//! writes per second.
+use crate::{profile::Profile, symbolize::FuncKind};
+
+/// A function (script function, event, hook or BIF) or a native row, over the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRate {
+    pub name: String,
+    pub kind: FuncKind,
+    /// Sampled CPU on top of the stack, percent of one core.
+    pub self_percent: f64,
+    /// Sampled CPU anywhere on the stack, percent of one core.
+    pub total_percent: f64,
+    /// Exact calls per second (with `--count-calls`).
+    pub calls_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRate {
+    pub stream: String,
+    pub writes_per_second: f64,
+}
+
+/// One of the longest recent dispatches (an event or timer that held the event loop).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongDispatch {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// What the screen shows for one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub node: String,
+    pub pid: u32,
+    pub zeek_version: String,
+    pub running: bool,
+    /// The interval's length, seconds.
+    pub seconds: f64,
+    /// The CPU sampling rate, when sampling.
+    pub sample_hz: Option<u64>,
+    pub calls_counted: bool,
+    /// All CPU sampled in the interval, percent of one core (every thread).
+    pub cpu_percent: f64,
+    /// Script functions, events, hooks and BIFs.
+    pub functions: Vec<FunctionRate>,
+    /// Native code and other threads: sampled leaf symbols (or their library) only, so their
+    /// self time is all there is.
+    pub natives: Vec<FunctionRate>,
+    pub streams: Vec<StreamRate>,
+    /// `None` until dispatch times are measured; then the longest first.
+    pub long_dispatches: Option<Vec<LongDispatch>>,
+}
+
+impl NodeView {
+    /// `profile` is of one interval `seconds` long (`profile::window::counted_since`).
+    pub fn of_interval(profile: &Profile, running: bool, seconds: f64) -> Self {
+        let seconds = seconds.max(f64::EPSILON);
+        let percent = |cpu: f64| 100.0 * cpu / seconds;
+        let (natives, functions): (Vec<FunctionRate>, Vec<FunctionRate>) = profile
+            .functions
+            .iter()
+            .map(|f| FunctionRate {
+                name: f.name.clone(),
+                kind: f.kind,
+                self_percent: percent(f.self_seconds),
+                total_percent: percent(f.total_seconds),
+                calls_per_second: f.calls.map(|c| c as f64 / seconds),
+            })
+            .partition(|f| matches!(f.kind, FuncKind::Native | FuncKind::Thread));
+        let t = &profile.target;
+        Self {
+            node: t.node.clone(),
+            pid: t.pid,
+            zeek_version: t.zeek_version.clone(),
+            running,
+            seconds,
+            sample_hz: t.sample_hz,
+            calls_counted: t.calls_counted,
+            cpu_percent: profile.functions.iter().map(|f| percent(f.self_seconds)).sum(),
+            functions,
+            natives,
+            streams: profile
+                .log_writes
+                .iter()
+                .map(|s| StreamRate { stream: s.stream.clone(), writes_per_second: s.writes as f64 / seconds })
+                .collect(),
+            // Not measured yet (issue #16's dispatch times): once the profile carries them, the
+            // interval's longest, longest first, go here as `Some` (an empty list: none were long).
+            long_dispatches: None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::profile::{FunctionStats, ProbeHealth, StreamWrites, TargetSummary};
+
+    pub(crate) fn function(
+        name: &str,
+        kind: FuncKind,
+        self_seconds: f64,
+        total_seconds: f64,
+        calls: Option<u64>,
+    ) -> FunctionStats {
+        FunctionStats { name: name.into(), zeek_name: None, kind, file: None, calls, self_seconds, total_seconds }
+    }
+
+    pub(crate) fn profile(pid: u32, node: &str, functions: Vec<FunctionStats>) -> Profile {
+        Profile {
+            target: TargetSummary {
+                pid,
+                node: node.into(),
+                zeek_version: "8.2.2".into(),
+                abi: "8.2".into(),
+                layout_source: crate::binary::LayoutSource::Table,
+                binary: "/usr/bin/zeek".into(),
+                calls_counted: true,
+                sample_hz: Some(99),
+                zam: false,
+                cpu_seconds: None,
+            },
+            functions,
+            callers: Vec::new(),
+            log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 40 }],
+            files: Vec::new(),
+            packages: Vec::new(),
+            sampling: None,
+            probe_health: ProbeHealth::default(),
+        }
+    }
+
+    #[test]
+    fn seconds_become_shares_of_a_core_and_counts_rates() {
+        let p = profile(
+            7,
+            "worker-1",
+            vec![
+                function("new_connection", FuncKind::Event, 0.1, 1.0, Some(200)),
+                function("zeek::Connection::NextPacket", FuncKind::Native, 0.5, 0.5, None),
+            ],
+        );
+        let view = NodeView::of_interval(&p, true, 2.0);
+        assert_eq!(view.functions.len(), 1, "natives apart from script functions");
+        let ev = &view.functions[0];
+        assert_eq!((ev.self_percent, ev.total_percent, ev.calls_per_second), (5.0, 50.0, Some(100.0)));
+        assert_eq!(view.natives[0].name, "zeek::Connection::NextPacket");
+        assert_eq!(view.natives[0].self_percent, 25.0);
+        assert!((view.cpu_percent - 30.0).abs() < 1e-9);
+        assert_eq!(view.streams, vec![StreamRate { stream: "Conn::LOG".into(), writes_per_second: 20.0 }]);
+        assert_eq!(view.long_dispatches, None, "not measured");
+    }
+}
