@@ -154,25 +154,29 @@ fn draw_logs(frame: &mut Frame, area: Rect, node: &NodeView) {
     frame.render_widget(table, area);
 }
 
-fn wrapped(text: &'static str) -> Paragraph<'static> {
-    Paragraph::new(text).wrap(Wrap { trim: true })
+fn wrapped(text: &str) -> Paragraph<'static> {
+    Paragraph::new(text.to_owned()).wrap(Wrap { trim: true })
 }
 
-/// The longest recent dispatches, once measured: until then the pane says they are not.
+/// The interval's longest dispatches, or why they are not measured.
 fn draw_long_dispatches(frame: &mut Frame, area: Rect, node: &NodeView) {
     let block = Block::bordered().title(" long dispatches ");
     match &node.long_dispatches {
-        None => frame.render_widget(wrapped("long dispatches: not measured").block(block), area),
-        Some(dispatches) if dispatches.is_empty() => {
+        Err(why) => frame.render_widget(wrapped(&format!("long dispatches: {why}")).block(block), area),
+        Ok(dispatches) if dispatches.is_empty() => {
             frame.render_widget(wrapped("no long dispatches in the interval").block(block), area);
         }
-        Some(dispatches) => {
-            let rows = dispatches
-                .iter()
-                .map(|d| Row::new([number(format!("{:.3}", d.seconds * 1000.0)), Cell::from(d.name.clone())]));
-            let table = Table::new(rows, [Constraint::Length(10), Constraint::Fill(1)])
-                .header(header_row(&["MS", "DISPATCH"], 1))
-                .block(block);
+        Ok(dispatches) => {
+            let rows = dispatches.iter().map(|d| {
+                Row::new([
+                    number(format!("{:.1}", d.seconds * 1000.0)),
+                    Cell::from(d.name.clone()),
+                    Cell::from(d.hottest.clone().unwrap_or_default()),
+                ])
+            });
+            let widths = [Constraint::Length(7), Constraint::Fill(3), Constraint::Fill(2)];
+            let table =
+                Table::new(rows, widths).header(header_row(&["MS", "DISPATCH", "MOST SAMPLED IN"], 1)).block(block);
             frame.render_widget(table, area);
         }
     }
@@ -223,12 +227,13 @@ mod tests {
     #[test]
     fn measured_long_dispatches_are_listed() {
         let mut worker = node(4, "worker-1");
-        worker.long_dispatches = Some(vec![LongDispatch { name: "new_connection".into(), seconds: 0.25 }]);
+        let hottest = Some("Conn::set_state".to_owned());
+        worker.long_dispatches = Ok(vec![LongDispatch { name: "new_connection".into(), seconds: 0.25, hottest }]);
         let mut app = App::new(2.0);
         app.update(vec![worker.clone()]);
         let text = screen(&app, 120, 30);
-        assert!(text.contains("250.000") && !text.contains("not measured"), "{text}");
-        worker.long_dispatches = Some(Vec::new());
+        assert!(text.contains("250.0") && text.contains("Conn::set_state") && !text.contains("not measured"), "{text}");
+        worker.long_dispatches = Ok(Vec::new());
         app.update(vec![worker]);
         assert!(screen(&app, 120, 30).contains("no long dispatches in the interval"));
     }

@@ -21,11 +21,13 @@ pub struct StreamRate {
     pub writes_per_second: f64,
 }
 
-/// One of the longest recent dispatches (an event or timer that held the event loop).
+/// One of the longest recent dispatches (an event that held the event loop).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongDispatch {
     pub name: String,
     pub seconds: f64,
+    /// The innermost frame of the stack sampled most in it: where the time went.
+    pub hottest: Option<String>,
 }
 
 /// What the screen shows for one node.
@@ -48,8 +50,8 @@ pub struct NodeView {
     /// self time is all there is.
     pub natives: Vec<FunctionRate>,
     pub streams: Vec<StreamRate>,
-    /// `None` until dispatch times are measured; then the longest first.
-    pub long_dispatches: Option<Vec<LongDispatch>>,
+    /// The interval's longest dispatches, longest first; or why they are not measured.
+    pub long_dispatches: Result<Vec<LongDispatch>, String>,
 }
 
 impl NodeView {
@@ -67,7 +69,7 @@ impl NodeView {
                 total_percent: percent(f.total_seconds),
                 calls_per_second: f.calls.map(|c| c as f64 / seconds),
             })
-            .partition(|f| matches!(f.kind, FuncKind::Native | FuncKind::Thread));
+            .partition(|f| matches!(f.kind, FuncKind::Native | FuncKind::Thread | FuncKind::Kernel));
         let t = &profile.target;
         Self {
             node: t.node.clone(),
@@ -85,11 +87,26 @@ impl NodeView {
                 .iter()
                 .map(|s| StreamRate { stream: s.stream.clone(), writes_per_second: s.writes as f64 / seconds })
                 .collect(),
-            // Not measured yet (issue #16's dispatch times): once the profile carries them, the
-            // interval's longest, longest first, go here as `Some` (an empty list: none were long).
-            long_dispatches: None,
+            long_dispatches: long_dispatches(profile),
         }
     }
+}
+
+/// The profile's longest dispatches (already longest first), or why there are none.
+fn long_dispatches(profile: &Profile) -> Result<Vec<LongDispatch>, String> {
+    if let Some(why) = &profile.target.long_dispatches_unavailable {
+        return Err(format!("unavailable ({why})"));
+    }
+    let measured = profile.long_dispatches.as_ref().ok_or("not measured without sampling")?;
+    Ok(measured
+        .longest
+        .iter()
+        .map(|d| LongDispatch {
+            name: d.event.clone(),
+            seconds: d.seconds,
+            hottest: d.top_stack.last().map(|frame| frame.name.clone()),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -149,6 +166,6 @@ pub(crate) mod tests {
         assert_eq!(view.natives[0].self_percent, 25.0);
         assert!((view.cpu_percent - 30.0).abs() < 1e-9);
         assert_eq!(view.streams, vec![StreamRate { stream: "Conn::LOG".into(), writes_per_second: 20.0 }]);
-        assert_eq!(view.long_dispatches, None, "not measured");
+        assert_eq!(view.long_dispatches, Err("not measured without sampling".into()));
     }
 }
