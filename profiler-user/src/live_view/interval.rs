@@ -112,7 +112,10 @@ fn long_dispatches(profile: &Profile) -> Result<Vec<LongDispatch>, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::profile::{FunctionStats, ProbeHealth, StreamWrites, TargetSummary};
+    use crate::{
+        profile::{FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, StreamWrites, TargetSummary},
+        symbolize::StackFrame,
+    };
 
     pub(crate) fn function(
         name: &str,
@@ -137,6 +140,7 @@ pub(crate) mod tests {
                 sample_hz: Some(99),
                 zam: false,
                 cpu_seconds: None,
+                long_dispatches_unavailable: None,
             },
             functions,
             callers: Vec::new(),
@@ -144,6 +148,7 @@ pub(crate) mod tests {
             files: Vec::new(),
             packages: Vec::new(),
             sampling: None,
+            long_dispatches: None,
             probe_health: ProbeHealth::default(),
         }
     }
@@ -167,5 +172,33 @@ pub(crate) mod tests {
         assert!((view.cpu_percent - 30.0).abs() < 1e-9);
         assert_eq!(view.streams, vec![StreamRate { stream: "Conn::LOG".into(), writes_per_second: 20.0 }]);
         assert_eq!(view.long_dispatches, Err("not measured without sampling".into()));
+    }
+
+    #[test]
+    fn long_dispatches_keep_their_order_and_where_they_spent_most() {
+        let mut p = profile(7, "worker-1", Vec::new());
+        let frame = |name: &str| StackFrame { name: name.into(), file: None, line: 0 };
+        let row = |seq, seconds, leaf: &str| LongDispatchRow {
+            event: "ssl_established".into(),
+            seq,
+            seconds,
+            samples: 10,
+            top_stack: vec![frame("ssl_established"), frame(leaf)],
+            top_stack_samples: 6,
+        };
+        p.long_dispatches = Some(LongDispatches {
+            period_seconds: 0.001,
+            min_periods: 2,
+            bucket_bounds_seconds: vec![0.002],
+            events: Vec::new(),
+            longest: vec![row(9, 0.068, "x509_verify"), row(4, 0.012, "fmt")],
+        });
+        let view = NodeView::of_interval(&p, true, 2.0).long_dispatches.unwrap();
+        assert_eq!(
+            view.iter().map(|d| (d.seconds, d.hottest.as_deref())).collect::<Vec<_>>(),
+            [(0.068, Some("x509_verify")), (0.012, Some("fmt"))]
+        );
+        p.target.long_dispatches_unavailable = Some("Zeek < 7.2".into());
+        assert_eq!(NodeView::of_interval(&p, true, 2.0).long_dispatches, Err("unavailable (Zeek < 7.2)".into()));
     }
 }
