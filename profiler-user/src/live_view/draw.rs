@@ -231,7 +231,7 @@ mod tests {
         worker.long_dispatches = Ok(vec![LongDispatch { name: "new_connection".into(), seconds: 0.25, hottest }]);
         let mut app = App::new(2.0);
         app.update(vec![worker.clone()]);
-        let text = screen(&app, 120, 30);
+        let text = screen(&app, 160, 30);
         assert!(text.contains("250.0") && text.contains("Conn::set_state") && !text.contains("not measured"), "{text}");
         worker.long_dispatches = Ok(Vec::new());
         app.update(vec![worker]);
