@@ -2,7 +2,7 @@
 //! whose values equal the fixture's truth once it has ended.
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -65,21 +65,7 @@ fn attach_serves_metrics_matching_the_truth() {
         if text.contains(&down) { Ok(text) } else { Err(text) }
     });
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed by cargo xtask setup");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool rejects the exposition: {}{}\n{text}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert_promtool_accepts(&text);
 
     let truth = read_json(&truth_path);
     assert_exported_counts_match_truth(&text, "worker-7", pid, &truth);

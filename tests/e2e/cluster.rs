@@ -200,7 +200,7 @@ fn cluster_exporter_scraped_by_prometheus() {
     cmd.args(["attach", "--cluster", "--count-calls", "--listen", "127.0.0.1:0", "--duration", "300"])
         .arg("--web-config")
         .arg(&web_config);
-    let Exporter { child: mut exporter, address, log } = Exporter::start(cmd, "https");
+    let Exporter { child: mut exporter, address, log, .. } = Exporter::start(cmd, "https");
 
     // TLS and basic auth turn away whoever does not bring both.
     let port = address.rsplit(':').next().unwrap();

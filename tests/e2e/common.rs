@@ -285,6 +285,8 @@ pub struct Exporter {
     pub child: Reaped,
     pub address: String,
     pub log: Arc<Mutex<String>>,
+    /// Reads stderr into `log` until the exporter closes it.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Exporter {
@@ -306,12 +308,21 @@ impl Exporter {
         };
         let log = Arc::new(Mutex::new(said));
         let log_writer = log.clone();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                log_writer.lock().unwrap().push_str(&(line + "\n"));
+                log_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_str(&(line + "\n"));
             }
         });
-        Self { child, address, log }
+        Self { child, address, log, reader: Some(reader) }
+    }
+
+    /// Waits for the exporter to exit: its status and everything it said, to the last line.
+    pub fn exit(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.0.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.log.lock().unwrap().clone())
     }
 
     /// Polls the exposition until `done` holds for it.
@@ -427,4 +438,24 @@ pub mod pprof {
             sample.label.iter().find(|l| s(l.key) == key).map(|l| s(l.str))
         }
     }
+}
+
+/// Asserts promtool (Debian's prometheus package) accepts `text` as an exposition.
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by cargo xtask setup");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool rejects the exposition: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }

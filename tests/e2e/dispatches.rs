@@ -2,7 +2,7 @@
 //! 80 ms of CPU among hundreds of short ones, every dispatch timed by the fixture itself.
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -93,8 +93,14 @@ fn record_finds_each_long_dispatch_within_one_sample_period_and_invents_none() {
                 within_one_period(seconds, *cpu, *wall),
                 "{fixture_name}: {ms} ms measured {seconds:.4} s ({wall:.4} s wall)"
             );
-            let top: Vec<&str> =
-                found["top_stack"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
+            // Its innermost script frame (the kernel's may sit under it: the fixture reads the clock).
+            let top: Vec<&str> = found["top_stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["name"].as_str())
+                .filter(|name| !name.starts_with("[k] ") && *name != "[kernel]")
+                .collect();
             assert_eq!(top.last(), Some(&INJECTED_EVENT), "{fixture_name}: {found}");
         }
         // The histogram counts what was listed.
@@ -173,21 +179,7 @@ fn attach_exports_the_dispatch_histogram_with_buckets_from_two_periods() {
         if text.contains(&down) { Ok(text) } else { Err(text) }
     });
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed by cargo xtask setup");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert_promtool_accepts(&text);
 
     let injected: Vec<(String, f64)> = samples(&text, "zeek_probe_event_dispatch_seconds_bucket")
         .into_iter()

@@ -217,9 +217,8 @@ fn attach_fails_when_the_final_flamegraph_cannot_be_written() {
     fs::remove_dir(&place).unwrap();
     exporter.wait_for("samples taken", |t| t.contains("zeek_probe_function_self_seconds_total{"));
     signal(exporter.child.0.id(), libc::SIGTERM);
-    let status = exporter.child.0.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "{}", exporter.log.lock().unwrap());
-    let log = exporter.log.lock().unwrap();
+    let (status, log) = exporter.exit();
+    assert_eq!(status.code(), Some(1), "{log}");
     let last = log.lines().last().unwrap_or_default();
     assert!(last.starts_with("zeek-probe: error: cannot write ") && last.contains("flame.svg"), "{log}");
 }

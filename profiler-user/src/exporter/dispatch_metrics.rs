@@ -2,9 +2,9 @@
 //! thread stayed in one event before it got back to the packet source. Buckets start at two
 //! sample periods (shorter dispatches are not observed); targets that cannot tell dispatches
 //! apart (Zeek < 7.2) export no series.
-use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
-use super::metrics::{TargetMetrics, base_labels, with};
+use super::metrics::{TargetMetrics, assemble, base_labels, labelled, with};
 
 pub const NAME: &str = "zeek_probe_event_dispatch_seconds";
 
@@ -26,35 +26,18 @@ pub(super) fn family(targets: &[TargetMetrics]) -> Option<MetricFamily> {
                 histogram.set_bucket(buckets.collect());
                 histogram.set_sample_count(h.count);
                 histogram.set_sample_sum(h.sum_seconds);
-                let mut m = Metric::default();
-                m.set_label(
-                    with(base_labels(t), &[("event", &h.event)])
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let mut pair = LabelPair::default();
-                            pair.set_name(k.to_owned());
-                            pair.set_value(v);
-                            pair
-                        })
-                        .collect(),
-                );
+                let mut m = labelled(with(base_labels(t), &[("event", &h.event)]));
                 m.set_histogram(histogram);
                 m
             })
         })
         .collect();
-    if metrics.is_empty() {
-        return None;
-    }
-    let mut f = MetricFamily::default();
-    f.set_name(NAME.to_owned());
-    f.set_help(
-        "Event dispatches on the main thread by duration, first to last sample plus one period (2 sample periods and up; shorter ones are not observed)"
-            .to_owned(),
-    );
-    f.set_field_type(MetricType::HISTOGRAM);
-    f.set_metric(metrics);
-    Some(f)
+    assemble(
+        NAME,
+        "Event dispatches on the main thread by duration, first to last sample plus one period (2 sample periods and up; shorter ones are not observed)",
+        MetricType::HISTOGRAM,
+        metrics,
+    )
 }
 
 #[cfg(test)]

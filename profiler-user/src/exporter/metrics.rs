@@ -137,36 +137,44 @@ pub(crate) fn family(
     kind: MetricType,
     rows: impl IntoIterator<Item = (Labels, f64)>,
 ) -> Option<MetricFamily> {
-    let metrics: Vec<Metric> = rows
-        .into_iter()
-        .map(|(labels, value)| {
-            let mut m = Metric::default();
-            m.set_label(
-                labels
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let mut pair = LabelPair::default();
-                        pair.set_name(k.to_owned());
-                        pair.set_value(v);
-                        pair
-                    })
-                    .collect(),
-            );
-            match kind {
-                MetricType::COUNTER => {
-                    let mut c = Counter::default();
-                    c.set_value(value);
-                    m.set_counter(c);
-                }
-                _ => {
-                    let mut g = Gauge::default();
-                    g.set_value(value);
-                    m.set_gauge(g);
-                }
+    let metrics = rows.into_iter().map(|(labels, value)| {
+        let mut m = labelled(labels);
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
             }
-            m
-        })
-        .collect();
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        m
+    });
+    assemble(name, help, kind, metrics.collect())
+}
+
+/// A metric with these labels and no value yet.
+pub(crate) fn labelled(labels: Labels) -> Metric {
+    let mut m = Metric::default();
+    m.set_label(
+        labels
+            .into_iter()
+            .map(|(k, v)| {
+                let mut pair = LabelPair::default();
+                pair.set_name(k.to_owned());
+                pair.set_value(v);
+                pair
+            })
+            .collect(),
+    );
+    m
+}
+
+/// The family of `metrics`; none when there are none.
+pub(crate) fn assemble(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> Option<MetricFamily> {
     if metrics.is_empty() {
         return None;
     }

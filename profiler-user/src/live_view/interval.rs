@@ -1,6 +1,9 @@
 //! One node's last interval as `top` shows it: CPU as a share of one core, calls and log
 //! writes per second.
-use crate::{profile::Profile, symbolize::FuncKind};
+use crate::{
+    profile::Profile,
+    symbolize::{FuncKind, kernel_symbols::is_kernel_frame},
+};
 
 /// A function (script function, event, hook or BIF) or a native row, over the interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +29,7 @@ pub struct StreamRate {
 pub struct LongDispatch {
     pub name: String,
     pub seconds: f64,
-    /// The innermost frame of the stack sampled most in it: where the time went.
+    /// The innermost non-kernel frame of the stack sampled most in it: where the time went.
     pub hottest: Option<String>,
 }
 
@@ -104,7 +107,8 @@ fn long_dispatches(profile: &Profile) -> Result<Vec<LongDispatch>, String> {
         .map(|d| LongDispatch {
             name: d.event.clone(),
             seconds: d.seconds,
-            hottest: d.top_stack.last().map(|frame| frame.name.clone()),
+            // Zeek's innermost frame: a kernel frame under it says less about which handler.
+            hottest: d.top_stack.iter().rev().find(|f| !is_kernel_frame(&f.name)).map(|f| f.name.clone()),
         })
         .collect())
 }
@@ -183,7 +187,7 @@ pub(crate) mod tests {
             seq,
             seconds,
             samples: 10,
-            top_stack: vec![frame("ssl_established"), frame(leaf)],
+            top_stack: vec![frame("ssl_established"), frame(leaf), frame("[k] do_syscall_64")],
             top_stack_samples: 6,
         };
         p.long_dispatches = Some(LongDispatches {

@@ -11,6 +11,11 @@ pub const KERNEL_PREFIX: &str = "[k] ";
 /// The one frame shown for kernel code that cannot be named.
 pub const KERNEL_UNNAMED: &str = "[kernel]";
 
+/// Whether a decoded frame's name is a kernel frame's.
+pub fn is_kernel_frame(name: &str) -> bool {
+    name.starts_with(KERNEL_PREFIX) || name == KERNEL_UNNAMED
+}
+
 /// Kernel text symbols by address.
 #[derive(Debug, Default)]
 pub struct KernelSymbols {
