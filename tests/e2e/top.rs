@@ -126,6 +126,15 @@ impl TopInTmux {
         Self { tmux, exit, stty }
     }
 
+    /// top's PID: the pane runs a shell, top its only child.
+    fn pid(&self) -> u32 {
+        let shell = String::from_utf8_lossy(&self.tmux.run(&["display", "-p", "-t", "top", "#{pane_pid}"]).stdout)
+            .trim()
+            .to_owned();
+        let children = fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+        children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("top runs in the pane")
+    }
+
     /// Asserts top exited 0 and left the terminal as a shell wants it: cooked mode, the
     /// alternate screen left, the cursor shown, its screen gone.
     fn assert_exited_0_leaving_the_terminal_sane(&self) {
@@ -197,13 +206,29 @@ fn top_restores_the_terminal_on_sigterm() {
         let screen = top.tmux.screen();
         if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
     });
-    // The pane runs a shell, top its only child.
-    let shell =
-        String::from_utf8_lossy(&top.tmux.run(&["display", "-p", "-t", "top", "#{pane_pid}"]).stdout).trim().to_owned();
-    let children = fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
-    let top_pid: u32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("top runs in the pane");
-    signal(top_pid, libc::SIGTERM);
+    signal(top.pid(), libc::SIGTERM);
     top.assert_exited_0_leaving_the_terminal_sane();
+}
+
+/// A terminal that hangs up (an ssh connection dropped; here the tmux server killed) ends top:
+/// it must not stay behind reading a dead terminal.
+#[test]
+fn top_exits_when_its_terminal_hangs_up() {
+    if !privileged() || !tmux_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = start_fixture(&[]);
+    let top = TopInTmux::start(dir.path(), fixture.0.id(), "--interval 1");
+    wait_until("top draws the fixture's node", Duration::from_secs(60), || {
+        let screen = top.tmux.screen();
+        if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
+    });
+    let top_pid = top.pid();
+    top.tmux.run(&["kill-server"]);
+    wait_until("top exits with its terminal gone", Duration::from_secs(30), || {
+        if Path::new(&format!("/proc/{top_pid}")).exists() { Err(format!("PID {top_pid} still runs")) } else { Ok(()) }
+    });
 }
 
 /// The fixture's 80 ms dispatches, again and again: the pane lists one of them as the

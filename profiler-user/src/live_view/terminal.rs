@@ -1,6 +1,6 @@
 //! The terminal `top` draws on: raw mode and the alternate screen while it runs, the terminal
-//! as it was on every way out (quit, error, panic, SIGTERM/SIGINT/SIGHUP), and the loop that
-//! reads keys, takes new intervals and redraws.
+//! as it was on every way out (quit, error, panic, SIGTERM/SIGINT/SIGHUP, a terminal that hung
+//! up), and the loop that reads keys, takes new intervals and redraws.
 use std::{
     io::{self, Stdout},
     sync::{
@@ -114,10 +114,16 @@ pub fn run(app: &mut App, intervals: &Receiver<Vec<NodeView>>, stop: &AtomicBool
             screen.terminal.draw(|frame| draw::draw(frame, app))?;
             redraw = false;
         }
-        if event::poll(KEY_WAIT)? {
+        // crossterm 0.28 reads a terminal that hung up (ssh dropped, tmux killed) at end of
+        // file forever, never returning: so the wait is ours, and crossterm only asked, without
+        // waiting, once the terminal is known to be there.
+        if terminal_hung_up(KEY_WAIT) {
+            return Ok(());
+        }
+        while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) => match key_of(key).map(|k| app.key(k)) {
-                    Some(Action::Quit) => break,
+                    Some(Action::Quit) => return Ok(()),
                     Some(Action::Redraw) => redraw = true,
                     Some(Action::Ignore) | None => {}
                 },
@@ -128,6 +134,15 @@ pub fn run(app: &mut App, intervals: &Receiver<Vec<NodeView>>, stop: &AtomicBool
         }
     }
     Ok(())
+}
+
+/// Waits up to `wait` for input on the terminal (stdin); whether it hung up meanwhile. A
+/// signal (a resize, SIGTERM) ends the wait early.
+fn terminal_hung_up(wait: Duration) -> bool {
+    let mut tty = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut tty, 1, wait.as_millis() as libc::c_int) };
+    ready > 0 && tty.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 #[cfg(test)]
