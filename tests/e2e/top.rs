@@ -126,6 +126,16 @@ impl TopInTmux {
         Self { tmux, exit, stty }
     }
 
+    /// `top --interval 1` of `pid`, once it has drawn the fixture's node.
+    fn drawing(dir: &Path, pid: u32) -> Self {
+        let top = Self::start(dir, pid, "--interval 1");
+        wait_until("top draws the fixture's node", Duration::from_secs(60), || {
+            let screen = top.tmux.screen();
+            if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
+        });
+        top
+    }
+
     /// top's PID: the pane runs a shell, top its only child.
     fn pid(&self) -> u32 {
         let shell = String::from_utf8_lossy(&self.tmux.run(&["display", "-p", "-t", "top", "#{pane_pid}"]).stdout)
@@ -201,11 +211,7 @@ fn top_restores_the_terminal_on_sigterm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let fixture = start_fixture(&[]);
-    let top = TopInTmux::start(dir.path(), fixture.0.id(), "--interval 1");
-    wait_until("top draws the fixture's node", Duration::from_secs(60), || {
-        let screen = top.tmux.screen();
-        if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
-    });
+    let top = TopInTmux::drawing(dir.path(), fixture.0.id());
     signal(top.pid(), libc::SIGTERM);
     top.assert_exited_0_leaving_the_terminal_sane();
 }
@@ -219,11 +225,7 @@ fn top_exits_when_its_terminal_hangs_up() {
     }
     let dir = tempfile::tempdir().unwrap();
     let fixture = start_fixture(&[]);
-    let top = TopInTmux::start(dir.path(), fixture.0.id(), "--interval 1");
-    wait_until("top draws the fixture's node", Duration::from_secs(60), || {
-        let screen = top.tmux.screen();
-        if screen.contains("node worker-3") && screen.contains("SELF%") { Ok(()) } else { Err(screen) }
-    });
+    let top = TopInTmux::drawing(dir.path(), fixture.0.id());
     let top_pid = top.pid();
     top.tmux.run(&["kill-server"]);
     wait_until("top exits with its terminal gone", Duration::from_secs(30), || {
