@@ -147,7 +147,7 @@ fn changelog() -> Result<String> {
 }
 
 /// DEBIAN/control from xtask/dist/control, with the size and what the binary links filled in,
-/// and DEBIAN/md5sums.
+/// DEBIAN/postrm (removes the layout cache) and DEBIAN/md5sums.
 fn write_control(work: &Path, tree: &Path) -> Result<()> {
     fs::write(work.join("debian/control"), format!("Source: {PACKAGE}\n\nPackage: {PACKAGE}\nArchitecture: amd64\n"))?;
     let shlibdeps = Command::new("dpkg-shlibdeps")
@@ -176,6 +176,9 @@ fn write_control(work: &Path, tree: &Path) -> Result<()> {
         .replace("@INSTALLED_SIZE@", &kib.to_string())
         .replace("@DEPENDS@", depends);
     write(&tree.join("DEBIAN/control"), control.as_bytes())?;
+    let postrm = tree.join("DEBIAN/postrm");
+    write(&postrm, &fs::read(workspace_root().join("xtask/dist/postrm"))?)?;
+    fs::set_permissions(&postrm, fs::Permissions::from_mode(0o755))?;
 
     let relative: Vec<&Path> =
         entries.iter().filter(|p| p.is_file()).map(|p| p.strip_prefix(tree)).collect::<Result<_, _>>()?;
