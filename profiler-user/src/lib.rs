@@ -22,6 +22,7 @@ pub mod commands;
 pub mod exporter;
 pub mod live_view;
 pub mod output;
+pub mod own_memory;
 pub mod probes;
 pub mod profile;
 pub mod report;

@@ -459,7 +459,7 @@ fn startup() -> Result<()> {
         return Ok(());
     };
     record_startup(&zeek)?;
-    verifier_times(&zeek)
+    verifier_times()
 }
 
 const TRIVIAL_RUN: [&str; 3] = ["-b", "-e", "event zeek_init() { }"];
@@ -489,29 +489,45 @@ fn record_startup(zeek: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How long the kernel takes to load each BPF program (the verifier), from `strace -T` of
-/// `record`'s bpf calls: median of `ROUNDS` starts.
-fn verifier_times(zeek: &Path) -> Result<()> {
+/// How long the kernel takes to load each BPF program (the verifier), from `strace -f -T` of an
+/// `attach` to one bare node (the programs load on threads of their own; `record` cannot run
+/// under `strace -f`, which takes the ptrace of its command): median of `ROUNDS` starts.
+fn verifier_times() -> Result<()> {
     let mut per_program: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let node = Reaped(NodeKind::RealZeek.command().context("no real Zeek")?.spawn().context("cannot start a node")?);
+    let traces = run::workspace_root().join("target/bench-verifier");
     for _ in 0..ROUNDS {
-        let record = record_trivial(zeek);
-        let output = Command::new("strace")
-            .args(["-T", "-e", "trace=bpf", "-e", "signal=none", "-o", "/dev/stderr", "--"])
-            .arg(record.get_program())
-            .args(record.get_args())
+        let _ = std::fs::remove_dir_all(&traces);
+        std::fs::create_dir_all(&traces)?;
+        // One file per thread (`-ff`), so that no call is split by another thread's.
+        let status = Command::new("strace")
+            .args(["-ff", "-T", "-e", "trace=bpf", "-e", "signal=none", "-o"])
+            .arg(traces.join("trace"))
+            .arg("--")
+            .arg(run::workspace_root().join("target/release/zeek-probe"))
+            .args(["attach", "--listen", "127.0.0.1:0", "--duration", "1", "--pid"])
+            .arg(node.0.id().to_string())
             .stdout(Stdio::null())
-            .output()
+            .stderr(Stdio::null())
+            .status()
             .context("cannot run strace (`cargo xtask setup` installs it)")?;
-        for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains("BPF_PROG_LOAD")) {
-            let name = line.split("prog_name=\"").nth(1).and_then(|rest| rest.split('"').next());
-            let took = line.rsplit_once('<').and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok());
-            if let (Some(name), Some(took)) = (name, took)
-                && !name.is_empty()
-            {
-                per_program.entry(name.to_owned()).or_default().push(took * 1000.0);
+        if !status.success() {
+            bail!("zeek-probe attach under strace failed: {status}");
+        }
+        for file in std::fs::read_dir(&traces)? {
+            let text = std::fs::read_to_string(file?.path())?;
+            for line in text.lines().filter(|l| l.contains("BPF_PROG_LOAD")) {
+                let name = line.split("prog_name=\"").nth(1).and_then(|rest| rest.split('"').next());
+                let took = line.rsplit_once('<').and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok());
+                if let (Some(name), Some(took)) = (name, took)
+                    && !name.is_empty()
+                {
+                    per_program.entry(name.to_owned()).or_default().push(took * 1000.0);
+                }
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&traces);
     println!("  BPF program load (verifier) per program, median of {ROUNDS}:");
     for (name, mut times) in per_program {
         println!("    {name:<16} {:.1} ms", median(&mut times));

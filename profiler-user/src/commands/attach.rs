@@ -3,7 +3,7 @@
 use std::{
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -218,7 +218,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
                     let _ = tokio::task::spawn_blocking(move || {
                         let found = host.scan();
                         if let Ok(mut t) = targets.lock() {
-                            t.refresh(found, Instant::now());
+                            live_targets::refresh(&mut t, found);
                         }
                     })
                     .await;

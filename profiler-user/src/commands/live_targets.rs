@@ -8,6 +8,7 @@ use std::{
 
 use crate::{
     cli::TargetArgs,
+    own_memory,
     probes::Probes,
     target::discovery::{Discovery, Found},
     target_set::{TargetSet, live::LiveBackend},
@@ -37,5 +38,17 @@ pub fn open(probes: Probes, which: &TargetArgs) -> anyhow::Result<(TargetSet<Liv
     };
     let scan = HostScan(which.cluster.then(Mutex::default));
     targets.refresh(scan.scan(), Instant::now());
+    // Loading the probes (the kernel's BTF, parsed) and the first attaches peak here.
+    own_memory::release_freed();
     Ok((targets, scan))
+}
+
+/// `TargetSet::refresh` now, after which memory freed by attaching or dropping nodes goes
+/// back to the system.
+pub fn refresh(targets: &mut TargetSet<LiveBackend>, found: Option<HashMap<u32, Found>>) {
+    let before: Vec<u32> = targets.targets().map(|(pid, _)| pid).collect();
+    targets.refresh(found, Instant::now());
+    if !targets.targets().map(|(pid, _)| pid).eq(before) {
+        own_memory::release_freed();
+    }
 }

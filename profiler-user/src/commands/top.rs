@@ -61,7 +61,7 @@ fn send_intervals(
     let (mut earlier, mut since) = (targets.backend().snapshot(), Instant::now());
     loop {
         thread::sleep(every.saturating_sub(since.elapsed()));
-        targets.refresh(host.scan(), Instant::now());
+        live_targets::refresh(&mut targets, host.scan());
         let (later, now) = (targets.backend().snapshot(), Instant::now());
         let counted = window::counted_since(&earlier, later.clone());
         let seconds = now.duration_since(since).as_secs_f64();

@@ -1,10 +1,13 @@
 //! The embedded BPF object: loading the programs a plan uses into the kernel up front (a
 //! verifier rejection is seen before anything is attached; the verifier is most of the
-//! start-up, so unused programs are not loaded) and wiring the sampler's tail call.
+//! start-up, so unused programs are not loaded, and the others are verified side by side)
+//! and wiring the sampler's tail call.
+use std::thread;
+
 use aya::{
     Ebpf, EbpfLoader, include_bytes_aligned,
     maps::ProgramArray,
-    programs::{PerfEvent, ProgramError, UProbe},
+    programs::{PerfEvent, Program, ProgramError, UProbe},
 };
 use profiler_common::names;
 
@@ -31,16 +34,42 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     loader.override_global(names::SAMPLE_PERIOD_NS, &sample_period_ns, true);
     let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
-    for name in plan.uprobes() {
-        uprobe(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
-    }
+    let mut wanted: Vec<&'static str> = plan.uprobes().collect();
     if plan.sample.is_some() {
-        for name in names::PERF_EVENTS {
-            perf_event(&mut ebpf, name)?.load().map_err(|source| load_error(name, source))?;
-        }
+        wanted.extend(names::PERF_EVENTS);
+    }
+    load_side_by_side(&mut ebpf, &wanted)?;
+    if plan.sample.is_some() {
         wire_sample_step(&mut ebpf)?;
     }
     Ok(ebpf)
+}
+
+/// Loads the `wanted` programs, each on a thread of its own: the kernel verifies a program on
+/// the loading thread, and the sampler's programs take a few hundred milliseconds each, which
+/// `record` makes Zeek wait for.
+fn load_side_by_side(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), ProbeError> {
+    let programs: Vec<(&'static str, &mut Program)> = ebpf
+        .programs_mut()
+        .filter_map(|(name, program)| Some((*wanted.iter().find(|w| **w == name)?, program)))
+        .collect();
+    if let Some(missing) = wanted.iter().find(|w| !programs.iter().any(|(name, _)| name == *w)) {
+        return Err(ProbeError::Missing { what: "program", name: missing });
+    }
+    thread::scope(|scope| {
+        let loading: Vec<_> =
+            programs.into_iter().map(|(name, program)| scope.spawn(move || load_one(name, program))).collect();
+        loading.into_iter().try_for_each(|l| l.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+fn load_one(name: &'static str, program: &mut Program) -> Result<(), ProbeError> {
+    let loaded = match program {
+        Program::UProbe(p) => p.load(),
+        Program::PerfEvent(p) => p.load(),
+        _ => return Err(ProbeError::Missing { what: "uprobe or perf_event program", name }),
+    };
+    loaded.map_err(|source| load_error(name, source))
 }
 
 /// Puts the frame-walking step where the sampler tail-calls it.

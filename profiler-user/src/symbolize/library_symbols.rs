@@ -3,6 +3,8 @@
 //! debug file (by build-id or `.gnu_debuglink`): that one has the local symbols a stripped
 //! library lacks (libc's `__memset_avx2_unaligned_erms` is in no `.dynsym`). A library is read
 //! the first time one of its addresses is named, and kept for the session's later profiles.
+//! Every session naming the same file shares one copy: a sensor's dozen workers map the same
+//! libbroker and libcrypto, whose symbol tables are megabytes each.
 //! The vDSO has no file: every 64-bit process of this kernel maps the same image, so it is
 //! read from zeek-probe's own.
 use std::{
@@ -10,11 +12,11 @@ use std::{
     fs::File,
     os::unix::fs::FileExt as _,
     path::Path,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
 
 use crate::{
-    binary::{ElfFile, elf::LoadSegment, symbols::NativeSymbols},
+    binary::{ElfFile, FileId, elf::LoadSegment, symbols::NativeSymbols},
     target::mappings::{self, Mapping},
 };
 
@@ -28,12 +30,32 @@ struct Library {
 }
 
 impl Library {
-    fn read(path: &str) -> Option<Self> {
-        Self::of(&ElfFile::open(path.as_ref()).ok()?)
+    /// The library at `path`, shared with every session that has it already.
+    fn shared(path: &str) -> Option<Arc<Self>> {
+        /// Libraries some session holds, by file identity; an entry dies with its last session.
+        static LOADED: LazyLock<Mutex<HashMap<FileId, Weak<Library>>>> = LazyLock::new(Mutex::default);
+        let file = FileId::of(path.as_ref()).ok()?;
+        if let Some(library) = lock(&LOADED).get(&file).and_then(Weak::upgrade) {
+            return Some(library);
+        }
+        // Read outside the lock: a large debug file takes a while, and other sessions go on.
+        let library = Arc::new(Self::of(&ElfFile::open(path.as_ref()).ok()?)?);
+        let mut loaded = lock(&LOADED);
+        loaded.retain(|_, l| l.strong_count() > 0);
+        let kept = loaded.entry(file).or_default();
+        match kept.upgrade() {
+            Some(first) => Some(first),
+            None => {
+                *kept = Arc::downgrade(&library);
+                Some(library)
+            }
+        }
     }
 
-    fn vdso() -> Option<Self> {
-        Self::of(&own_vdso()?)
+    fn vdso() -> Option<Arc<Self>> {
+        static VDSO_LIBRARY: LazyLock<Option<Arc<Library>>> =
+            LazyLock::new(|| Some(Arc::new(Library::of(&own_vdso()?)?)));
+        VDSO_LIBRARY.clone()
     }
 
     fn of(elf: &ElfFile) -> Option<Self> {
@@ -84,19 +106,22 @@ impl LibrarySymbols {
     }
 
     fn library(&self, path: &str) -> Option<Arc<Library>> {
-        let mut libraries = self.libraries.lock().unwrap_or_else(PoisonError::into_inner);
-        libraries
+        lock(&self.libraries)
             .entry(path.to_owned())
             .or_insert_with(|| {
                 if path == VDSO {
-                    return Library::vdso().map(Arc::new);
+                    return Library::vdso();
                 }
                 // Through the process's root while it lives; the same path once it is gone
                 // (`record` names its samples after the command ended).
-                Library::read(&format!("{}{path}", self.root)).or_else(|| Library::read(path)).map(Arc::new)
+                Library::shared(&format!("{}{path}", self.root)).or_else(|| Library::shared(path))
             })
             .clone()
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -128,6 +153,17 @@ mod tests {
         }
         let heap = Mapping { start: 0x1000, end: 0x2000, offset: 0, path: "[heap]".into() };
         assert_eq!(libraries.lookup(&heap, 0x1100), None);
+    }
+
+    /// Two sessions of processes mapping the same libc hold one copy of its symbols.
+    #[test]
+    fn sessions_share_one_copy_of_a_library() {
+        let maps = mappings::read(std::process::id());
+        let libc = maps.iter().find(|m| m.path.contains("/libc.so")).expect("libc mapped");
+        let (first, second) = (LibrarySymbols::new(std::process::id()), LibrarySymbols::new(std::process::id()));
+        let one = first.library(&libc.path).expect("libc read");
+        let other = second.library(&libc.path).expect("libc read");
+        assert!(Arc::ptr_eq(&one, &other), "one copy of {}", libc.path);
     }
 
     /// The vDSO, as any process maps it: `clock_gettime` runs there.
