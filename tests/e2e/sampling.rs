@@ -149,6 +149,42 @@ fn check_sampling(fixture_name: &str) {
     }
 }
 
+/// Zeek components against the fixture's truth: its DNS parser is the `analyzer/dns`
+/// component, and everything its scripts ran (functions, events, hooks, BIFs) the script
+/// interpreter's.
+#[test]
+fn zeek_components_take_the_time_of_their_code() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (truth, summary) = record(dir.path(), "zeek-shaped-8.2", &[]);
+    let main = truth["main_thread_cpu_seconds"].as_f64().unwrap();
+    let samples = main * 999.0;
+    let components: BTreeMap<String, f64> = summary["components"]
+        .as_array()
+        .expect("summary.json lists the components")
+        .iter()
+        .map(|c| (c["component"].as_str().unwrap().to_owned(), c["seconds"].as_f64().unwrap()))
+        .collect();
+    let parser = truth["native"].as_array().unwrap().iter().find(|n| n["name"] == PARSER).expect("the parser's truth");
+    let scripts: f64 = truth["cpu"].as_array().unwrap().iter().map(|c| c["self_seconds"].as_f64().unwrap()).sum();
+    for (component, seconds) in
+        [("analyzer/dns", parser["self_seconds"].as_f64().unwrap()), ("script_interpreter", scripts)]
+    {
+        let want = 100.0 * seconds / main;
+        let got = 100.0 * components.get(component).copied().unwrap_or(0.0) / main;
+        let bound = tolerance(want, samples);
+        assert!(
+            (got - want).abs() <= bound,
+            "{component}: sampled {got:.2}%, true {want:.2}% (± {bound:.2}): {components:?}"
+        );
+    }
+}
+
+/// The fixture's DNS parser, a protocol analyzer's code as Zeek names it.
+const PARSER: &str = "zeek::analyzer::dns::DNS_Interpreter::ParseMessage";
+
 fn is_kernel_frame(frame: &str) -> bool {
     frame.starts_with("[k] ") || frame == "[kernel]"
 }

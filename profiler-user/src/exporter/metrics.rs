@@ -256,6 +256,17 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
                 .flat_map(|t| sampled_functions(t).into_iter().map(|(labels, (_, total))| (labels, total))),
         ),
         family(
+            "zeek_probe_component_seconds_total",
+            "Sampled CPU time per Zeek component (protocol and packet analyzers, file analyzers, log writers, threading, I/O sources, cluster backend, timers, table expiration, script interpreter), inclusive: a sample counts in every component on its stack",
+            COUNTER,
+            t.iter().flat_map(|t| {
+                t.profile
+                    .components
+                    .iter()
+                    .map(move |c| (with(base_labels(t), &[("component", &c.component)]), c.seconds))
+            }),
+        ),
+        family(
             "zeek_probe_caller_calls_total",
             "Calls per caller and callee; caller <native> for calls from C++ (with --count-calls)",
             COUNTER,
@@ -363,7 +374,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         binary::LayoutSource,
-        profile::{CallerEdge, FunctionStats, ProbeHealth, Sampling, SourceTime, StreamWrites, TargetSummary},
+        profile::{
+            CallerEdge, ComponentTime, FunctionStats, ProbeHealth, Sampling, SourceTime, StreamWrites, TargetSummary,
+        },
         symbolize::FuncKind,
     };
 
@@ -411,6 +424,7 @@ pub(crate) mod tests {
                 log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 3 }],
                 files: vec![SourceTime { source: "/z/site/packages/math/fib.zeek".into(), self_seconds: 0.25 }],
                 packages: vec![SourceTime { source: "math".into(), self_seconds: 0.25 }],
+                components: vec![],
                 sampling: Some(Sampling { hz: 99, stacks: vec![] }),
                 long_dispatches: None,
                 probe_health: ProbeHealth::default(),
@@ -434,6 +448,7 @@ pub(crate) mod tests {
         let mut t = target();
         t.caller_series = Some(10);
         t.profile.callers[0].total_seconds = 1.0;
+        t.profile.components = vec![ComponentTime { component: "analyzer/http".into(), seconds: 1.0 }];
         t.profile.long_dispatches = Some(crate::profile::LongDispatches {
             bucket_bounds_seconds: vec![0.002],
             events: vec![crate::profile::DispatchHistogram {
@@ -542,6 +557,23 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE zeek_probe_function_calls_total counter"), "{text}");
+    }
+
+    #[test]
+    fn components_are_one_series_each() {
+        let mut t = target();
+        t.profile.components = vec![
+            ComponentTime { component: "analyzer/http".into(), seconds: 1.5 },
+            ComponentTime { component: "script_interpreter".into(), seconds: 0.5 },
+        ];
+        let text = encode(&exposition(vec![t]));
+        assert!(text.contains("# TYPE zeek_probe_component_seconds_total counter"), "{text}");
+        for (component, seconds) in [("analyzer/http", "1.5"), ("script_interpreter", "0.5")] {
+            let series = format!(
+                r#"zeek_probe_component_seconds_total{{node="worker-1",pid="42",component="{component}"}} {seconds}"#
+            );
+            assert!(text.contains(&series), "{text}");
+        }
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub(crate) mod tests {
             log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 40 }],
             files: Vec::new(),
             packages: Vec::new(),
+            components: Vec::new(),
             sampling: None,
             long_dispatches: None,
             probe_health: ProbeHealth::default(),

@@ -17,8 +17,8 @@ pub mod window;
 
 pub use dispatches::dispatch_line;
 pub use model::{
-    CallerEdge, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, Profile, SampledStack,
-    Sampling, SourceTime, StreamWrites, TargetSummary,
+    CallerEdge, ComponentTime, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, Profile,
+    SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
 };
 pub use rollups::package_of;
 pub use samples::SampleContext;
@@ -52,12 +52,12 @@ impl Profile {
         let hz = sampled.as_ref().map_or(1, |s| s.sampling.hz.max(1)) as f64;
         let seconds = |samples: u64| samples as f64 / hz;
         let (functions, callers) = tally.into_rows(seconds);
-        let (sampling, leaf_samples) = match sampled {
+        let (sampling, leaf_samples, components) = match sampled {
             Some(s) => {
                 probe_health.unnamed_samples = s.unnamed;
-                (Some(s.sampling), s.leaf_samples)
+                (Some(s.sampling), s.leaf_samples, s.components)
             }
-            None => (None, Default::default()),
+            None => (None, Default::default(), Default::default()),
         };
         let rollups = rollups::roll_up(leaf_samples, seconds);
 
@@ -68,6 +68,7 @@ impl Profile {
             log_writes: logs::log_writes(snapshot, pid, streams),
             files: rollups.files,
             packages: rollups.packages,
+            components: rollups::components(components, seconds),
             sampling,
             long_dispatches,
             probe_health,

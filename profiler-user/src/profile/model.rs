@@ -75,6 +75,15 @@ pub struct SourceTime {
     pub self_seconds: f64,
 }
 
+/// Sampled CPU time of one Zeek component (`symbolize::component`), inclusive: a sample counts
+/// once in every component on its stack, so components overlap (a log write from a script is
+/// in both) and do not add up to the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentTime {
+    pub component: String,
+    pub seconds: f64,
+}
+
 /// The probes' own health for this target: what was dropped or could not be resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProbeHealth {
@@ -155,6 +164,8 @@ pub struct Profile {
     /// Sampled self time per script file and per installed package (empty without sampling).
     pub files: Vec<SourceTime>,
     pub packages: Vec<SourceTime>,
+    /// Sampled inclusive time per Zeek component, busiest first (empty without sampling).
+    pub components: Vec<ComponentTime>,
     /// The sampled stacks themselves (written as folded stacks, flame graph and pprof).
     #[serde(skip)]
     pub sampling: Option<Sampling>,

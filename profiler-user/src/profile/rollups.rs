@@ -1,7 +1,8 @@
-//! Sampled self time rolled up per script file and per installed package.
+//! Sampled time rolled up: self time per script file and per installed package, inclusive
+//! time per Zeek component.
 use std::collections::BTreeMap;
 
-use super::SourceTime;
+use super::{ComponentTime, SourceTime};
 
 /// Self time per script file and per package, busiest first.
 pub(super) struct Rollups {
@@ -30,6 +31,14 @@ pub(super) fn roll_up(leaf_samples: BTreeMap<String, u64>, seconds: impl Fn(u64)
         v
     };
     Rollups { files: by_time(leaf_samples), packages: by_time(packages) }
+}
+
+/// Inclusive time per component from its samples, busiest first.
+pub(super) fn components(samples: BTreeMap<String, u64>, seconds: impl Fn(u64) -> f64) -> Vec<ComponentTime> {
+    let mut v: Vec<ComponentTime> =
+        samples.into_iter().map(|(component, n)| ComponentTime { component, seconds: seconds(n) }).collect();
+    v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.component.cmp(&b.component)));
+    v
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! Sampled stacks → the distinct stacks people read, and the samples they add per function
 //! (self and total) and per caller edge.
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{SampledStack, Sampling, tally::Tally};
 use crate::{
     probes::MapSnapshot,
-    symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame},
+    symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame, component_of},
 };
 
 /// What decoding one process's samples needs.
@@ -21,6 +21,8 @@ pub(super) struct Sampled {
     pub leaf_samples: BTreeMap<String, u64>,
     /// Samples whose stack could not be decoded.
     pub unnamed: u64,
+    /// Samples per Zeek component on their stack (inclusive).
+    pub components: BTreeMap<String, u64>,
 }
 
 /// Decodes the stacks sampled for `pid` and adds their samples to `tally`.
@@ -34,6 +36,7 @@ pub(super) fn count_samples(
     let mut decoder = StackDecoder::new(names, ctx.code);
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
+    let mut components: BTreeMap<String, u64> = BTreeMap::new();
     let mut unnamed = 0;
     for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
         let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {
@@ -46,12 +49,21 @@ pub(super) fn count_samples(
         }
         add_to_functions(tally, &frames, *samples);
         add_to_edges(tally, &frames, *samples);
+        add_to_components(&mut components, &frames, *samples);
         *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += samples;
     }
     let mut stacks: Vec<SampledStack> =
         stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
     stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
-    Sampled { sampling: Sampling { hz: ctx.hz, stacks }, leaf_samples, unnamed }
+    Sampled { sampling: Sampling { hz: ctx.hz, stacks }, leaf_samples, unnamed, components }
+}
+
+/// Samples to every Zeek component on the stack, once however many of its frames are there.
+fn add_to_components(components: &mut BTreeMap<String, u64>, frames: &[DecodedFrame], samples: u64) {
+    let on_stack: BTreeSet<String> = frames.iter().filter_map(component_of).collect();
+    for component in on_stack {
+        *components.entry(component).or_default() += samples;
+    }
 }
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often

@@ -59,6 +59,7 @@ pub fn render(profile: &Profile) -> String {
             );
         }
         more(&mut out, rows.len(), "functions");
+        components(&mut out, profile, share);
     }
     long_dispatches(&mut out, profile);
     if let Some(top) = profile.packages.first() {
@@ -87,6 +88,18 @@ pub fn render(profile: &Profile) -> String {
     let _ =
         writeln!(out, "\nprobe health: {}", if problems.is_empty() { "ok".to_owned() } else { problems.join(", ") });
     out
+}
+
+/// Zeek components by inclusive share, on one line each.
+fn components(out: &mut String, profile: &Profile, share: impl Fn(f64) -> String) {
+    if profile.components.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{:>7}  Zeek component (inclusive: a sample counts in each on its stack)", "total");
+    for c in profile.components.iter().take(TOP_ROWS) {
+        let _ = writeln!(out, "{:>7}  {}", share(c.seconds), c.component);
+    }
+    more(out, profile.components.len(), "components");
 }
 
 /// Frames of a dispatch's top stack shown, innermost ones.
@@ -140,7 +153,9 @@ mod tests {
     use super::*;
     use crate::{
         binary::LayoutSource,
-        profile::{FunctionStats, ProbeHealth, SampledStack, Sampling, StackFrame, StreamWrites, TargetSummary},
+        profile::{
+            ComponentTime, FunctionStats, ProbeHealth, SampledStack, Sampling, StackFrame, StreamWrites, TargetSummary,
+        },
         symbolize::FuncKind,
     };
 
@@ -178,6 +193,7 @@ mod tests {
             log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 9 }],
             files: vec![],
             packages: vec![],
+            components: vec![],
             sampling: sampled.then(|| Sampling {
                 hz: 100,
                 stacks: vec![SampledStack { frames: vec![frame("new_connection"), frame("fmt")], samples: 200 }],
@@ -226,6 +242,16 @@ mod tests {
         assert!(text.contains(" 75.0%    75.0%            75  bif       fmt"), "{text}");
         assert!(text.contains("9  Conn::LOG"), "{text}");
         assert!(text.contains("probe health: 3 drops (map full)"), "{text}");
+    }
+
+    #[test]
+    fn components_show_their_inclusive_shares() {
+        let mut p = profile(false, true);
+        assert!(!render(&p).contains("Zeek component"), "no section without components");
+        p.components = vec![ComponentTime { component: "script_interpreter".into(), seconds: 1.5 }];
+        let text = render(&p);
+        assert!(text.contains("  total  Zeek component (inclusive"), "{text}");
+        assert!(text.contains(" 75.0%  script_interpreter"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Turning what the probes recorded (name hashes, enum ordinals, raw kinds) into the names
 //! people read. One small decoder per label kind, each cached where the lookup is costly.
+pub mod component;
 pub mod func_kind;
 pub mod func_name;
 pub mod function_names;
@@ -8,6 +9,7 @@ pub mod library_symbols;
 pub mod log_stream;
 pub mod stack;
 
+pub use component::component_of;
 pub use func_kind::FuncKind;
 pub use func_name::func_name;
 pub use function_names::{FunctionNames, UNRESOLVED};
