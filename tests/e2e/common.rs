@@ -43,6 +43,18 @@ pub const VARIANTS: [&str; 7] = [
     "zeek-shaped-8.2-debuglink",
 ];
 
+/// One measurement under perf, made once more if perf 6.1's `perf script` rejected a
+/// kernel-symbol record of a BPF program loaded or unloaded meanwhile (by this machine's other
+/// users too): "failed to process type: 17 [Bad address]", even with --no-bpf-event.
+pub fn measured_under_perf<T>(mut measure: impl FnMut() -> Result<T, String>) -> T {
+    match measure() {
+        Err(error) if error.contains("failed to process type: 17") => {
+            measure().unwrap_or_else(|error| panic!("perf script: {error}"))
+        }
+        result => result.unwrap_or_else(|error| panic!("perf script: {error}")),
+    }
+}
+
 /// A fixture built by `cargo xtask fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     let path = workspace_root().join("target/fixtures").join(name);

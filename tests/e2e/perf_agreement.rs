@@ -54,17 +54,7 @@ struct Run {
 
 /// Runs `command` under `zeek-probe record --hz 999`, itself under `perf record -a -F 999`.
 fn record_under_perf(dir: &Path, command: &[&OsStr], env: &[(&str, String)]) -> Run {
-    // perf 6.1's `perf script` now and then rejects a kernel-symbol record of a BPF program
-    // loaded or unloaded meanwhile ("failed to process type: 17 [Bad address]"), even with
-    // --no-bpf-event: that run is measured once more.
-    for attempt in 0.. {
-        match try_record_under_perf(dir, command, env) {
-            Ok(run) => return run,
-            Err(error) if attempt == 0 && error.contains("failed to process type: 17") => continue,
-            Err(error) => panic!("perf script: {error}"),
-        }
-    }
-    unreachable!()
+    measured_under_perf(|| try_record_under_perf(dir, command, env))
 }
 
 fn try_record_under_perf(dir: &Path, command: &[&OsStr], env: &[(&str, String)]) -> Result<Run, String> {

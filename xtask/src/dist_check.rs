@@ -122,6 +122,8 @@ fn install_run_remove(root: &Path, deb: &Path) -> Result<()> {
     fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).context("cannot give the root the host's resolver")?;
     fs::copy(deb, root.join("tmp/zeek-probe.deb"))?;
     fs::copy(fixtures::path(fixtures::DEFAULT), root.join("tmp/fixture"))?;
+    // The fixture finds its library through its rpath's $ORIGIN.
+    fs::copy(fixtures::path(fixtures::HELPERS_LIBRARY), root.join("tmp").join(fixtures::HELPERS_LIBRARY))?;
     let _mounts = Mounts::new(root)?;
     let chroot = Chroot(root);
 

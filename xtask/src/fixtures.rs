@@ -1,6 +1,11 @@
 //! The Zeek-shaped fixture programs (tests/fixture/), one per ABI generation and variant,
-//! built with Zeek's release flags (RelWithDebInfo: -O2 -g, linked -rdynamic).
-use std::{fs, path::PathBuf, process::Command};
+//! built with Zeek's release flags (RelWithDebInfo: -O2 -g, no frame pointers, linked
+//! -rdynamic), and the shared library of their own they all link (tests/fixture/helpers/).
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context, Result};
 
@@ -53,8 +58,19 @@ pub const FIXTURES: &[Fixture] = &[
 /// The fixture the demo and benchmarks use.
 pub const DEFAULT: &str = "zeek-shaped-8.2";
 
+/// The fixtures' own shared library (as libbinpac is Zeek's), beside them in target/fixtures.
+pub const HELPERS_LIBRARY: &str = "libzeek_shaped_helpers.so";
+
+/// Release Zeek omits frame pointers (GCC's -O2 default, said explicitly): stacks are walked
+/// with .eh_frame, which the fixtures and the library keep as every build does.
+const RELEASE_FLAGS: &[&str] = &["-std=c++17", "-O2", "-g", "-fomit-frame-pointer"];
+
+fn dir() -> PathBuf {
+    workspace_root().join("target/fixtures")
+}
+
 pub fn path(name: &str) -> PathBuf {
-    workspace_root().join("target/fixtures").join(name)
+    dir().join(name)
 }
 
 fn source_files() -> Result<Vec<PathBuf>> {
@@ -69,25 +85,46 @@ fn source_files() -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Builds every fixture whose binary is older than its sources.
+/// Builds the library, then every fixture, where the output is older than the sources.
 pub fn build_all() -> Result<()> {
     let sources = source_files()?;
     let newest = sources.iter().filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max();
-    fs::create_dir_all(workspace_root().join("target/fixtures"))?;
+    let stale = |out: &Path| {
+        let built = fs::metadata(out).and_then(|m| m.modified()).ok();
+        built.is_none() || built < newest
+    };
+    fs::create_dir_all(dir())?;
+    let library = path(HELPERS_LIBRARY);
+    if stale(&library) {
+        eprintln!("xtask: building fixture library {HELPERS_LIBRARY}");
+        status(
+            Command::new("g++")
+                .args(RELEASE_FLAGS)
+                .args(["-fPIC", "-shared", "-fvisibility=hidden", "-o"])
+                .arg(&library)
+                .arg(workspace_root().join("tests/fixture/helpers/binpac_http.cc")),
+        )?;
+    }
+    // $ORIGIN finds the library from target/fixtures; the directory's own path, second, from
+    // copies of a fixture made elsewhere on this machine (tests patch some).
+    let rpath = format!("-Wl,-rpath,$ORIGIN:{}", dir().display());
     for f in FIXTURES {
         let out = path(f.name);
-        let built = fs::metadata(&out).and_then(|m| m.modified()).ok();
-        if built.is_some() && built >= newest {
+        if !stale(&out) {
             continue;
         }
         eprintln!("xtask: building fixture {}", f.name);
         let mut cmd = Command::new("g++");
-        cmd.args(["-std=c++17", "-O2", "-g", "-rdynamic", "-pthread"])
+        cmd.args(RELEASE_FLAGS)
+            .args(["-rdynamic", "-pthread"])
             .arg(format!("-DZEEK_ABI={}", f.abi))
             .args(f.extra_flags)
             .arg("-o")
             .arg(&out)
-            .arg(workspace_root().join("tests/fixture/zeek_shaped.cc"));
+            .arg(workspace_root().join("tests/fixture/zeek_shaped.cc"))
+            .arg(format!("-L{}", dir().display()))
+            .arg(format!("-l:{HELPERS_LIBRARY}"))
+            .arg(&rpath);
         status(&mut cmd)?;
         match f.debug_info {
             DebugInfo::Embedded => {}
@@ -98,9 +135,7 @@ pub fn build_all() -> Result<()> {
                 status(Command::new("strip").arg("--strip-debug").arg(&out))?;
                 // Relative to the binary's directory, as packagers do.
                 let link = format!("--add-gnu-debuglink={}", debug.display());
-                status(
-                    Command::new("objcopy").arg(link).arg(&out).current_dir(workspace_root().join("target/fixtures")),
-                )?;
+                status(Command::new("objcopy").arg(link).arg(&out).current_dir(dir()))?;
             }
         }
     }
