@@ -90,7 +90,7 @@ impl Session {
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
-        let libraries = LibrarySymbols::new(pid);
+        let libraries = LibrarySymbols::new(pid).skipping(&process.exe_link);
         Ok(Self {
             process,
             binary,

@@ -9,6 +9,7 @@ use crate::{
     probes::{ProbeScope, Probes},
     report::{self, top_table},
     session::Session,
+    symbolize::KernelSymbols,
     target::{Tracee, stats::ProcessStats},
 };
 
@@ -41,6 +42,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         }
     };
 
+    if probes.plan().sample.is_some() {
+        KernelSymbols::prefetch();
+    }
     // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
     // report once it has stopped.
     let mut final_profile = None;
@@ -53,6 +57,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     })?;
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
+    // Detaching takes the kernel ~0.1 s per uprobe (it waits for every CPU to leave the
+    // probe): done while the report is written.
+    let detached = std::thread::spawn(move || drop((session, probes)));
 
     // The table is shown even when the files could not be written.
     let written = report::write_all(&args.out, &profile, started.elapsed());
@@ -63,5 +70,6 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     };
     output::print(&(top_table::render(&profile) + &report_line))?;
     written?;
+    let _ = detached.join();
     Ok(exit.status())
 }

@@ -87,18 +87,30 @@ fn own_vdso() -> Option<ElfFile> {
 pub struct LibrarySymbols {
     /// Where the process's files are seen from here (its mount namespace).
     root: String,
+    /// The executable's path, as its mappings show it: named by `binary::symbols` already.
+    executable: Option<String>,
     /// `None` for a library that cannot be read (gone, not ELF): asked once.
     libraries: Mutex<HashMap<String, Option<Arc<Library>>>>,
 }
 
 impl LibrarySymbols {
     pub fn new(pid: u32) -> Self {
-        Self { root: format!("/proc/{pid}/root"), libraries: Mutex::default() }
+        Self { root: format!("/proc/{pid}/root"), executable: None, libraries: Mutex::default() }
+    }
+
+    /// Never reads `executable`: an address of it that its own symbols do not name (a PLT
+    /// stub) would read them again, and a real Zeek's with its 360 MB debug file.
+    pub fn skipping(mut self, executable: &Path) -> Self {
+        self.executable = Some(executable.to_string_lossy().into_owned());
+        self
     }
 
     /// The function at `ip` in the library `mapping` maps, if its symbols name it.
     pub fn lookup(&self, mapping: &Mapping, ip: u64) -> Option<String> {
         if !mapping.path.starts_with('/') && mapping.path != VDSO {
+            return None;
+        }
+        if self.executable.as_deref() == Some(mapping.path.as_str()) {
             return None;
         }
         let library = self.library(&mapping.path)?;
@@ -153,6 +165,9 @@ mod tests {
         }
         let heap = Mapping { start: 0x1000, end: 0x2000, offset: 0, path: "[heap]".into() };
         assert_eq!(libraries.lookup(&heap, 0x1100), None);
+        let libc = mapping_of(getpid);
+        let skipping = LibrarySymbols::new(std::process::id()).skipping(libc.path.as_ref());
+        assert_eq!(skipping.lookup(libc, getpid + 1), None, "the executable is not read as a library");
     }
 
     /// Two sessions of processes mapping the same libc hold one copy of its symbols.
