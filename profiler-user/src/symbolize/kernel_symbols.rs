@@ -42,7 +42,7 @@ impl KernelSymbols {
     /// it: the kernel takes ~0.1 s to list its symbols, which `record` would otherwise add
     /// after the command ended.
     pub fn prefetch() {
-        std::thread::spawn(|| Self::shared());
+        std::thread::spawn(Self::shared);
     }
 
     /// Parses kallsyms text (`ffffffff81000000 T _stext`, `… t name\t[module]`), keeping text
