@@ -411,7 +411,7 @@ pub(crate) mod tests {
                 log_writes: vec![StreamWrites { stream: "Conn::LOG".into(), writes: 3 }],
                 files: vec![SourceTime { source: "/z/site/packages/math/fib.zeek".into(), self_seconds: 0.25 }],
                 packages: vec![SourceTime { source: "math".into(), self_seconds: 0.25 }],
-                sampling: Some(Sampling { hz: 99, stacks: vec![] }),
+                sampling: Some(Sampling { hz: 99, ..Sampling::default() }),
                 long_dispatches: None,
                 probe_health: ProbeHealth::default(),
             },

@@ -17,8 +17,8 @@ pub mod window;
 
 pub use dispatches::dispatch_line;
 pub use model::{
-    CallerEdge, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, Profile, SampledStack,
-    Sampling, SourceTime, StreamWrites, TargetSummary,
+    CallerEdge, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, NativeStackShare, ProbeHealth,
+    Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
 };
 pub use rollups::package_of;
 pub use samples::SampleContext;
@@ -55,6 +55,7 @@ impl Profile {
         let (sampling, leaf_samples) = match sampled {
             Some(s) => {
                 probe_health.unnamed_samples = s.unnamed;
+                probe_health.mismatched_stacks = s.mismatched;
                 (Some(s.sampling), s.leaf_samples)
             }
             None => (None, Default::default()),
@@ -184,7 +185,7 @@ mod tests {
         ];
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
-        let ctx = SampleContext { hz: 10, code };
+        let ctx = SampleContext { hz: 10, code, native_stacks: false };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
@@ -213,7 +214,7 @@ mod tests {
         let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
         let kernel = KernelSymbols::parse("ffffffff81001000 t do_syscall_64\nffffffff81002000 t vfs_write\n");
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
-        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(SampleContext { hz: 10, code }));
+        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(SampleContext { hz: 10, code, native_stacks: false }));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("write_file").self_seconds, f("write_file").total_seconds), (1.0, 3.0));
         assert_eq!((f("[k] vfs_write").kind, f("[k] vfs_write").self_seconds), (FuncKind::Kernel, 2.0));

@@ -1,8 +1,12 @@
 //! Sampled stacks → the distinct stacks people read, and the samples they add per function
-//! (self and total) and per caller edge.
+//! (self and total) and per caller edge. A main-thread sample whose native stack was unwound
+//! is shown with its full mixed stack; the rows add up the script-side stack (the script
+//! frames and the native leaf) either way, so they do not depend on how many were unwound.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{SampledStack, Sampling, tally::Tally};
+use profiler_common::StackKind;
+
+use super::{NativeStackShare, SampledStack, Sampling, tally::Tally};
 use crate::{
     probes::MapSnapshot,
     symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame},
@@ -12,6 +16,8 @@ use crate::{
 pub struct SampleContext<'a> {
     pub hz: u64,
     pub code: NativeCode<'a>,
+    /// Whether the sampler copied native stacks for unwinding.
+    pub native_stacks: bool,
 }
 
 /// What one process's samples came to besides what they added to the tally.
@@ -21,6 +27,8 @@ pub(super) struct Sampled {
     pub leaf_samples: BTreeMap<String, u64>,
     /// Samples whose stack could not be decoded.
     pub unnamed: u64,
+    /// Samples whose native and script frames disagreed (`SplicedStack::mismatched`).
+    pub mismatched: u64,
 }
 
 /// Decodes the stacks sampled for `pid` and adds their samples to `tally`.
@@ -34,24 +42,44 @@ pub(super) fn count_samples(
     let mut decoder = StackDecoder::new(names, ctx.code);
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
-    let mut unnamed = 0;
+    let (mut unnamed, mut mismatched) = (0, 0);
+    let mut native = NativeStackShare { enabled: ctx.native_stacks, ..NativeStackShare::default() };
     for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
-        let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {
+        let Some((trace, frames)) =
+            snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t).map(|frames| (t, frames)))
+        else {
             unnamed += samples;
             continue;
         };
+        // Samples with a native stack get their full one; the rest (ring full, before the
+        // drain, unwinding off, other threads) keep the leaf's.
+        let mut by_leaf = *samples;
+        if trace.kind != StackKind::Thread as u32 {
+            native.samples += samples;
+            for (addresses, n) in snapshot.native_stacks.stacks_of(pid, key.stack) {
+                let n = n.min(by_leaf);
+                let Some(spliced) = decoder.splice(trace, addresses).filter(|_| n > 0) else { continue };
+                by_leaf -= n;
+                native.unwound += n;
+                mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
+                *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
+            }
+        }
         let Some(leaf) = frames.last() else { continue };
         if let Some(file) = &leaf.frame.file {
             *leaf_samples.entry(file.clone()).or_default() += samples;
         }
         add_to_functions(tally, &frames, *samples);
         add_to_edges(tally, &frames, *samples);
-        *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += samples;
+        if by_leaf > 0 {
+            *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += by_leaf;
+        }
     }
+    native.complete = snapshot.native_stacks.counts(pid).complete.min(native.unwound);
     let mut stacks: Vec<SampledStack> =
         stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
     stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
-    Sampled { sampling: Sampling { hz: ctx.hz, stacks }, leaf_samples, unnamed }
+    Sampled { sampling: Sampling { hz: ctx.hz, stacks, native_stacks: native }, leaf_samples, unnamed, mismatched }
 }
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often

@@ -40,6 +40,17 @@ pub fn read(pid: u32) -> Vec<Mapping> {
     fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
 }
 
+/// The end (highest address) of the main thread's stack, `[stack]` in /proc/PID/maps.
+pub fn main_stack_end(pid: u32) -> Option<u64> {
+    stack_end(&fs::read_to_string(format!("/proc/{pid}/maps")).ok()?)
+}
+
+fn stack_end(maps: &str) -> Option<u64> {
+    let line = maps.lines().find(|line| line.ends_with(" [stack]"))?;
+    let (_, end) = line.split_whitespace().next()?.split_once('-')?;
+    u64::from_str_radix(end, 16).ok()
+}
+
 /// The mapping an address is in.
 pub fn mapping_of(mappings: &[Mapping], address: u64) -> Option<&Mapping> {
     mappings.iter().find(|m| (m.start..m.end).contains(&address))
@@ -62,6 +73,12 @@ mod tests {
 7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]
 7f0000100000-7f0000101000 rw-p 00000000 00:00 0
 ";
+
+    #[test]
+    fn the_main_stack_ends_where_its_mapping_does() {
+        assert_eq!(stack_end(MAPS), Some(0x7ffd00021000));
+        assert_eq!(stack_end("7f0000100000-7f0000101000 rw-p 00000000 00:00 0\n"), None);
+    }
 
     #[test]
     fn keeps_file_backed_mappings() {
