@@ -86,7 +86,7 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
                 merged.native_stacks.enabled |= sampling.native_stacks.enabled;
                 merged.native_stacks.samples += sampling.native_stacks.samples;
                 merged.native_stacks.unwound += sampling.native_stacks.unwound;
-                merged.native_stacks.complete += sampling.native_stacks.complete;
+                merged.native_stacks.to_main += sampling.native_stacks.to_main;
                 let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
                 merged.stacks.extend(sampling.stacks.iter().map(|s| {
                     let mut stack = s.clone();

@@ -129,8 +129,8 @@ pub struct NativeStackShare {
     pub samples: u64,
     /// Of them, with an unwound native stack...
     pub unwound: u64,
-    /// ...unwound to the stack's root (through `main`).
-    pub complete: u64,
+    /// ...unwound up to `main`.
+    pub to_main: u64,
 }
 
 /// The long event dispatches of one target, measured by sampling: a dispatch's duration is

@@ -61,6 +61,7 @@ pub(super) fn count_samples(
                 let Some(spliced) = decoder.splice(trace, addresses).filter(|_| n > 0) else { continue };
                 by_leaf -= n;
                 native.unwound += n;
+                native.to_main += if reaches_main(&spliced.frames) { n } else { 0 };
                 mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
                 *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
             }
@@ -75,11 +76,15 @@ pub(super) fn count_samples(
             *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += by_leaf;
         }
     }
-    native.complete = snapshot.native_stacks.counts(pid).complete.min(native.unwound);
     let mut stacks: Vec<SampledStack> =
         stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
     stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
     Sampled { sampling: Sampling { hz: ctx.hz, stacks, native_stacks: native }, leaf_samples, unnamed, mismatched }
+}
+
+/// Whether an unwound stack goes all the way up to Zeek's `main` (the main thread's root).
+fn reaches_main(frames: &[DecodedFrame]) -> bool {
+    frames.iter().any(|f| f.kind == FuncKind::Native && f.frame.name == "main")
 }
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often

@@ -35,7 +35,7 @@ pub fn render(profile: &Profile) -> String {
                 true => writeln!(
                     out,
                     "native stacks: unwound {} of {} main-thread samples ({} to main); the rest by their leaf",
-                    n.unwound, n.samples, n.complete
+                    n.unwound, n.samples, n.to_main
                 ),
                 false => writeln!(out, "native stacks: off (native code named by its leaf)"),
             };

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use collector::NativeStackCollector;
 pub use profiler_common::native_stacks::USER_STACK_MAX;
-pub use table::{NativeStackCounts, NativeStackTable};
+pub use table::NativeStackTable;
 
 /// User stack bytes copied per main-thread sample by default: what a real Zeek 8.2.2's main
 /// thread needs to unwind to `main` in ≥ 95 % of its samples (measured on a replay, see the

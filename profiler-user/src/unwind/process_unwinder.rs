@@ -14,22 +14,13 @@ use profiler_common::native_stacks::NativeStackHeader;
 
 use super::{
     MAX_NATIVE_DEPTH,
+    table::NativeFrames,
     binary_unwind_data::{BinaryCache, MappedSection},
 };
 use crate::target::mappings::{self, Mapping};
 
 /// Re-reading /proc/PID/maps for an unknown address happens at most this often.
 const MAPS_REREAD: Duration = Duration::from_secs(1);
-
-/// One unwound sample: frame addresses root first, each the address to name (a return
-/// address minus one, so a call at a function's end names the caller).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unwound {
-    pub frames: Vec<u64>,
-    /// The unwinder reached the stack's root (`_start`, a thread's start routine), not a
-    /// frame it could not get past.
-    pub complete: bool,
-}
 
 pub struct ProcessUnwinder {
     pid: u32,
@@ -86,8 +77,12 @@ impl ProcessUnwinder {
         }
     }
 
-    /// Unwinds one record: its registers, and its stack bytes copied from `sp` up.
-    pub fn unwind(&mut self, header: &NativeStackHeader, stack: &[u8], binaries: &mut BinaryCache) -> Unwound {
+    /// Unwinds one record (its registers, and its stack bytes copied from `sp` up) as far as
+    /// its unwind data and stack bytes go. The frames' addresses come root first, each the
+    /// address to name: a return address minus one, so a call at a function's end names the
+    /// caller. (Whether it reached `main` is told by name: the unwinder also ends "cleanly" at
+    /// a frame it falls back to frame pointers for.)
+    pub fn unwind(&mut self, header: &NativeStackHeader, stack: &[u8], binaries: &mut BinaryCache) -> NativeFrames {
         if !self.knows(header.ip) {
             self.read_maps(binaries);
         }
@@ -100,17 +95,14 @@ impl ProcessUnwinder {
         let regs = UnwindRegsX86_64::new(header.ip, sp, header.bp);
         let mut frames = self.unwinder.iter_frames(header.ip, regs, &mut self.cache, &mut read_stack);
         let mut innermost_first = Vec::new();
-        let complete = loop {
-            match frames.next() {
-                Ok(Some(frame)) if innermost_first.len() < MAX_NATIVE_DEPTH => {
-                    innermost_first.push(frame.address_for_lookup());
-                }
-                Ok(Some(_)) | Err(_) => break false,
-                Ok(None) => break true,
+        while let Ok(Some(frame)) = frames.next() {
+            if innermost_first.len() == MAX_NATIVE_DEPTH {
+                break;
             }
-        };
+            innermost_first.push(frame.address_for_lookup());
+        }
         innermost_first.reverse();
-        Unwound { frames: innermost_first, complete }
+        innermost_first
     }
 }
 
@@ -154,10 +146,10 @@ mod tests {
         let mut unwinder = ProcessUnwinder::new(std::process::id());
         let unwound = unwinder.unwind(&header, &stack, &mut BinaryCache::default());
         // The test harness's frames are above ours, down from the thread's start.
-        assert!(unwound.frames.len() >= 5, "{unwound:?}");
+        assert!(unwound.len() >= 5, "{unwound:?}");
         let files = mappings::read(std::process::id());
-        assert!(unwound.frames.iter().all(|a| mappings::mapping_of(&files, *a).is_some()), "{unwound:?}");
+        assert!(unwound.iter().all(|a| mappings::mapping_of(&files, *a).is_some()), "{unwound:?}");
         // The innermost frame is the captured instruction pointer itself.
-        assert_eq!(unwound.frames.last(), Some(&header.ip));
+        assert_eq!(unwound.last(), Some(&header.ip));
     }
 }
