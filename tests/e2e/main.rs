@@ -11,6 +11,7 @@ mod dispatches;
 mod faults;
 mod hard_kills;
 mod map_memory;
+mod native_stacks;
 mod perf_agreement;
 mod pprof_endpoint;
 mod real_zeek;
