@@ -68,7 +68,8 @@ mod tests {
     fn bytes(header: &NativeStackHeader, stack: &[u8]) -> [u8; HEADER_BYTES + 16] {
         let mut out = [0u8; HEADER_BYTES + 16];
         // SAFETY: the header is plain old data of exactly HEADER_BYTES bytes.
-        let raw = unsafe { core::slice::from_raw_parts((header as *const NativeStackHeader).cast::<u8>(), HEADER_BYTES) };
+        let raw =
+            unsafe { core::slice::from_raw_parts((header as *const NativeStackHeader).cast::<u8>(), HEADER_BYTES) };
         out[..HEADER_BYTES].copy_from_slice(raw);
         out[HEADER_BYTES..HEADER_BYTES + stack.len()].copy_from_slice(stack);
         out
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn a_record_shorter_than_it_says_is_refused() {
         let header = NativeStackHeader { stack_len: 17, ..Default::default() };
-        assert!(NativeStackHeader::parse(&bytes(&header, &[]) ).is_none());
+        assert!(NativeStackHeader::parse(&bytes(&header, &[])).is_none());
         assert!(NativeStackHeader::parse(&[0; HEADER_BYTES - 1]).is_none());
         let huge = NativeStackHeader { stack_len: USER_STACK_MAX as u32 + 1, ..Default::default() };
         assert!(NativeStackHeader::parse(&bytes(&huge, &[])).is_none());

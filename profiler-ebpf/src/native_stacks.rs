@@ -4,8 +4,8 @@
 //! and counts it; the sample itself is counted in `SAMPLES` either way.
 
 use aya_ebpf::{
-    cty::c_void,
     bindings::{BPF_RB_NO_WAKEUP, pt_regs},
+    cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},

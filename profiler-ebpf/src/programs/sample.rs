@@ -17,9 +17,8 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use profiler_common::{
-    SampleKey, StackKind, StackTrace, TargetLayout,
+    ProbeStat, SampleKey, StackKind, StackTrace, TargetLayout,
     maps::{CALLER_UNRESOLVED, FLAVOR_EVENT, FUNC_KIND_BIF},
-    ProbeStat,
     names::{SAMPLE_FINISH_SLOT, SAMPLE_STEP_SLOT},
     samples::{MAX_KERNEL_DEPTH, MAX_STACK_DEPTH},
 };

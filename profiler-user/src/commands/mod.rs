@@ -27,6 +27,12 @@ impl ProbeArgs {
             NativeStacks::On if sample.is_some() => self.native_stack_bytes,
             _ => 0,
         };
-        AttachPlan { invoke, log_writes: !self.empty_probes, sample, map_budget_mib: self.bpf_memory, native_stack_bytes }
+        AttachPlan {
+            invoke,
+            log_writes: !self.empty_probes,
+            sample,
+            map_budget_mib: self.bpf_memory,
+            native_stack_bytes,
+        }
     }
 }

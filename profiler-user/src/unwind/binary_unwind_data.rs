@@ -107,7 +107,10 @@ pub struct BinaryCache {
 
 impl BinaryCache {
     pub fn get(&mut self, path: &str) -> Option<Arc<BinaryUnwindData>> {
-        self.by_path.entry(path.to_owned()).or_insert_with(|| BinaryUnwindData::open(Path::new(path)).map(Arc::new)).clone()
+        self.by_path
+            .entry(path.to_owned())
+            .or_insert_with(|| BinaryUnwindData::open(Path::new(path)).map(Arc::new))
+            .clone()
     }
 }
 

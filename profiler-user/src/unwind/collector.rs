@@ -11,9 +11,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 
-use super::{
-    DRAIN_PERIOD, NativeStackTable, binary_unwind_data::BinaryCache, process_unwinder::ProcessUnwinder, ring,
-};
+use super::{DRAIN_PERIOD, NativeStackTable, binary_unwind_data::BinaryCache, process_unwinder::ProcessUnwinder, ring};
 
 struct Collector {
     ring: RingBuf<MapData>,

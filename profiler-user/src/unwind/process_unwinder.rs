@@ -14,8 +14,8 @@ use profiler_common::native_stacks::NativeStackHeader;
 
 use super::{
     MAX_NATIVE_DEPTH,
-    table::NativeFrames,
     binary_unwind_data::{BinaryCache, MappedSection},
+    table::NativeFrames,
 };
 use crate::target::mappings::{self, Mapping};
 
