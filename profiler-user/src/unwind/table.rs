@@ -24,6 +24,25 @@ impl NativeStackTable {
     pub fn forget(&mut self, pid: u32) {
         self.stacks.retain(|(p, _), _| *p != pid);
     }
+
+    /// What was added since `earlier` (a copy of this table taken before): a window of time,
+    /// as `profile::window` cuts the other counters. A count below its earlier value was
+    /// started again (the process forgotten, its PID reused): all of it is new.
+    pub fn since(self, earlier: &Self) -> Self {
+        let mut stacks = self.stacks;
+        for (key, natives) in &mut stacks {
+            let before = earlier.stacks.get(key);
+            for (frames, n) in natives.iter_mut() {
+                match before.and_then(|b| b.get(frames)) {
+                    Some(&then) if then <= *n => *n -= then,
+                    _ => {}
+                }
+            }
+            natives.retain(|_, n| *n > 0);
+        }
+        stacks.retain(|_, natives| !natives.is_empty());
+        Self { stacks }
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +60,13 @@ mod tests {
         let mut of_10: Vec<_> = table.stacks_of(1, 10).map(|(f, n)| (f.clone(), n)).collect();
         of_10.sort();
         assert_eq!(of_10, [(vec![1, 2, 3], 2), (vec![2, 3], 1)]);
+        let earlier = table.clone();
+        table.add(1, 10, vec![2, 3]);
+        table.add(1, 12, vec![5]);
+        let mut grown: Vec<_> = table.clone().since(&earlier).stacks.into_iter().collect();
+        grown.sort_by_key(|(key, _)| *key);
+        let expected = [((1, 10), HashMap::from([(vec![2, 3], 1)])), ((1, 12), HashMap::from([(vec![5], 1)]))];
+        assert_eq!(grown, expected);
         table.forget(1);
         assert_eq!(table.stacks_of(1, 10).count(), 0);
         assert_eq!(table.stacks_of(1, 11).count(), 0);
