@@ -7,8 +7,8 @@ use std::{
 use crate::probes::MapSnapshot;
 
 /// `later` with every counter (calls, log writes, probe stats, samples, unwound native stacks)
-/// replaced by how much
-/// it grew since `earlier`: a profile built from it covers only the time between the two.
+/// replaced by how much it grew since `earlier`: a profile built from it covers only the time
+/// between the two.
 /// Names and stacks are kept whole, they are not counts; long dispatches are those listed since.
 pub fn counted_since(earlier: &MapSnapshot, later: MapSnapshot) -> MapSnapshot {
     let listed: HashSet<_> = earlier.long_dispatches.iter().map(|(k, _)| *k).collect();
