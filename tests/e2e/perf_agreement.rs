@@ -109,12 +109,18 @@ fn perf_shares(script: &str, pid: u64) -> PerfShares {
         let rest = fields.collect::<Vec<_>>().join(" ");
         let Some((symbol, dso)) = rest.rsplit_once(" (") else { continue };
         let dso = Dso::of(dso.trim_end_matches(')'));
-        counts.entry(symbol.to_owned()).or_insert((0.0, dso)).0 += 1.0;
+        counts.entry(comparable(symbol)).or_insert((0.0, dso)).0 += 1.0;
     }
     let total: f64 = counts.values().map(|(n, _)| n).sum();
     assert!(total > 1000.0, "perf sampled the main thread: {total} samples");
     counts.values_mut().for_each(|(n, _)| *n *= 100.0 / total);
     counts
+}
+
+/// A demangled name without its spaces: perf's demangler writes a function type in a template
+/// argument as `Val> (Frame*`, zeek-probe's (cpp_demangle) as `Val>(Frame*`.
+fn comparable(symbol: &str) -> String {
+    symbol.split_whitespace().collect()
 }
 
 /// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf, as native and kernel shares:
@@ -132,7 +138,7 @@ fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Sh
             let function = function.split(' ').next().unwrap();
             *kernel.entry(function.to_owned()).or_default() += count;
         } else if !script.contains(leaf) && leaf != "[dispatch]" {
-            *native.entry(leaf.to_owned()).or_default() += count;
+            *native.entry(comparable(leaf)).or_default() += count;
         }
     }
     for share in native.values_mut().chain(kernel.values_mut()) {
