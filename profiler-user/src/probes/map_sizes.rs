@@ -10,8 +10,9 @@ use profiler_common::{CallKey, FuncInfo, FuncPtrKey, SampleKey, StackTrace, name
 /// The default budget, MiB.
 pub const DEFAULT_BUDGET_MIB: u32 = 16;
 
-/// What the kernel adds to each preallocated hash map element (`struct htab_elem`), bytes.
-const ELEMENT_OVERHEAD: usize = 48;
+/// What the kernel adds to each preallocated hash map element, bytes: `struct htab_elem` (48)
+/// and its share of the bucket array (16), as fdinfo's `memlock` shows on 6.18.
+const ELEMENT_OVERHEAD: usize = 64;
 
 /// A map that grows with the target, its entries at the default budget, and one entry's bytes.
 struct Scaled {
@@ -25,13 +26,13 @@ const fn entry(key: usize, value: usize) -> usize {
 }
 
 /// Distinct stacks are most of it; functions next; calls per caller edge and samples per
-/// (process, stack) follow them.
+/// (process, stack) follow them. (7/8 of powers of two: the native stack ring takes the rest.)
 const SCALED: [Scaled; 5] = [
-    Scaled { name: names::STACKS, entries: 8_192, entry_bytes: entry(8, size_of::<StackTrace>()) },
-    Scaled { name: names::FUNCS, entries: 8_192, entry_bytes: entry(8, size_of::<FuncInfo>()) },
-    Scaled { name: names::CALLS, entries: 32_768, entry_bytes: entry(size_of::<CallKey>(), 8) },
-    Scaled { name: names::SAMPLES, entries: 16_384, entry_bytes: entry(size_of::<SampleKey>(), 8) },
-    Scaled { name: names::FUNC_HASHES, entries: 8_192, entry_bytes: entry(size_of::<FuncPtrKey>(), 8) },
+    Scaled { name: names::STACKS, entries: 7_168, entry_bytes: entry(8, size_of::<StackTrace>()) },
+    Scaled { name: names::FUNCS, entries: 7_168, entry_bytes: entry(8, size_of::<FuncInfo>()) },
+    Scaled { name: names::CALLS, entries: 28_672, entry_bytes: entry(size_of::<CallKey>(), 8) },
+    Scaled { name: names::SAMPLES, entries: 14_336, entry_bytes: entry(size_of::<SampleKey>(), 8) },
+    Scaled { name: names::FUNC_HASHES, entries: 7_168, entry_bytes: entry(size_of::<FuncPtrKey>(), 8) },
 ];
 
 /// The native stack ring's share of the budget: a 16th, as a power of two (the kernel's rule
