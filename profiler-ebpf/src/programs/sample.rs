@@ -3,10 +3,10 @@
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
 //! threads are named by their thread name. A sample that interrupted the kernel also takes the
 //! kernel's own stack (its unwinder, through `bpf_get_stack`), under whichever of those it is.
-//! Main-thread samples also measure long event dispatches (`dispatches`). Counts accumulate per
-//! distinct stack in maps that
-//! user space reads when it likes: nothing wakes it per sample. The cost follows the sample
-//! rate, not Zeek's call rate.
+//! Main-thread samples also measure long event dispatches (`dispatches`) and send their user
+//! registers and stack for unwinding (`native_stacks`). Counts accumulate per distinct stack in
+//! maps that user space reads when it likes: nothing wakes it per sample. The cost follows the
+//! sample rate, not Zeek's call rate.
 
 use aya_ebpf::{
     EbpfContext,
