@@ -325,6 +325,12 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
             t.iter().map(|t| (base_labels(t), t.profile.probe_health.map_full as f64)),
         ),
         family(
+            "zeek_probe_native_stacks_dropped_total",
+            "Main-thread native stacks not unwound because the ring buffer was full (named by their leaf)",
+            COUNTER,
+            t.iter().map(|t| (base_labels(t), t.profile.probe_health.native_stacks_dropped as f64)),
+        ),
+        family(
             "zeek_probe_unresolved_pointers_total",
             "Reads of the target that failed or gave implausible values, by reason",
             COUNTER,
