@@ -106,11 +106,15 @@ pub struct BinaryCache {
 }
 
 impl BinaryCache {
-    pub fn get(&mut self, path: &str) -> Option<Arc<BinaryUnwindData>> {
-        self.by_path
-            .entry(path.to_owned())
-            .or_insert_with(|| BinaryUnwindData::open(Path::new(path)).map(Arc::new))
-            .clone()
+    /// The unwind data of `path` as process `pid` maps it: opened through the process's root
+    /// (its mount namespace), else as seen from here.
+    pub fn get(&mut self, pid: u32, path: &str) -> Option<Arc<BinaryUnwindData>> {
+        let open = || {
+            BinaryUnwindData::open(Path::new(&format!("/proc/{pid}/root{path}")))
+                .or_else(|| BinaryUnwindData::open(Path::new(path)))
+                .map(Arc::new)
+        };
+        self.by_path.entry(path.to_owned()).or_insert_with(open).clone()
     }
 }
 
@@ -126,7 +130,9 @@ mod tests {
         assert!(info.eh_frame.as_ref().is_some_and(|s| !s.is_empty()));
         assert!(info.eh_frame_svma.is_some() && info.text_svma.is_some());
         let mut cache = BinaryCache::default();
-        assert!(cache.get("/proc/self/status").is_none());
-        assert!(cache.get("/no/such/file").is_none());
+        let pid = std::process::id();
+        assert!(cache.get(pid, exe.to_str().unwrap()).is_some());
+        assert!(cache.get(pid, "/proc/self/status").is_none());
+        assert!(cache.get(pid, "/no/such/file").is_none());
     }
 }

@@ -63,7 +63,7 @@ impl ProcessUnwinder {
             if self.modules.get(&start) == Some(&end) {
                 continue;
             }
-            let Some(data) = binaries.get(path) else { continue };
+            let Some(data) = binaries.get(self.pid, path) else { continue };
             // The load bias: where the first loadable segment's page is mapped, minus its
             // link-time page address.
             let page = !4095u64;
