@@ -19,8 +19,9 @@ use super::{
 };
 use crate::target::mappings::{self, Mapping};
 
-/// Re-reading /proc/PID/maps for an unknown address happens at most this often.
-const MAPS_REREAD: Duration = Duration::from_secs(1);
+/// Re-reading /proc/PID/maps for an unknown address happens at most this often (a start-up
+/// maps the libraries within milliseconds of the first samples; plugins load later).
+const MAPS_REREAD: Duration = Duration::from_millis(100);
 
 pub struct ProcessUnwinder {
     pid: u32,
@@ -46,11 +47,12 @@ impl ProcessUnwinder {
         self.modules.range(..=address).next_back().is_some_and(|(_, end)| address < *end)
     }
 
-    /// Adds the modules of files mapped since the maps were last read.
-    fn read_maps(&mut self, binaries: &mut BinaryCache) {
+    /// Adds the modules of files mapped since the maps were last read; whether it added any.
+    fn read_maps(&mut self, binaries: &mut BinaryCache) -> bool {
         if self.maps_read.is_some_and(|at| at.elapsed() < MAPS_REREAD) {
-            return;
+            return false;
         }
+        let mut added = false;
         self.maps_read = Some(Instant::now());
         let mut files: BTreeMap<&str, Vec<&Mapping>> = BTreeMap::new();
         let maps = mappings::read(self.pid);
@@ -74,7 +76,9 @@ impl ProcessUnwinder {
             }
             self.unwinder.add_module(Module::new(path.to_owned(), start..end, bias, data.section_info()));
             self.modules.insert(start, end);
+            added = true;
         }
+        added
     }
 
     /// Unwinds one record (its registers, and its stack bytes copied from `sp` up) as far as
@@ -83,9 +87,16 @@ impl ProcessUnwinder {
     /// caller. (Whether it reached `main` is told by name: the unwinder also ends "cleanly" at
     /// a frame it falls back to frame pointers for.)
     pub fn unwind(&mut self, header: &NativeStackHeader, stack: &[u8], binaries: &mut BinaryCache) -> NativeFrames {
-        if !self.knows(header.ip) {
-            self.read_maps(binaries);
+        let frames = self.walk(header, stack);
+        // The walk stops at the first address of a file not known yet: its root-most frame.
+        if frames.first().is_some_and(|address| !self.knows(*address)) && self.read_maps(binaries) {
+            return self.walk(header, stack);
         }
+        frames
+    }
+
+    /// The frames of one record with the modules known so far.
+    fn walk(&mut self, header: &NativeStackHeader, stack: &[u8]) -> NativeFrames {
         let sp = header.sp;
         let mut read_stack = |address: u64| {
             let offset = usize::try_from(address.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
