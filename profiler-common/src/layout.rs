@@ -54,6 +54,9 @@ pub struct TargetLayout {
     /// what tells one dispatch from the next (0: not available, before 7.2).
     pub event_mgr_dispatched: u32,
     pub _pad: u32,
+    /// End (highest address) of the main thread's stack, from `/proc/PID/maps` (0: unknown,
+    /// no native stacks are copied).
+    pub main_stack_end: u64,
 }
 
 #[cfg(feature = "user")]

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod maps;
 pub mod name_hash;
 pub mod names;
+pub mod native_stacks;
 pub mod samples;
 pub mod stats;
 

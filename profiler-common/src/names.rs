@@ -21,6 +21,10 @@ pub const FUNC_HASHES: &str = "FUNC_HASHES";
 /// Holds the frame-walking step the sampler tail-calls, at `SAMPLE_STEP_SLOT`.
 pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
+/// ...and the program that counts the sample (and copies its native stack), at this slot.
+pub const SAMPLE_FINISH_SLOT: u32 = 1;
+/// Main-thread user stacks and registers, for user space to unwind (`native_stacks`).
+pub const NATIVE_STACKS: &str = "NATIVE_STACKS";
 /// The event dispatch in progress per process (user space deletes a forgotten process's).
 pub const DISPATCH_STATE: &str = "DISPATCH_STATE";
 /// Finished long dispatches, by (pid, dispatch counter).
@@ -31,6 +35,8 @@ pub const DISPATCH_BUCKETS: &str = "DISPATCH_BUCKETS";
 pub const DISPATCH_NANOS: &str = "DISPATCH_NANOS";
 /// The sampler's period in ns, a global of the BPF object set at load.
 pub const SAMPLE_PERIOD_NS: &str = "SAMPLE_PERIOD_NS";
+/// Most user stack bytes copied per native stack record, a global set at load (0: none).
+pub const NATIVE_STACK_BYTES: &str = "NATIVE_STACK_BYTES";
 
 /// Counts one call per caller→callee edge, on the `Invoke` entries.
 pub const FUNC_INVOKE: &str = "func_invoke";
@@ -42,9 +48,11 @@ pub const LOG_WRITE: &str = "log_write";
 pub const CPU_SAMPLE: &str = "cpu_sample";
 /// Walks a few script frames per run, tail-calling itself through `SAMPLE_STEPS`.
 pub const SAMPLE_FRAMES: &str = "sample_frames";
+/// Counts a sample under its stack and copies its native stack, tail-called at the end.
+pub const SAMPLE_FINISH: &str = "sample_finish";
 
 /// Every map user space reads, fills or sizes.
-pub const MAPS: [&str; 13] = [
+pub const MAPS: [&str; 14] = [
     TARGETS,
     CALLS,
     FUNCS,
@@ -58,8 +66,9 @@ pub const MAPS: [&str; 13] = [
     LONG_DISPATCHES,
     DISPATCH_BUCKETS,
     DISPATCH_NANOS,
+    NATIVE_STACKS,
 ];
 /// Every uprobe program, loaded up front.
 pub const UPROBES: [&str; 3] = [FUNC_INVOKE, EMPTY_PROBE, LOG_WRITE];
 /// Every perf event program, loaded up front.
-pub const PERF_EVENTS: [&str; 2] = [CPU_SAMPLE, SAMPLE_FRAMES];
+pub const PERF_EVENTS: [&str; 3] = [CPU_SAMPLE, SAMPLE_FRAMES, SAMPLE_FINISH];

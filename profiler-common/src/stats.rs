@@ -27,11 +27,23 @@ pub enum ProbeStat {
     /// A sample found a global of Zeek's executable not yet paged in: taken before Zeek's
     /// initialisers ran (the dynamic loader's start-up, seen by `record` only). Not a failure.
     BeforeInit = 4,
+    /// A native stack record found the ring buffer full and was dropped (its sample is still
+    /// counted, named by its leaf).
+    NativeStackDropped = 5,
+    /// A sample was lost: the tail call to the program that counts it failed.
+    SampleLost = 6,
 }
 
 impl ProbeStat {
-    pub const ALL: [ProbeStat; 5] =
-        [Self::ReadFailed, Self::InvalidFunc, Self::MapFull, Self::CallerUnresolved, Self::BeforeInit];
+    pub const ALL: [ProbeStat; 7] = [
+        Self::ReadFailed,
+        Self::InvalidFunc,
+        Self::MapFull,
+        Self::CallerUnresolved,
+        Self::BeforeInit,
+        Self::NativeStackDropped,
+        Self::SampleLost,
+    ];
 
     /// Label value used in metrics and reports.
     pub const fn label(self) -> &'static str {
@@ -41,6 +53,8 @@ impl ProbeStat {
             Self::MapFull => "map_full",
             Self::CallerUnresolved => "caller_unresolved",
             Self::BeforeInit => "before_init",
+            Self::NativeStackDropped => "native_stack_dropped",
+            Self::SampleLost => "sample_lost",
         }
     }
 }

@@ -12,6 +12,7 @@
 mod dispatches;
 mod funcs;
 mod maps;
+mod native_stacks;
 mod programs;
 mod target_memory;
 

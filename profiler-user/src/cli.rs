@@ -3,7 +3,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf, sync::OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{commands, output, probes::map_sizes};
+use crate::{commands, output, probes::map_sizes, unwind as native_stacks};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,6 +75,22 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "MIB", default_value_t = map_sizes::DEFAULT_BUDGET_MIB,
           value_parser = clap::value_parser!(u32).range(i64::from(map_sizes::DEFAULT_BUDGET_MIB)..=4096))]
     pub bpf_memory: u32,
+    /// Full native stacks of the main thread, unwound from the binaries' .eh_frame (no frame
+    /// pointers needed), with the script frames spliced in; `off` names native code by its
+    /// leaf alone (cheaper: no stack copied per sample).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = NativeStacks::On)]
+    pub native_stacks: NativeStacks,
+    /// User stack bytes copied per main-thread sample (measurements).
+    #[arg(long, hide = true, default_value_t = native_stacks::DEFAULT_STACK_BYTES,
+          value_parser = clap::value_parser!(u32).range(1024..=native_stacks::USER_STACK_MAX as i64))]
+    pub native_stack_bytes: u32,
+}
+
+/// `--native-stacks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NativeStacks {
+    Off,
+    On,
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,11 @@
 //!   fail to attach, exit and restart;
 //! - `probes`: the BPF programs loaded (`programs`), attached at the probe points (`links`,
 //!   `sampler`), and the BPF maps they fill (`maps`); `session` ties one process to them;
+//! - `unwind`: the main threads' native stacks, copied by the sampler into a ring buffer and
+//!   unwound here from the binaries' `.eh_frame`, counted per distinct stack;
 //! - `profile`: aggregation of the maps' counts and samples into one process's profile,
-//!   through `symbolize` (name hashes, enum ordinals and stacks into the names people read);
+//!   through `symbolize` (name hashes, enum ordinals and stacks into the names people read;
+//!   unwound native frames with the script frames spliced in);
 //! - `report` (the files and table `record` writes), `exporter` (Prometheus, for `attach`) and
 //!   `live_view` (`top`'s terminal view of each node's last interval).
 //!
@@ -30,6 +33,7 @@ pub mod session;
 pub mod symbolize;
 pub mod target;
 pub mod target_set;
+pub mod unwind;
 
 #[cfg(test)]
 mod tests {

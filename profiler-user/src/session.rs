@@ -84,7 +84,8 @@ impl Session {
         let mut attached = || -> Result<_, SessionError> {
             let bias =
                 if binary.is_pie { process.load_bias(binary.first_load_vaddr, binary.first_load_offset)? } else { 0 };
-            let layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
+            let mut layout = binary.layout.target_layout(binary.runtime_addresses(bias, plan.sample.is_some()));
+            layout.main_stack_end = mappings::main_stack_end(pid).unwrap_or(0);
             let memory = TargetMemory::open(pid)?;
             probes.attach(pid, &process.exe, scope, &binary.probe_points, layout)?;
             Ok((bias, memory))
@@ -152,6 +153,7 @@ impl Session {
                 libraries: &self.libraries,
                 kernel: KernelSymbols::shared(),
             },
+            native_stacks: self.plan.native_stack_bytes > 0,
         });
         Profile::build(self.summary(), snapshot, &self.streams, sampling)
     }

@@ -12,6 +12,7 @@ mod faults;
 mod hard_kills;
 mod map_memory;
 mod native_chains;
+mod native_stacks;
 mod perf_agreement;
 mod pprof_endpoint;
 mod real_zeek;

@@ -75,13 +75,14 @@ fn try_record_under_perf(dir: &Path, command: &[&OsStr], env: &[(&str, String)])
         .output()
         .expect("perf (Debian's linux-perf) runs");
     assert!(output.status.success(), "perf record: {}", String::from_utf8_lossy(&output.stderr));
-    let pid = read_json(&out.join("summary.json"))["target"]["pid"].as_u64().unwrap();
+    let summary = read_json(&out.join("summary.json"));
+    let pid = summary["target"]["pid"].as_u64().unwrap();
     let script = Command::new("perf").args(["script", "-F", "tid,ip,sym,dso", "-i"]).arg(&perf_data).output().unwrap();
     if !script.status.success() {
         return Err(String::from_utf8_lossy(&script.stderr).into_owned());
     }
     let folded = std::fs::read_to_string(out.join("profile.folded")).unwrap();
-    let (native, kernel) = probe_shares(&folded);
+    let (native, kernel) = probe_shares(&folded, &crate::sampling::script_names(&summary));
     Ok(Run { perf: perf_shares(&String::from_utf8_lossy(&script.stdout), pid), native, kernel })
 }
 
@@ -98,7 +99,7 @@ fn perf_shares(script: &str, pid: u64) -> PerfShares {
         let rest = fields.collect::<Vec<_>>().join(" ");
         let Some((symbol, dso)) = rest.rsplit_once(" (") else { continue };
         let dso = Dso::of(dso.trim_end_matches(')'));
-        counts.entry(symbol.to_owned()).or_insert((0.0, dso)).0 += 1.0;
+        counts.entry(comparable(symbol)).or_insert((0.0, dso)).0 += 1.0;
     }
     let total: f64 = counts.values().map(|(n, _)| n).sum();
     assert!(total > 1000.0, "perf sampled the main thread: {total} samples");
@@ -106,8 +107,15 @@ fn perf_shares(script: &str, pid: u64) -> PerfShares {
     counts
 }
 
-/// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf, as native and kernel shares.
-fn probe_shares(folded: &str) -> (Shares, Shares) {
+/// A demangled name without its spaces: perf's demangler writes a function type in a template
+/// argument as `Val> (Frame*`, zeek-probe's (cpp_demangle) as `Val>(Frame*`.
+fn comparable(symbol: &str) -> String {
+    symbol.split_whitespace().collect()
+}
+
+/// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf, as native and kernel shares:
+/// native where the leaf is no script frame (nor an event's C++ dispatch, `[dispatch]`).
+fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Shares, Shares) {
     let (mut native, mut kernel) = (Shares::new(), Shares::new());
     let mut total = 0.0;
     for line in folded.lines().filter(|l| !l.starts_with("[thread] ")) {
@@ -119,8 +127,8 @@ fn probe_shares(folded: &str) -> (Shares, Shares) {
             // A module's functions carry their module, as kallsyms lists them; perf has it as the DSO.
             let function = function.split(' ').next().unwrap();
             *kernel.entry(function.to_owned()).or_default() += count;
-        } else if stack.starts_with("[native];") {
-            *native.entry(leaf.to_owned()).or_default() += count;
+        } else if !script.contains(leaf) && leaf != "[dispatch]" {
+            *native.entry(comparable(leaf)).or_default() += count;
         }
     }
     for share in native.values_mut().chain(kernel.values_mut()) {

@@ -345,6 +345,37 @@ fn sampled_seconds_add_up_to_real_zeeks_cpu_time() {
 }
 
 /// Records `zeek_args` run in `dir` with the probe options `probe_args`; the summary.
+/// A real Zeek 8.2.2 (no frame pointers) replaying traffic: at least 95 % of its main thread's
+/// samples unwind to `main`, and script frames sit under the `Invoke` frames of the native
+/// stack that runs them (event dispatch from the run loop).
+#[test]
+fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
+    let Some(zeek) = real_zeek_privileged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let summary =
+        record(&zeek, dir.path(), &["--hz", "999"], &["-r".as_ref(), merged_trace().as_os_str(), "local".as_ref()]);
+    let (samples, unwound, to_main) = crate::native_stacks::native_share(&summary);
+    assert!(samples > 1000, "main-thread samples: {samples}");
+    assert!(unwound * 100 >= samples * 95, "unwound {unwound} of {samples}: {}", summary["probe_health"]);
+    assert!(to_main * 100 >= samples * 95, "{to_main} of {samples} main-thread samples unwind to main");
+    let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
+    let stacks = crate::native_stacks::folded_stacks(&folded);
+    let events: std::collections::HashSet<&str> = summary["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "event")
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    let dispatched = |frames: &[&str]| {
+        let run_loop = frames.iter().position(|f| *f == "zeek::run_state::detail::run_loop");
+        let event = frames.windows(2).position(|p| p[0] == "zeek::detail::ScriptFunc::Invoke" && events.contains(p[1]));
+        frames.contains(&"main") && matches!((run_loop, event), (Some(r), Some(e)) if r < e)
+    };
+    let in_events: u64 = stacks.iter().filter(|(f, _)| dispatched(f)).map(|(_, n)| n).sum();
+    assert!(in_events * 10 >= samples, "{in_events} of {samples} samples in events under the run loop");
+}
+
 fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::ffi::OsStr]) -> Value {
     let out = dir.join("report");
     let output = Command::new(zeek_probe())

@@ -4,8 +4,9 @@
 //!
 //! Per-call counting: (a) no probe, (b) an empty BPF program on the same probe points (the
 //! kernel's floor), (c) `zeek-probe --count-calls`, (d) bpftrace counting calls per name.
-//! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none, and what
-//! zeek-probe itself uses (CPU, peak memory) while sampling a running target.
+//! Sampling: the fixture's workload throughput at 99, 999 and 4999 Hz against none (at 999 Hz
+//! also with native stacks off: the cost of copying the main thread's stack per sample), and
+//! what zeek-probe itself uses (CPU, peak memory) while sampling a running target.
 //! Cluster: how long `attach --cluster` takes to start, to attach 8 nodes that appear (of the
 //! fixture, and of the real Zeek), and the exporter's memory once attached.
 //! Start-up: `check`'s time and peak memory on the real Zeek (its 360 MB debug file) and on
@@ -155,19 +156,24 @@ fn per_call() -> Result<()> {
     Ok(())
 }
 
-/// Sampling rates compared against no profiling.
-const SAMPLING_RATES: [Option<u64>; 4] = [None, Some(99), Some(999), Some(4999)];
+/// Sampling rates (and `--native-stacks`) compared against no profiling.
+const SAMPLING_RATES: [Option<(u64, &str)>; 5] =
+    [None, Some((99, "on")), Some((999, "on")), Some((999, "off")), Some((4999, "on"))];
 const WORKLOAD_SECONDS: &str = "3";
 
-/// Rounds per second of the fixture's workload, unprofiled or under `record --hz`.
-fn throughput(hz: Option<u64>, dir: &Path) -> Result<f64> {
+/// Rounds per second of the fixture's workload, unprofiled or under `record --hz HZ
+/// --native-stacks NATIVE`.
+fn throughput(sampling: Option<(u64, &str)>, dir: &Path) -> Result<f64> {
     let truth = dir.join("truth.json");
     let fixture = fixtures::path(fixtures::DEFAULT);
-    let mut cmd = match hz {
+    let mut cmd = match sampling {
         None => Command::new(&fixture),
-        Some(hz) => {
+        Some((hz, native)) => {
             let mut c = Command::new(run::workspace_root().join("target/release/zeek-probe"));
-            c.args(["record", "--hz", &hz.to_string(), "--out"]).arg(dir.join("report")).arg("--").arg(&fixture);
+            c.args(["record", "--hz", &hz.to_string(), "--native-stacks", native, "--out"])
+                .arg(dir.join("report"))
+                .arg("--")
+                .arg(&fixture);
             c
         }
     };
@@ -182,12 +188,13 @@ fn throughput(hz: Option<u64>, dir: &Path) -> Result<f64> {
 }
 
 /// zeek-probe's own CPU seconds and peak resident memory (KiB) while attached to a running
-/// fixture at `hz` for the whole workload.
-fn own_cost(hz: u64) -> Result<(f64, i64)> {
+/// fixture at `hz` (native stacks `native`) for the whole workload.
+fn own_cost(hz: u64, native: &str) -> Result<(f64, i64)> {
     let fixture = Command::new(fixtures::path(fixtures::DEFAULT)).args(["--seconds", "4"]).spawn()?;
     let mut probe = Command::new(run::workspace_root().join("target/release/zeek-probe"));
     probe
-        .args(["attach", "--hz", &hz.to_string(), "--listen", "127.0.0.1:0", "--duration", "5", "--pid"])
+        .args(["attach", "--hz", &hz.to_string(), "--native-stacks", native])
+        .args(["--listen", "127.0.0.1:0", "--duration", "5", "--pid"])
         .arg(fixture.id().to_string())
         .stderr(Stdio::null());
     let child = probe.spawn()?;
@@ -229,19 +236,23 @@ fn sampling() -> Result<()> {
         "\nsampling cost: fixture workload throughput ({WORKLOAD_SECONDS} s runs, median of 3 interleaved rounds)"
     );
     for (hz, m) in SAMPLING_RATES.iter().zip(&medians) {
-        let label = hz.map_or_else(|| "no profiling".to_owned(), |hz| format!("sampling at {hz} Hz"));
+        let label = hz.map_or_else(
+            || "no profiling".to_owned(),
+            |(hz, native)| format!("sampling at {hz} Hz, native stacks {native}"),
+        );
         match (m, medians[0]) {
-            (Some(rate), Some(base)) => println!("  {label:<22} {rate:>9.1} rounds/s   slowdown {:.3}", base / rate),
-            _ => println!("  {label:<22} (did not run)"),
+            (Some(rate), Some(base)) => println!("  {label:<40} {rate:>9.1} rounds/s   slowdown {:.3}", base / rate),
+            _ => println!("  {label:<40} (did not run)"),
         }
     }
     println!("  target: slowdown <= 1.01 at 999 Hz");
     std::thread::sleep(Duration::from_millis(100));
-    for hz in [99, 999] {
-        match own_cost(hz) {
-            Ok((cpu, rss)) => {
-                println!("  zeek-probe itself at {hz} Hz over 5 s: {cpu:.2} s CPU, peak {:.1} MiB", rss as f64 / 1024.0)
-            }
+    for (hz, native) in [(99, "on"), (999, "on"), (999, "off")] {
+        match own_cost(hz, native) {
+            Ok((cpu, rss)) => println!(
+                "  zeek-probe itself at {hz} Hz, native stacks {native}, over 5 s: {cpu:.2} s CPU, peak {:.1} MiB",
+                rss as f64 / 1024.0
+            ),
             Err(err) => eprintln!("xtask: bench: {err:#}"),
         }
     }

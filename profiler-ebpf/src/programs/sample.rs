@@ -3,10 +3,10 @@
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
 //! threads are named by their thread name. A sample that interrupted the kernel also takes the
 //! kernel's own stack (its unwinder, through `bpf_get_stack`), under whichever of those it is.
-//! Main-thread samples also measure long event dispatches (`dispatches`). Counts accumulate per
-//! distinct stack in maps that
-//! user space reads when it likes: nothing wakes it per sample. The cost follows the sample
-//! rate, not Zeek's call rate.
+//! Main-thread samples also measure long event dispatches (`dispatches`) and send their user
+//! registers and stack for unwinding (`native_stacks`). Counts accumulate per distinct stack in
+//! maps that user space reads when it likes: nothing wakes it per sample. The cost follows the
+//! sample rate, not Zeek's call rate.
 
 use aya_ebpf::{
     EbpfContext,
@@ -17,16 +17,17 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use profiler_common::{
-    SampleKey, StackKind, StackTrace, TargetLayout,
+    ProbeStat, SampleKey, StackKind, StackTrace, TargetLayout,
     maps::{CALLER_UNRESOLVED, FLAVOR_EVENT, FUNC_KIND_BIF},
-    names::SAMPLE_STEP_SLOT,
+    names::{SAMPLE_FINISH_SLOT, SAMPLE_STEP_SLOT},
     samples::{MAX_KERNEL_DEPTH, MAX_STACK_DEPTH},
 };
 
 use crate::{
     dispatches::track_dispatch,
     funcs::{remember_event_name, remember_func},
-    maps::{SAMPLES, STACK_SCRATCH, STACKS, current_target, increment, increment_existing},
+    maps::{SAMPLES, STACK_SCRATCH, STACKS, bump, current_target, increment, increment_existing},
+    native_stacks::copy_native_stack,
     target_memory::{hash_std_string, read, read_global},
 };
 
@@ -56,9 +57,11 @@ pub struct Cursor {
 static SAMPLE_CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
 
 /// Holds `sample_frames` at `SAMPLE_STEP_SLOT` (set by user space), the step program tail-called
-/// per frame batch. Its name is `names::SAMPLE_STEPS`.
+/// per frame batch, and `sample_finish` at `SAMPLE_FINISH_SLOT`, which every sample ends in (so
+/// the verifier checks the counting and the stack copy once, not at every place a sample can
+/// end). Its name is `names::SAMPLE_STEPS`.
 #[map]
-static SAMPLE_STEPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+static SAMPLE_STEPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 #[perf_event]
 pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
@@ -69,6 +72,12 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
 #[perf_event]
 pub fn sample_frames(ctx: PerfEventContext) -> u32 {
     let _ = continue_sample(&ctx);
+    0
+}
+
+#[perf_event]
+pub fn sample_finish(_ctx: PerfEventContext) -> u32 {
+    let _ = finish_sample();
     0
 }
 
@@ -101,16 +110,42 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     if pid_tgid as u32 != pid {
         trace.kind = StackKind::Thread as u32;
         trace.comm = bpf_get_current_comm().ok()?;
-        return finish(pid, layout, trace);
+        return to_finish(ctx);
     }
     let entries = plan_walk(layout, cursor);
     if entries == 0 {
         name_outside_scripts(ctx, layout, trace);
-        return finish(pid, layout, trace);
+        return to_finish(ctx);
     }
     // SAFETY: a tail call either does not return or fails; on failure we count what we have.
     unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_STEP_SLOT) };
-    finish(pid, layout, trace)
+    to_finish(ctx)
+}
+
+/// Ends the sample in `sample_finish`. Its chain is at most 1 + MAX_STACK_DEPTH /
+/// FRAMES_PER_STEP tail calls, far from the kernel's limit of 33: a failure means the slot is
+/// empty, and the sample is counted as lost.
+#[inline(always)]
+fn to_finish(ctx: &PerfEventContext) -> Option<()> {
+    // SAFETY: as above.
+    unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_FINISH_SLOT) };
+    bump(ProbeStat::SampleLost);
+    None
+}
+
+/// The end of every sample: counts the assembled stack; a main-thread sample also sends its
+/// native stack.
+#[inline(always)]
+fn finish_sample() -> Option<()> {
+    let (pid, layout) = target()?;
+    let trace = STACK_SCRATCH.get_ptr(0)?;
+    // SAFETY: the per-CPU slot the sample was assembled in, by the programs that tail-called us.
+    let trace = unsafe { &*trace };
+    let stack = finish(pid, layout, trace);
+    if trace.kind != StackKind::Thread as u32 {
+        copy_native_stack(pid, layout, stack);
+    }
+    Some(())
 }
 
 /// The bounds of the global `std::vector` at `address` of `entry_size`-byte entries; `None`
@@ -227,7 +262,7 @@ fn bottom_frame_reused(layout: &TargetLayout, cursor: &Cursor, bottom: u64) -> b
 /// next step or the end. At this point in `Invoke` the callee is pushed already.
 #[inline(always)]
 fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
-    let (pid, layout) = target()?;
+    let (_, layout) = target()?;
     let (trace, cursor) = scratch()?;
     for _ in 0..FRAMES_PER_STEP {
         if cursor.next >= cursor.entries {
@@ -259,26 +294,26 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
         // Every entry was stale: Zeek is outside scripts.
         name_outside_scripts(ctx, layout, trace);
     }
-    finish(pid, layout, trace)
+    to_finish(ctx)
 }
 
 /// Counts the sample under its stack, recording the stack the first time it is seen; a
-/// main-thread sample also goes to the dispatch it falls in.
+/// main-thread sample also goes to the dispatch it falls in. Returns the stack's hash.
 #[inline(always)]
-fn finish(pid: u32, layout: &TargetLayout, trace: &StackTrace) -> Option<()> {
+fn finish(pid: u32, layout: &TargetLayout, trace: &StackTrace) -> u64 {
     let key = SampleKey { pid, _pad: 0, stack: stack_hash(trace) };
     if trace.kind != StackKind::Thread as u32 {
         track_dispatch(pid, layout, key.stack);
     }
     if increment_existing(&SAMPLES, &key) {
-        return Some(());
+        return key.stack;
     }
     // SAFETY: read-only lookup.
     if unsafe { STACKS.get(&key.stack) }.is_none() {
         let _ = STACKS.insert(&key.stack, trace, BPF_NOEXIST as u64);
     }
     increment(&SAMPLES, &key);
-    Some(())
+    key.stack
 }
 
 /// The function of one entry, or `None` for an entry to leave out: a frame that is no frame

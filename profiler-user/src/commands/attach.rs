@@ -81,8 +81,12 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
             Some(((*sampling).clone(), format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version)))
         }
         many => {
-            let mut merged = Sampling { hz: many[0].1.hz, stacks: Vec::new() };
+            let mut merged = Sampling { hz: many[0].1.hz, ..Sampling::default() };
             for (t, sampling) in many {
+                merged.native_stacks.enabled |= sampling.native_stacks.enabled;
+                merged.native_stacks.samples += sampling.native_stacks.samples;
+                merged.native_stacks.unwound += sampling.native_stacks.unwound;
+                merged.native_stacks.to_main += sampling.native_stacks.to_main;
                 let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
                 merged.stacks.extend(sampling.stacks.iter().map(|s| {
                     let mut stack = s.clone();

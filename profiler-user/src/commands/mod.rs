@@ -8,7 +8,7 @@ pub mod top;
 pub mod zmq_feeds;
 
 use crate::{
-    cli::ProbeArgs,
+    cli::{NativeStacks, ProbeArgs},
     probes::{AttachPlan, InvokeProgram},
 };
 
@@ -23,6 +23,16 @@ impl ProbeArgs {
         };
         // The benchmark's floor measures the call probes alone.
         let sample = (!self.no_sample && !self.empty_probes).then_some(hz);
-        AttachPlan { invoke, log_writes: !self.empty_probes, sample, map_budget_mib: self.bpf_memory }
+        let native_stack_bytes = match self.native_stacks {
+            NativeStacks::On if sample.is_some() => self.native_stack_bytes,
+            _ => 0,
+        };
+        AttachPlan {
+            invoke,
+            log_writes: !self.empty_probes,
+            sample,
+            map_budget_mib: self.bpf_memory,
+            native_stack_bytes,
+        }
     }
 }

@@ -336,6 +336,12 @@ fn families(e: &Exposition) -> Vec<MetricFamily> {
             t.iter().map(|t| (base_labels(t), t.profile.probe_health.map_full as f64)),
         ),
         family(
+            "zeek_probe_native_stacks_dropped_total",
+            "Main-thread native stacks not unwound because the ring buffer was full (named by their leaf)",
+            COUNTER,
+            t.iter().map(|t| (base_labels(t), t.profile.probe_health.native_stacks_dropped as f64)),
+        ),
+        family(
             "zeek_probe_unresolved_pointers_total",
             "Reads of the target that failed or gave implausible values, by reason",
             COUNTER,
@@ -425,7 +431,7 @@ pub(crate) mod tests {
                 files: vec![SourceTime { source: "/z/site/packages/math/fib.zeek".into(), self_seconds: 0.25 }],
                 packages: vec![SourceTime { source: "math".into(), self_seconds: 0.25 }],
                 components: vec![],
-                sampling: Some(Sampling { hz: 99, stacks: vec![] }),
+                sampling: Some(Sampling { hz: 99, ..Sampling::default() }),
                 long_dispatches: None,
                 probe_health: ProbeHealth::default(),
             },

@@ -23,6 +23,8 @@ pub enum ProbeError {
     Missing { what: &'static str, name: &'static str },
     #[error("cannot start CPU sampling at {hz} Hz (needs a kernel with perf events and the cpu-clock software event)")]
     Sampling { hz: u64, source: ProgramError },
+    #[error("cannot start the thread that unwinds native stacks")]
+    Thread { source: std::io::Error },
     #[error("cannot list the online CPUs")]
     Cpus { source: std::io::Error },
 }

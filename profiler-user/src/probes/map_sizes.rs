@@ -10,8 +10,9 @@ use profiler_common::{CallKey, FuncInfo, FuncPtrKey, SampleKey, StackTrace, name
 /// The default budget, MiB.
 pub const DEFAULT_BUDGET_MIB: u32 = 16;
 
-/// What the kernel adds to each preallocated hash map element (`struct htab_elem`), bytes.
-const ELEMENT_OVERHEAD: usize = 48;
+/// What the kernel adds to each preallocated hash map element, bytes: `struct htab_elem` (48)
+/// and its share of the bucket array (16), as fdinfo's `memlock` shows on 6.18.
+const ELEMENT_OVERHEAD: usize = 64;
 
 /// A map that grows with the target, its entries at the default budget, and one entry's bytes.
 struct Scaled {
@@ -25,24 +26,38 @@ const fn entry(key: usize, value: usize) -> usize {
 }
 
 /// Distinct stacks are most of it; functions next; calls per caller edge and samples per
-/// (process, stack) follow them.
+/// (process, stack) follow them. (7/8 of powers of two: the native stack ring takes the rest.)
 const SCALED: [Scaled; 5] = [
-    Scaled { name: names::STACKS, entries: 8_192, entry_bytes: entry(8, size_of::<StackTrace>()) },
-    Scaled { name: names::FUNCS, entries: 8_192, entry_bytes: entry(8, size_of::<FuncInfo>()) },
-    Scaled { name: names::CALLS, entries: 32_768, entry_bytes: entry(size_of::<CallKey>(), 8) },
-    Scaled { name: names::SAMPLES, entries: 16_384, entry_bytes: entry(size_of::<SampleKey>(), 8) },
-    Scaled { name: names::FUNC_HASHES, entries: 8_192, entry_bytes: entry(size_of::<FuncPtrKey>(), 8) },
+    Scaled { name: names::STACKS, entries: 7_168, entry_bytes: entry(8, size_of::<StackTrace>()) },
+    Scaled { name: names::FUNCS, entries: 7_168, entry_bytes: entry(8, size_of::<FuncInfo>()) },
+    Scaled { name: names::CALLS, entries: 28_672, entry_bytes: entry(size_of::<CallKey>(), 8) },
+    Scaled { name: names::SAMPLES, entries: 14_336, entry_bytes: entry(size_of::<SampleKey>(), 8) },
+    Scaled { name: names::FUNC_HASHES, entries: 7_168, entry_bytes: entry(size_of::<FuncPtrKey>(), 8) },
 ];
 
-/// The maps' entries for a budget of `budget_mib` (at least the default's).
-pub fn entries(budget_mib: u32) -> impl Iterator<Item = (&'static str, u32)> {
-    let scale = f64::from(budget_mib.max(DEFAULT_BUDGET_MIB)) / f64::from(DEFAULT_BUDGET_MIB);
-    SCALED.iter().map(move |m| (m.name, (f64::from(m.entries) * scale).min(f64::from(u32::MAX >> 1)) as u32))
+/// The native stack ring's share of the budget: a 16th, as a power of two (the kernel's rule
+/// for ring buffers), 1 MiB at the default. Records are a header and the copied stack
+/// (typically 5–15 KiB), so the default holds ~100 main-thread samples: 100 ms of one busy
+/// Zeek at 999 Hz, five times the drain period (`unwind::DRAIN_PERIOD`).
+fn native_ring_bytes(budget_mib: u32) -> u32 {
+    let sixteenth = (u64::from(budget_mib.max(DEFAULT_BUDGET_MIB)) << 20) / 16;
+    1 << sixteenth.ilog2().min(30)
 }
 
-/// Bytes the scaled maps take at `budget_mib`, as the kernel allocates them.
+/// The maps' entries for a budget of `budget_mib` (at least the default's); a ring buffer's
+/// "entries" are its bytes.
+pub fn entries(budget_mib: u32) -> impl Iterator<Item = (&'static str, u32)> {
+    let scale = f64::from(budget_mib.max(DEFAULT_BUDGET_MIB)) / f64::from(DEFAULT_BUDGET_MIB);
+    SCALED
+        .iter()
+        .map(move |m| (m.name, (f64::from(m.entries) * scale).min(f64::from(u32::MAX >> 1)) as u32))
+        .chain(std::iter::once((names::NATIVE_STACKS, native_ring_bytes(budget_mib))))
+}
+
+/// Bytes the scaled maps (the ring among them) take at `budget_mib`, as the kernel allocates them.
 pub fn scaled_bytes(budget_mib: u32) -> usize {
-    entries(budget_mib).zip(&SCALED).map(|((_, n), map)| n as usize * map.entry_bytes).sum()
+    let hashes: usize = entries(budget_mib).zip(&SCALED).map(|((_, n), map)| n as usize * map.entry_bytes).sum();
+    hashes + native_ring_bytes(budget_mib) as usize
 }
 
 #[cfg(test)]
@@ -73,5 +88,14 @@ mod tests {
         assert_eq!(entries(1).collect::<Vec<_>>(), entries(DEFAULT_BUDGET_MIB).collect::<Vec<_>>());
         let doubled: Vec<_> = entries(2 * DEFAULT_BUDGET_MIB).collect();
         assert!(entries(DEFAULT_BUDGET_MIB).zip(doubled).all(|((_, one), (_, two))| two == 2 * one));
+    }
+
+    #[test]
+    fn the_native_stack_ring_is_a_power_of_two_share_of_the_budget() {
+        assert_eq!(native_ring_bytes(DEFAULT_BUDGET_MIB), 1 << 20);
+        assert_eq!(native_ring_bytes(100), 4 << 20);
+        assert_eq!(native_ring_bytes(4096), 256 << 20);
+        let ring = entries(64).find(|(name, _)| *name == names::NATIVE_STACKS);
+        assert_eq!(ring, Some((names::NATIVE_STACKS, 4 << 20)));
     }
 }

@@ -3,7 +3,7 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData},
+    maps::{HashMap, MapData, RingBuf},
 };
 use profiler_common::{
     CallKey, DispatchBucketKey, DispatchEventKey, DispatchKey, DispatchState, FuncInfo, LogKey, LongDispatch,
@@ -11,6 +11,7 @@ use profiler_common::{
 };
 
 use super::ProbeError;
+use crate::unwind::{NativeStackCollector, NativeStackTable};
 
 /// Everything the maps hold at one moment.
 #[derive(Debug, Default, Clone)]
@@ -25,6 +26,8 @@ pub struct MapSnapshot {
     pub long_dispatches: Vec<(DispatchKey, LongDispatch)>,
     pub dispatch_buckets: Vec<(DispatchBucketKey, u64)>,
     pub dispatch_nanos: Vec<(DispatchEventKey, u64)>,
+    /// The main threads' native stacks, unwound in user space (empty when not copied).
+    pub native_stacks: NativeStackTable,
 }
 
 pub struct ProbeMaps {
@@ -44,6 +47,14 @@ pub struct ProbeMaps {
 fn take<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str) -> Result<HashMap<MapData, K, V>, ProbeError> {
     let map = ebpf.take_map(name).ok_or(ProbeError::Missing { what: "map", name })?;
     HashMap::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+/// Starts unwinding what the sampler sends through the native stack ring.
+pub fn native_stack_collector(ebpf: &mut Ebpf) -> Result<NativeStackCollector, ProbeError> {
+    let name = names::NATIVE_STACKS;
+    let map = ebpf.take_map(name).ok_or(ProbeError::Missing { what: "map", name })?;
+    let ring = RingBuf::try_from(map).map_err(|source| ProbeError::Map { map: name, source })?;
+    NativeStackCollector::start(ring).map_err(|source| ProbeError::Thread { source })
 }
 
 /// Deletes every key of `map` that `is_pid` claims.
@@ -106,6 +117,7 @@ impl ProbeMaps {
             long_dispatches: self.long_dispatches.iter().filter_map(Result::ok).collect(),
             dispatch_buckets: self.dispatch_buckets.iter().filter_map(Result::ok).collect(),
             dispatch_nanos: self.dispatch_nanos.iter().filter_map(Result::ok).collect(),
+            native_stacks: NativeStackTable::default(),
         }
     }
 

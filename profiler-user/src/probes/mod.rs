@@ -19,7 +19,7 @@ pub use maps::{MapSnapshot, ProbeMaps};
 pub use plan::{AttachPlan, InvokeProgram, ProbeScope};
 use profiler_common::{LogKey, TargetLayout};
 
-use crate::binary::ProbePoint;
+use crate::{binary::ProbePoint, unwind::NativeStackCollector};
 
 pub struct Probes {
     /// What is attached to every target: only its programs are loaded.
@@ -28,6 +28,8 @@ pub struct Probes {
     maps: ProbeMaps,
     links: links::UprobeLinks,
     sampler: sampler::Sampler,
+    /// Unwinds the main threads' native stacks, when the plan copies them.
+    native_stacks: Option<NativeStackCollector>,
 }
 
 impl Probes {
@@ -35,7 +37,11 @@ impl Probes {
     pub fn load(plan: AttachPlan) -> Result<Self, ProbeError> {
         let mut ebpf = programs::load(plan)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
-        Ok(Self { plan, ebpf, maps, links: Default::default(), sampler: Default::default() })
+        let native_stacks = match plan.native_stack_bytes {
+            0 => None,
+            _ => Some(maps::native_stack_collector(&mut ebpf)?),
+        };
+        Ok(Self { plan, ebpf, maps, links: Default::default(), sampler: Default::default(), native_stacks })
     }
 
     /// Fails as `load` would for want of a privilege, without loading anything.
@@ -82,11 +88,17 @@ impl Probes {
     /// Deletes a detached process's counts from the maps (names, shared by all, stay).
     pub fn forget(&mut self, pid: u32) {
         self.maps.forget(pid);
+        if let Some(native) = &self.native_stacks {
+            native.forget(pid);
+        }
     }
 
-    /// Copies the maps. Counters are cumulative: nothing is reset.
+    /// Copies the maps, and the native stacks unwound so far. Counters are cumulative:
+    /// nothing is reset. The native stacks are taken first: each follows its sample's count,
+    /// so every one has its sample in the copy.
     pub fn snapshot(&self) -> MapSnapshot {
-        self.maps.snapshot()
+        let native_stacks = self.native_stacks.as_ref().map(NativeStackCollector::snapshot).unwrap_or_default();
+        MapSnapshot { native_stacks, ..self.maps.snapshot() }
     }
 
     /// The log streams written so far, read without copying the rest.

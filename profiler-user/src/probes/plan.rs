@@ -30,6 +30,8 @@ pub struct AttachPlan {
     pub sample: Option<u64>,
     /// Kernel memory for the BPF maps, MiB (`map_sizes`).
     pub map_budget_mib: u32,
+    /// User stack bytes copied per main-thread sample for unwinding (0: none, leaf only).
+    pub native_stack_bytes: u32,
 }
 
 impl AttachPlan {

@@ -32,6 +32,8 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     // are measured in it.
     let sample_period_ns: u64 = plan.sample.map_or(0, |hz| 1_000_000_000 / hz.max(1));
     loader.override_global(names::SAMPLE_PERIOD_NS, &sample_period_ns, true);
+    let native_stack_bytes: u64 = plan.native_stack_bytes.into();
+    loader.override_global(names::NATIVE_STACK_BYTES, &native_stack_bytes, true);
     let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
     let mut wanted: Vec<&'static str> = plan.uprobes().collect();
@@ -40,7 +42,8 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     }
     load_side_by_side(&mut ebpf, &wanted)?;
     if plan.sample.is_some() {
-        wire_sample_step(&mut ebpf)?;
+        wire_sample_step(&mut ebpf, names::SAMPLE_FRAMES, names::SAMPLE_STEP_SLOT)?;
+        wire_sample_step(&mut ebpf, names::SAMPLE_FINISH, names::SAMPLE_FINISH_SLOT)?;
     }
     Ok(ebpf)
 }
@@ -72,9 +75,8 @@ fn load_one(name: &'static str, program: &mut Program) -> Result<(), ProbeError>
     loaded.map_err(|source| load_error(name, source))
 }
 
-/// Puts the frame-walking step where the sampler tail-calls it.
-fn wire_sample_step(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
-    let program = names::SAMPLE_FRAMES;
+/// Puts a step of the sampler (the frame walk, the end) where the sampler tail-calls it.
+fn wire_sample_step(ebpf: &mut Ebpf, program: &'static str, slot: u32) -> Result<(), ProbeError> {
     let step = perf_event(ebpf, program)?
         .fd()
         .map_err(|source| ProbeError::Program { program, source })?
@@ -83,7 +85,7 @@ fn wire_sample_step(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
     let map = names::SAMPLE_STEPS;
     let mut steps = ProgramArray::try_from(ebpf.map_mut(map).ok_or(ProbeError::Missing { what: "map", name: map })?)
         .map_err(|source| ProbeError::Map { map, source })?;
-    steps.set(names::SAMPLE_STEP_SLOT, &step, 0).map_err(|source| ProbeError::Map { map, source })
+    steps.set(slot, &step, 0).map_err(|source| ProbeError::Map { map, source })
 }
 
 /// A load error as one line: the verifier's log can be a million lines long; its last

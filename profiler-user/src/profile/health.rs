@@ -15,6 +15,8 @@ pub(super) fn probe_health(snapshot: &MapSnapshot, pid: u32) -> ProbeHealth {
             Ok(ProbeStat::MapFull) => health.map_full += count,
             Ok(ProbeStat::CallerUnresolved) => health.caller_unresolved += count,
             Ok(ProbeStat::BeforeInit) => health.before_init += count,
+            Ok(ProbeStat::NativeStackDropped) => health.native_stacks_dropped += count,
+            Ok(ProbeStat::SampleLost) => health.samples_lost += count,
             Err(_) => {}
         }
     }

@@ -17,8 +17,8 @@ pub mod window;
 
 pub use dispatches::dispatch_line;
 pub use model::{
-    CallerEdge, ComponentTime, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, ProbeHealth, Profile,
-    SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
+    CallerEdge, ComponentTime, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, NativeStackShare,
+    ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
 };
 pub use rollups::package_of;
 pub use samples::SampleContext;
@@ -55,6 +55,7 @@ impl Profile {
         let (sampling, leaf_samples, components) = match sampled {
             Some(s) => {
                 probe_health.unnamed_samples = s.unnamed;
+                probe_health.mismatched_stacks = s.mismatched;
                 (Some(s.sampling), s.leaf_samples, s.components)
             }
             None => (None, Default::default(), Default::default()),
@@ -185,7 +186,7 @@ mod tests {
         ];
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
-        let ctx = SampleContext { hz: 10, code };
+        let ctx = SampleContext { hz: 10, code, native_stacks: false };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
@@ -195,6 +196,61 @@ mod tests {
         assert_eq!(p.packages, vec![SourceTime { source: "math".into(), self_seconds: 3.0 }]);
         assert_eq!(p.probe_health.unnamed_samples, 1);
         let sampling = p.sampling.unwrap();
+        assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
+    }
+
+    /// Unwound native stacks change the stacks shown, not the rows: functions and caller edges
+    /// add up the script-side stack whether or not a sample's native stack was unwound.
+    #[test]
+    fn native_stacks_are_spliced_into_the_stacks_and_leave_the_rows_as_they_were() {
+        use crate::binary::symbols::{SCRIPT_FUNC_INVOKE, Symbol, SymbolIndex};
+        let (ev, fib) = (name_hash_bytes(b"zeek_init"), name_hash_bytes(b"fib"));
+        let mut snap = MapSnapshot::default();
+        snap.funcs.insert(ev, info("zeek_init", 0, 1));
+        snap.funcs.insert(fib, info("fib", 0, 0));
+        snap.stacks.insert(1, stack(&[ev, fib]));
+        snap.stacks.insert(2, stack(&[ev]));
+        snap.samples =
+            vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 30), (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10)];
+        let mut symbols = SymbolIndex::default();
+        let function = |address, size| Symbol { address, size, is_function: true, is_weak: false };
+        symbols.insert("main", function(0x1000, 0x100));
+        symbols.insert(SCRIPT_FUNC_INVOKE, function(0x2000, 0x100));
+        symbols.insert("_ZN4zeek6detail8StmtList4ExecEv", function(0x3000, 0x100));
+        let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let profile = |snap: &MapSnapshot| {
+            let ctx = SampleContext { hz: 10, code, native_stacks: true };
+            Profile::build(target(3), snap, &LogStreamNames::default(), Some(ctx))
+        };
+        let by_leaf = profile(&snap);
+        // 20 of the 30 samples in fib unwound: 15 as far as fib's Invoke, 5 caught before it.
+        for _ in 0..15 {
+            snap.native_stacks.add(3, 1, vec![0x1010, 0x2010, 0x3010, 0x2020, 0x3020]);
+        }
+        for _ in 0..5 {
+            snap.native_stacks.add(3, 1, vec![0x1010, 0x2010, 0x3010]);
+        }
+        let unwound = profile(&snap);
+        let rows = |p: &Profile| {
+            let f: Vec<_> = p.functions.iter().map(|f| (f.name.clone(), f.self_seconds, f.total_seconds)).collect();
+            let e: Vec<_> = p.callers.iter().map(|e| (e.caller.clone(), e.callee.clone(), e.total_seconds)).collect();
+            (f, e)
+        };
+        assert_eq!(rows(&unwound), rows(&by_leaf));
+        let sampling = unwound.sampling.unwrap();
+        assert_eq!(sampling.native_stacks, NativeStackShare { enabled: true, samples: 40, unwound: 20, to_main: 20 });
+        assert_eq!(unwound.probe_health.mismatched_stacks, 5);
+        let shown = |samples| {
+            let s = sampling.stacks.iter().find(|s| s.samples == samples).unwrap();
+            s.frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
+        };
+        let invoke = "zeek::detail::ScriptFunc::Invoke";
+        let exec = "zeek::detail::StmtList::Exec";
+        assert_eq!(shown(15), ["main", invoke, "zeek_init", exec, invoke, "fib", exec]);
+        assert_eq!(shown(5), ["main", invoke, "zeek_init", "fib", exec], "the rest under the innermost Invoke");
+        // By their leaf: the 10 in fib not unwound, and zeek_init's 10 (no native record).
+        assert_eq!(sampling.stacks.iter().filter(|s| s.samples == 10).count(), 2);
         assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
     }
 
@@ -214,7 +270,12 @@ mod tests {
         let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
         let kernel = KernelSymbols::parse("ffffffff81001000 t do_syscall_64\nffffffff81002000 t vfs_write\n");
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
-        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(SampleContext { hz: 10, code }));
+        let p = Profile::build(
+            target(3),
+            &snap,
+            &LogStreamNames::default(),
+            Some(SampleContext { hz: 10, code, native_stacks: false }),
+        );
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("write_file").self_seconds, f("write_file").total_seconds), (1.0, 3.0));
         assert_eq!((f("[k] vfs_write").kind, f("[k] vfs_write").self_seconds), (FuncKind::Kernel, 2.0));

@@ -94,10 +94,17 @@ pub struct ProbeHealth {
     /// Samples taken before Zeek's initialisers ran (`record` from the first instruction):
     /// native code, named as such; not a failure.
     pub before_init: u64,
+    /// Native stack records dropped for a full ring (their samples named by the leaf).
+    pub native_stacks_dropped: u64,
+    /// Samples the sampler could not count (its last tail call failed).
+    pub samples_lost: u64,
     /// Counted calls whose function name could not be decoded in user space.
     pub unnamed_calls: u64,
     /// Samples whose stack could not be decoded.
     pub unnamed_samples: u64,
+    /// Samples whose native frames and script frames disagree on the number of calls
+    /// (caught mid-call): both kept, the unmatched script frames at the innermost `Invoke`.
+    pub mismatched_stacks: u64,
 }
 
 /// A distinct stack and how many samples landed on it.
@@ -114,6 +121,25 @@ pub struct Sampling {
     /// Samples per second per thread; one sample stands for `1 / hz` CPU seconds.
     pub hz: u64,
     pub stacks: Vec<SampledStack>,
+    /// How many of the main thread's samples have unwound native stacks.
+    pub native_stacks: NativeStackShare,
+}
+
+fn native_share<S: serde::Serializer>(sampling: &Option<Sampling>, out: S) -> Result<S::Ok, S::Error> {
+    sampling.as_ref().map(|s| s.native_stacks).serialize(out)
+}
+
+/// The main thread's samples with full native stacks; the rest name native code by its leaf.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NativeStackShare {
+    /// Whether native stacks were copied at all (`--native-stacks on`).
+    pub enabled: bool,
+    /// Main-thread samples.
+    pub samples: u64,
+    /// Of them, with an unwound native stack...
+    pub unwound: u64,
+    /// ...unwound up to `main`.
+    pub to_main: u64,
 }
 
 /// The long event dispatches of one target, measured by sampling: a dispatch's duration is
@@ -166,8 +192,9 @@ pub struct Profile {
     pub packages: Vec<SourceTime>,
     /// Sampled inclusive time per Zeek component, busiest first (empty without sampling).
     pub components: Vec<ComponentTime>,
-    /// The sampled stacks themselves (written as folded stacks, flame graph and pprof).
-    #[serde(skip)]
+    /// The sampled stacks themselves (written as folded stacks, flame graph and pprof); in
+    /// summary.json only the share of them with native stacks, as `native_stacks`.
+    #[serde(rename = "native_stacks", serialize_with = "native_share", skip_serializing_if = "Option::is_none")]
     pub sampling: Option<Sampling>,
     /// Sampling of a Zeek whose dispatches can be told apart (7.2+) only.
     #[serde(skip_serializing_if = "Option::is_none")]

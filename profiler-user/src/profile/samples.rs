@@ -1,8 +1,12 @@
 //! Sampled stacks → the distinct stacks people read, and the samples they add per function
-//! (self and total) and per caller edge.
+//! (self and total) and per caller edge. A main-thread sample whose native stack was unwound
+//! is shown with its full mixed stack; the rows add up the script-side stack (the script
+//! frames and the native leaf) either way, so they do not depend on how many were unwound.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{SampledStack, Sampling, tally::Tally};
+use profiler_common::StackKind;
+
+use super::{NativeStackShare, SampledStack, Sampling, tally::Tally};
 use crate::{
     probes::MapSnapshot,
     symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame, component_of},
@@ -12,6 +16,8 @@ use crate::{
 pub struct SampleContext<'a> {
     pub hz: u64,
     pub code: NativeCode<'a>,
+    /// Whether the sampler copied native stacks for unwinding.
+    pub native_stacks: bool,
 }
 
 /// What one process's samples came to besides what they added to the tally.
@@ -21,7 +27,9 @@ pub(super) struct Sampled {
     pub leaf_samples: BTreeMap<String, u64>,
     /// Samples whose stack could not be decoded.
     pub unnamed: u64,
-    /// Samples per Zeek component on their stack (inclusive).
+    /// Samples whose native and script frames disagreed (`SplicedStack::mismatched`).
+    pub mismatched: u64,
+    /// Samples per Zeek component on their shown stack (inclusive).
     pub components: BTreeMap<String, u64>,
 }
 
@@ -37,33 +45,67 @@ pub(super) fn count_samples(
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
     let mut components: BTreeMap<String, u64> = BTreeMap::new();
-    let mut unnamed = 0;
+    let (mut unnamed, mut mismatched) = (0, 0);
+    let mut native = NativeStackShare { enabled: ctx.native_stacks, ..NativeStackShare::default() };
     for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
-        let Some(frames) = snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t)) else {
+        let Some((trace, frames)) =
+            snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t).map(|frames| (t, frames)))
+        else {
             unnamed += samples;
             continue;
         };
+        // Samples with a native stack get their full one; the rest (ring full, before the
+        // drain, unwinding off, other threads) keep the leaf's.
+        let mut by_leaf = *samples;
+        if trace.kind != StackKind::Thread as u32 {
+            native.samples += samples;
+            for (addresses, n) in snapshot.native_stacks.stacks_of(pid, key.stack) {
+                let n = n.min(by_leaf);
+                let Some(spliced) = decoder.splice(trace, addresses).filter(|_| n > 0) else { continue };
+                by_leaf -= n;
+                native.unwound += n;
+                native.to_main += if reaches_main(&spliced.frames) { n } else { 0 };
+                mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
+                add_to_components(&mut components, &spliced.frames, n);
+                *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
+            }
+        }
         let Some(leaf) = frames.last() else { continue };
         if let Some(file) = &leaf.frame.file {
             *leaf_samples.entry(file.clone()).or_default() += samples;
         }
         add_to_functions(tally, &frames, *samples);
         add_to_edges(tally, &frames, *samples);
-        add_to_components(&mut components, &frames, *samples);
-        *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += samples;
+        if by_leaf > 0 {
+            add_to_components(&mut components, &frames, by_leaf);
+            *stacks.entry(frames.into_iter().map(|f| f.frame).collect()).or_default() += by_leaf;
+        }
     }
     let mut stacks: Vec<SampledStack> =
         stacks.into_iter().map(|(frames, samples)| SampledStack { frames, samples }).collect();
     stacks.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.cmp(&b.frames)));
-    Sampled { sampling: Sampling { hz: ctx.hz, stacks }, leaf_samples, unnamed, components }
+    Sampled {
+        sampling: Sampling { hz: ctx.hz, stacks, native_stacks: native },
+        leaf_samples,
+        unnamed,
+        mismatched,
+        components,
+    }
 }
 
-/// Samples to every Zeek component on the stack, once however many of its frames are there.
+/// Samples to every Zeek component on the stack, once however many of its frames are there:
+/// with the native frames unwound that is the time inside each component, else the time of
+/// the leaves named after one.
 fn add_to_components(components: &mut BTreeMap<String, u64>, frames: &[DecodedFrame], samples: u64) {
     let on_stack: BTreeSet<String> = frames.iter().filter_map(component_of).collect();
     for component in on_stack {
         *components.entry(component).or_default() += samples;
     }
+}
+
+/// Whether an unwound stack goes all the way up to Zeek's `main` (the main thread's root).
+fn reaches_main(frames: &[DecodedFrame]) -> bool {
+    frames.iter().any(|f| f.kind == FuncKind::Native && f.frame.name == "main")
 }
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often

@@ -6,8 +6,9 @@ use std::{
 
 use crate::probes::MapSnapshot;
 
-/// `later` with every counter (calls, log writes, probe stats, samples) replaced by how much
-/// it grew since `earlier`: a profile built from it covers only the time between the two.
+/// `later` with every counter (calls, log writes, probe stats, samples, unwound native stacks)
+/// replaced by how much it grew since `earlier`: a profile built from it covers only the time
+/// between the two.
 /// Names and stacks are kept whole, they are not counts; long dispatches are those listed since.
 pub fn counted_since(earlier: &MapSnapshot, later: MapSnapshot) -> MapSnapshot {
     let listed: HashSet<_> = earlier.long_dispatches.iter().map(|(k, _)| *k).collect();
@@ -19,6 +20,7 @@ pub fn counted_since(earlier: &MapSnapshot, later: MapSnapshot) -> MapSnapshot {
         dispatch_buckets: growth(&earlier.dispatch_buckets, later.dispatch_buckets),
         dispatch_nanos: growth(&earlier.dispatch_nanos, later.dispatch_nanos),
         long_dispatches: later.long_dispatches.into_iter().filter(|(k, _)| !listed.contains(k)).collect(),
+        native_stacks: later.native_stacks.since(&earlier.native_stacks),
         ..later
     }
 }

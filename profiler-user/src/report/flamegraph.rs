@@ -105,6 +105,7 @@ mod tests {
     fn draws_well_formed_svg_with_the_frame_names() {
         let sampling = Sampling {
             hz: 999,
+            native_stacks: Default::default(),
             stacks: vec![
                 stack(&["zeek", "new_connection", "zeek::Foo::bar(int, char)"], 30),
                 stack(&["zeek", "log_write<Conn::Info>"], 20),
@@ -121,7 +122,7 @@ mod tests {
 
     #[test]
     fn no_samples_still_draws_a_well_formed_svg() {
-        let sampling = Sampling { hz: 99, stacks: vec![stack(&["zeek"], 0)] };
+        let sampling = Sampling { hz: 99, stacks: vec![stack(&["zeek"], 0)], ..Sampling::default() };
         let text = drawn_text(&sampling, "<empty> & idle");
         assert!(text.contains("<empty> & idle"), "{text}");
         assert!(text.contains("99 Hz CPU samples"), "{text}");

@@ -66,7 +66,7 @@ mod tests {
     }
 
     fn sampling(stacks: Vec<SampledStack>) -> Sampling {
-        Sampling { hz: 999, stacks }
+        Sampling { hz: 999, stacks, ..Sampling::default() }
     }
 
     #[test]

@@ -272,6 +272,7 @@ mod tests {
         let handler = frame("new_connection", Some("base/init.zeek"), 12);
         Sampling {
             hz: 1000,
+            native_stacks: Default::default(),
             stacks: vec![
                 SampledStack { frames: vec![zeek.clone(), handler.clone(), frame("fmt", None, 0)], samples: 3 },
                 SampledStack { frames: vec![zeek, handler], samples: 5 },
@@ -342,6 +343,7 @@ mod tests {
     fn same_name_in_another_file_is_another_function() {
         let sampling = Sampling {
             hz: 99,
+            native_stacks: Default::default(),
             stacks: vec![SampledStack {
                 frames: vec![frame("f", Some("a.zeek"), 1), frame("f", Some("b.zeek"), 1)],
                 samples: 1,

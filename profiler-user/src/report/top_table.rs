@@ -30,6 +30,15 @@ pub fn render(profile: &Profile) -> String {
                 t.cpu_seconds.map_or_else(String::new, |cpu| format!("; the process used {cpu:.2} s")),
                 if t.calls_counted { ", every call counted" } else { "" }
             );
+            let n = s.native_stacks;
+            let _ = match n.enabled {
+                true => writeln!(
+                    out,
+                    "native stacks: unwound {} of {} main-thread samples ({} to main); the rest by their leaf",
+                    n.unwound, n.samples, n.to_main
+                ),
+                false => writeln!(out, "native stacks: off (native code named by its leaf)"),
+            };
         }
         (None, true) => {
             let _ = writeln!(out, "{total_calls} calls counted (CPU not sampled)");
@@ -82,6 +91,9 @@ pub fn render(profile: &Profile) -> String {
         (h.caller_unresolved, "unresolved callers"),
         (h.unnamed_calls, "calls without a name"),
         (h.unnamed_samples, "samples without a stack"),
+        (h.native_stacks_dropped, "native stacks dropped (ring full)"),
+        (h.samples_lost, "samples lost"),
+        (h.mismatched_stacks, "samples caught mid-call (native and script frames disagree)"),
     ];
     let problems: Vec<String> =
         problems.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
@@ -196,6 +208,7 @@ mod tests {
             components: vec![],
             sampling: sampled.then(|| Sampling {
                 hz: 100,
+                native_stacks: Default::default(),
                 stacks: vec![SampledStack { frames: vec![frame("new_connection"), frame("fmt")], samples: 200 }],
             }),
             long_dispatches: None,

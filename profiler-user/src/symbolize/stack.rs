@@ -16,6 +16,18 @@ use crate::{
 pub const NATIVE_ROOT: &str = "[native]";
 /// Leaf under an event whose C++ dispatch (no script body) was sampled.
 pub const DISPATCH_LEAF: &str = "[dispatch]";
+/// The native functions every script call runs through (zeek-abi.md §1), as demangled: one
+/// script frame of `call_stack` per frame of these.
+const INVOKES: [&str; 2] = ["zeek::detail::ScriptFunc::Invoke", "zeek::detail::BuiltinFunc::Invoke"];
+
+/// A sample's full stack: native frames with the script frames spliced in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplicedStack {
+    pub frames: Vec<DecodedFrame>,
+    /// The native `Invoke` frames and the script frames were not as many (a sample caught
+    /// between entering `Invoke` and pushing onto `call_stack`, or popping and returning).
+    pub mismatched: bool,
+}
 /// One frame of a sampled stack, as people read it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct StackFrame {
@@ -68,10 +80,9 @@ impl<'a> StackDecoder<'a> {
         Self { funcs, code, native_names: HashMap::new(), kernel_names: HashMap::new() }
     }
 
-    /// Frames root first; `None` for a malformed trace.
+    /// Frames root first; `None` for a malformed trace. Native code is named by its leaf
+    /// alone (`splice` gives the full stack where it was unwound).
     pub fn decode(&mut self, trace: &StackTrace) -> Option<Vec<DecodedFrame>> {
-        // Only the leaf of a native stack is known so far: a user-space unwinder would pass
-        // its callers here too.
         let mut user_ips: &[u64] = &[];
         let mut frames: Vec<DecodedFrame> = match StackKind::try_from(trace.kind).ok()? {
             StackKind::Script => trace.frames().iter().map(|h| self.script_frame(*h)).collect(),
@@ -90,6 +101,26 @@ impl<'a> StackDecoder<'a> {
         };
         frames.extend(self.native_frames(user_ips, trace.kernel_frames()));
         Some(frames)
+    }
+
+    /// The full stack of a main-thread sample whose native stack was unwound: `native` are the
+    /// user-space frame addresses root first (the leaf's instruction pointer last, return
+    /// addresses above it already minus one), the script frames `trace` holds are spliced in
+    /// under the `Invoke` frames, and the kernel's frames go under the leaf. `None` for a
+    /// malformed trace or another thread's.
+    pub fn splice(&mut self, trace: &StackTrace, native: &[u64]) -> Option<SplicedStack> {
+        let script: Vec<DecodedFrame> = match StackKind::try_from(trace.kind).ok()? {
+            StackKind::Script => trace.frames().iter().map(|h| self.script_frame(*h)).collect(),
+            // The event being dispatched, under the native frames that dispatch it.
+            StackKind::EventDispatch => vec![self.script_frame(trace.leaf)],
+            StackKind::Native => Vec::new(),
+            StackKind::Thread => return None,
+        };
+        let native: Vec<DecodedFrame> =
+            native.iter().map(|address| frame(self.native_name(*address), FuncKind::Native)).collect();
+        let mut spliced = splice_script_frames(native, script);
+        spliced.frames.extend(self.native_frames(&[], trace.kernel_frames()));
+        Some(spliced)
     }
 
     /// Native frames root first: the user-space ones (root first, the leaf last), then the
@@ -148,6 +179,37 @@ impl<'a> StackDecoder<'a> {
             }
         }
     }
+}
+
+/// Whether a native frame is one of the `Invoke`s.
+fn is_invoke(frame: &DecodedFrame) -> bool {
+    let name = frame.frame.name.strip_suffix(" const").unwrap_or(&frame.frame.name);
+    frame.kind == FuncKind::Native && INVOKES.contains(&name)
+}
+
+/// Puts each script frame (outermost first) under the native `Invoke` frame that runs it,
+/// pairing them outermost with outermost. Script frames left over go under the innermost
+/// `Invoke` (or, with none, under the native leaf); `Invoke` frames left over get none.
+fn splice_script_frames(native: Vec<DecodedFrame>, script: Vec<DecodedFrame>) -> SplicedStack {
+    let invokes = native.iter().filter(|f| is_invoke(f)).count();
+    let mismatched = invokes != script.len();
+    let mut script = script.into_iter();
+    let mut frames = Vec::with_capacity(native.len() + script.len());
+    let mut seen = 0;
+    for f in native {
+        let invoke = is_invoke(&f);
+        frames.push(f);
+        if invoke {
+            seen += 1;
+            if seen == invokes {
+                frames.extend(script.by_ref());
+            } else {
+                frames.extend(script.next());
+            }
+        }
+    }
+    frames.extend(script);
+    SplicedStack { frames, mismatched }
 }
 
 #[cfg(test)]
@@ -265,6 +327,97 @@ mod tests {
         decoding(&funcs, &[], &KernelSymbols::default(), |mut decoder| {
             let t = in_kernel(trace(StackKind::Native, &[], 0x1234), &syscall);
             assert_eq!(names(decoder.decode(&t).unwrap()), [NATIVE_ROOT, "0x1234", KERNEL_UNNAMED]);
+        });
+    }
+
+    fn native(name: &str) -> DecodedFrame {
+        frame(name.to_owned(), FuncKind::Native)
+    }
+
+    fn script(name: &str) -> DecodedFrame {
+        frame(name.to_owned(), FuncKind::Function)
+    }
+
+    const SCRIPT_INVOKE: &str = "zeek::detail::ScriptFunc::Invoke";
+    const BIF_INVOKE: &str = "zeek::detail::BuiltinFunc::Invoke";
+
+    #[test]
+    fn each_script_frame_goes_under_the_invoke_that_runs_it() {
+        let stack = [
+            "main",
+            "zeek::run_state::detail::run_loop",
+            "zeek::EventMgr::Drain",
+            SCRIPT_INVOKE,
+            "zeek::detail::StmtList::Exec",
+            SCRIPT_INVOKE,
+            "zeek::detail::CallExpr::Eval",
+            BIF_INVOKE,
+            "zeek::BifFunc::fmt_bif",
+            "memcpy",
+        ];
+        let spliced = splice_script_frames(
+            stack.iter().map(|n| native(n)).collect(),
+            ["new_connection", "helper", "fmt"].iter().map(|n| script(n)).collect(),
+        );
+        assert!(!spliced.mismatched);
+        assert_eq!(
+            names(spliced.frames),
+            [
+                "main",
+                "zeek::run_state::detail::run_loop",
+                "zeek::EventMgr::Drain",
+                SCRIPT_INVOKE,
+                "new_connection",
+                "zeek::detail::StmtList::Exec",
+                SCRIPT_INVOKE,
+                "helper",
+                "zeek::detail::CallExpr::Eval",
+                BIF_INVOKE,
+                "fmt",
+                "zeek::BifFunc::fmt_bif",
+                "memcpy",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sample_caught_mid_call_keeps_every_frame_and_says_so() {
+        // Inside the inner Invoke before it pushed its call: one Invoke too many.
+        let natives = || [SCRIPT_INVOKE, "Exec", SCRIPT_INVOKE, "push_back"].iter().map(|n| native(n)).collect();
+        let spliced = splice_script_frames(natives(), vec![script("outer")]);
+        assert!(spliced.mismatched);
+        assert_eq!(names(spliced.frames), [SCRIPT_INVOKE, "outer", "Exec", SCRIPT_INVOKE, "push_back"]);
+        // More script frames than Invokes: the rest under the innermost Invoke.
+        let spliced = splice_script_frames(natives(), ["a", "b", "c"].iter().map(|n| script(n)).collect());
+        assert!(spliced.mismatched);
+        assert_eq!(names(spliced.frames), [SCRIPT_INVOKE, "a", "Exec", SCRIPT_INVOKE, "b", "c", "push_back"]);
+        // No Invoke at all: the script frames under the native leaf.
+        let spliced = splice_script_frames(vec![native("main"), native("poll")], vec![script("a")]);
+        assert!(spliced.mismatched);
+        assert_eq!(names(spliced.frames), ["main", "poll", "a"]);
+        // Native code alone, nothing to splice: not a mismatch.
+        let spliced = splice_script_frames(vec![native("main"), native("poll")], vec![]);
+        assert!(!spliced.mismatched);
+    }
+
+    #[test]
+    fn splice_names_native_addresses_and_puts_kernel_frames_under_the_leaf() {
+        let ev = name_hash_bytes(b"zeek_init");
+        let funcs = FunctionNames::new(&HashMap::from([(ev, func_info("zeek_init", 0, 1, "", 0))]), [ev]);
+        let kernel = KernelSymbols::parse("ffffffff81000000 T entry_SYSCALL_64\nffffffff81002000 t read_zero\n");
+        let libc = [Mapping { start: 0x7000, end: 0x8000, offset: 0, path: "/no/such/libc.so.6".into() }];
+        decoding(&funcs, &libc, &kernel, |mut decoder| {
+            let t = in_kernel(trace(StackKind::Script, &[ev], 0), &[0xffffffff81002010, 0xffffffff81000020]);
+            let spliced = decoder.splice(&t, &[0x1000, 0x7100]).unwrap();
+            // No Invoke named (no symbols here): the script frame under the native leaf.
+            assert!(spliced.mismatched);
+            assert_eq!(
+                names(spliced.frames),
+                ["0x1000", "[libc.so.6]", "zeek_init", "[k] entry_SYSCALL_64", "[k] read_zero"]
+            );
+            let mut thread = trace(StackKind::Thread, &[], 0);
+            thread.comm[0] = b'x';
+            assert!(decoder.splice(&thread, &[0x1000]).is_none());
         });
     }
 }

@@ -40,6 +40,28 @@ pub fn read(pid: u32) -> Vec<Mapping> {
     fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
 }
 
+/// Where the main thread's call frames end: at `start_stack` (/proc/PID/stat), where the
+/// kernel put `argc` under the arguments, environment and auxiliary vector (kilobytes that an
+/// unwinder never needs), within `[stack]` of /proc/PID/maps.
+pub fn main_stack_end(pid: u32) -> Option<u64> {
+    let end = stack_end(&fs::read_to_string(format!("/proc/{pid}/maps")).ok()?)?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `argc` and the word above it, for an unwinder reading the outermost frame's end.
+    let frames_end = start_stack(&stat).map_or(end, |start| start.saturating_add(16));
+    Some(frames_end.min(end))
+}
+
+/// Field 28 of /proc/PID/stat.
+fn start_stack(stat: &str) -> Option<u64> {
+    super::process::stat_fields(stat)?.nth(25)?.parse().ok()
+}
+
+fn stack_end(maps: &str) -> Option<u64> {
+    let line = maps.lines().find(|line| line.ends_with(" [stack]"))?;
+    let (_, end) = line.split_whitespace().next()?.split_once('-')?;
+    u64::from_str_radix(end, 16).ok()
+}
+
 /// The mapping an address is in.
 pub fn mapping_of(mappings: &[Mapping], address: u64) -> Option<&Mapping> {
     mappings.iter().find(|m| (m.start..m.end).contains(&address))
@@ -62,6 +84,17 @@ mod tests {
 7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]
 7f0000100000-7f0000101000 rw-p 00000000 00:00 0
 ";
+
+    #[test]
+    fn the_main_stack_ends_where_its_mapping_does() {
+        assert_eq!(stack_end(MAPS), Some(0x7ffd00021000));
+        assert_eq!(stack_end("7f0000100000-7f0000101000 rw-p 00000000 00:00 0\n"), None);
+        let own = main_stack_end(std::process::id()).unwrap();
+        let own_end = stack_end(&fs::read_to_string("/proc/self/maps").unwrap()).unwrap();
+        assert!(own <= own_end && own + 64 * 1024 > own_end, "{own:#x} under {own_end:#x}: the environment above");
+        let stat = "12 (a b) S 1 12 12 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 5 100 200 18446744073709551615 1 1 140728644824208 0";
+        assert_eq!(start_stack(stat), Some(140728644824208));
+    }
 
     #[test]
     fn keeps_file_backed_mappings() {

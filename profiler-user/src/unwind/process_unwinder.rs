@@ -1,0 +1,166 @@
+//! One process's unwinder: a module per file it maps (from /proc/PID/maps), each with its
+//! file's shared unwind data, placed at the process's load bias. Libraries loaded later
+//! (plugins) are picked up when an address falls outside every known module.
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use framehop::{
+    Module, Unwinder,
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+};
+use profiler_common::native_stacks::NativeStackHeader;
+
+use super::{
+    MAX_NATIVE_DEPTH,
+    binary_unwind_data::{BinaryCache, MappedSection},
+    table::NativeFrames,
+};
+use crate::target::mappings::{self, Mapping};
+
+/// Re-reading /proc/PID/maps for an unknown address happens at most this often (a start-up
+/// maps the libraries within milliseconds of the first samples; plugins load later).
+const MAPS_REREAD: Duration = Duration::from_millis(100);
+
+pub struct ProcessUnwinder {
+    pid: u32,
+    unwinder: UnwinderX86_64<MappedSection>,
+    cache: CacheX86_64,
+    /// Start → end of each module added.
+    modules: BTreeMap<u64, u64>,
+    maps_read: Option<Instant>,
+}
+
+impl ProcessUnwinder {
+    pub fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
+            modules: BTreeMap::new(),
+            maps_read: None,
+        }
+    }
+
+    fn knows(&self, address: u64) -> bool {
+        self.modules.range(..=address).next_back().is_some_and(|(_, end)| address < *end)
+    }
+
+    /// Adds the modules of files mapped since the maps were last read; whether it added any.
+    fn read_maps(&mut self, binaries: &mut BinaryCache) -> bool {
+        if self.maps_read.is_some_and(|at| at.elapsed() < MAPS_REREAD) {
+            return false;
+        }
+        let mut added = false;
+        self.maps_read = Some(Instant::now());
+        let mut files: BTreeMap<&str, Vec<&Mapping>> = BTreeMap::new();
+        let maps = mappings::read(self.pid);
+        for m in maps.iter().filter(|m| m.path.starts_with('/')) {
+            files.entry(m.path.as_str()).or_default().push(m);
+        }
+        for (path, maps) in files {
+            let start = maps.iter().map(|m| m.start).min().unwrap_or(0);
+            let end = maps.iter().map(|m| m.end).max().unwrap_or(0);
+            if self.modules.get(&start) == Some(&end) {
+                continue;
+            }
+            let Some(data) = binaries.get(self.pid, path) else { continue };
+            // The load bias: where the first loadable segment's page is mapped, minus its
+            // link-time page address.
+            let page = !4095u64;
+            let Some(first) = maps.iter().find(|m| m.offset == data.first_load_offset & page) else { continue };
+            let bias = first.start.wrapping_sub(data.first_load_vaddr & page);
+            if self.modules.remove(&start).is_some() {
+                self.unwinder.remove_module(start);
+            }
+            self.unwinder.add_module(Module::new(path.to_owned(), start..end, bias, data.section_info()));
+            self.modules.insert(start, end);
+            added = true;
+        }
+        added
+    }
+
+    /// Unwinds one record (its registers, and its stack bytes copied from `sp` up) as far as
+    /// its unwind data and stack bytes go. The frames' addresses come root first, each the
+    /// address to name: a return address minus one, so a call at a function's end names the
+    /// caller. (Whether it reached `main` is told by name: the unwinder also ends "cleanly" at
+    /// a frame it falls back to frame pointers for.)
+    pub fn unwind(&mut self, header: &NativeStackHeader, stack: &[u8], binaries: &mut BinaryCache) -> NativeFrames {
+        let frames = self.walk(header, stack);
+        // The walk stops at the first address of a file not known yet: its root-most frame.
+        if frames.first().is_some_and(|address| !self.knows(*address)) && self.read_maps(binaries) {
+            return self.walk(header, stack);
+        }
+        frames
+    }
+
+    /// The frames of one record with the modules known so far.
+    fn walk(&mut self, header: &NativeStackHeader, stack: &[u8]) -> NativeFrames {
+        let sp = header.sp;
+        let mut read_stack = |address: u64| {
+            let offset = usize::try_from(address.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
+            let bytes = stack.get(offset..offset.checked_add(8).ok_or(())?).ok_or(())?;
+            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+        };
+        let regs = UnwindRegsX86_64::new(header.ip, sp, header.bp);
+        let mut frames = self.unwinder.iter_frames(header.ip, regs, &mut self.cache, &mut read_stack);
+        let mut innermost_first = Vec::new();
+        while let Ok(Some(frame)) = frames.next() {
+            if innermost_first.len() == MAX_NATIVE_DEPTH {
+                break;
+            }
+            innermost_first.push(frame.address_for_lookup());
+        }
+        innermost_first.reverse();
+        innermost_first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use profiler_common::native_stacks::USER_STACK_MAX;
+
+    use super::*;
+
+    /// The end of the (anonymous) mapping holding `address`, from /proc/self/maps.
+    fn mapping_end(address: u64) -> u64 {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
+            .map(|(s, e)| (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap()))
+            .find(|(s, e)| (*s..*e).contains(&address))
+            .unwrap()
+            .1
+    }
+
+    /// Unwinds this test's own thread from a copy of its stack: a real `.eh_frame` walk from
+    /// registers and bytes, as the sampler sends them.
+    #[test]
+    fn unwinds_a_copy_of_this_threads_stack_through_its_callers() {
+        #[inline(never)]
+        fn capture() -> (NativeStackHeader, Vec<u8>) {
+            let (ip, sp, bp): (u64, u64, u64);
+            // SAFETY: reads three registers, writes nothing. What is above `sp` (this frame's
+            // return address and saved registers, the callers' frames) stays as it is while
+            // it is copied below.
+            unsafe {
+                std::arch::asm!("lea {ip}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp",
+                    ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp)
+            };
+            let len = (mapping_end(sp) - sp).min(USER_STACK_MAX as u64) as usize;
+            // SAFETY: `len` bytes from sp are inside this thread's stack mapping.
+            let stack = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
+            (NativeStackHeader { ip, sp, bp, stack_len: len as u32, ..Default::default() }, stack)
+        }
+        let (header, stack) = capture();
+        let mut unwinder = ProcessUnwinder::new(std::process::id());
+        let unwound = unwinder.unwind(&header, &stack, &mut BinaryCache::default());
+        // The test harness's frames are above ours, down from the thread's start.
+        assert!(unwound.len() >= 5, "{unwound:?}");
+        let files = mappings::read(std::process::id());
+        assert!(unwound.iter().all(|a| mappings::mapping_of(&files, *a).is_some()), "{unwound:?}");
+        // The innermost frame is the captured instruction pointer itself.
+        assert_eq!(unwound.last(), Some(&header.ip));
+    }
+}
