@@ -206,3 +206,72 @@ fn every_fixture_runs_the_same_native_chains_and_none_without_the_flag() {
         assert!(run(name, &[]).is_empty(), "{name} without --native-chains");
     }
 }
+
+/// zeek-probe's own unwinder on the chains: every chain function that is not inlined has its
+/// inclusive share of the main thread within `POINTS` of the truth (from the folded stacks),
+/// and the Zeek components its frames belong to take the inclusive time of the chain's
+/// outermost function of each (`zeek_probe_component_seconds_total`, from summary.json).
+#[test]
+fn zeek_probe_unwinds_the_native_chains_and_their_components() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (truth_path, out) = (dir.path().join("truth.json"), dir.path().join("report"));
+    let output = Command::new(zeek_probe())
+        .args(["record", "--hz", "999", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(fixture("zeek-shaped-8.2"))
+        .args(["--native-chains", "--rounds", ROUNDS, "--truth"])
+        .arg(&truth_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let truth = read_json(&truth_path);
+    let chain = chain_truth(&truth);
+    let summary = read_json(&out.join("summary.json"));
+    let folded = std::fs::read_to_string(out.join("profile.folded")).unwrap();
+
+    // The main thread's stacks (other threads' are rooted at their name).
+    let stacks: Vec<(Vec<&str>, f64)> = folded
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(stack, _)| !stack.starts_with("[thread]"))
+        .map(|(stack, n)| (stack.split(';').collect(), n.parse().unwrap()))
+        .collect();
+    let main_samples: f64 = stacks.iter().map(|(_, n)| n).sum();
+    let inclusive = |name: &str| {
+        100.0 * stacks.iter().filter(|(s, _)| s.contains(&name)).map(|(_, n)| n).sum::<f64>() / main_samples
+    };
+    for f in chain.iter().filter(|f| !f.inlined) {
+        let got = inclusive(&f.name);
+        let bound = POINTS.max(crate::sampling::tolerance(f.inclusive_share, main_samples));
+        assert!(
+            (got - f.inclusive_share).abs() <= bound,
+            "{}: zeek-probe {got:.2}% inclusive, true {:.2}% (± {bound:.2})",
+            f.name,
+            f.inclusive_share
+        );
+    }
+
+    let main = truth["main_thread_cpu_seconds"].as_f64().unwrap();
+    let component = |name: &str| {
+        let rows = summary["components"].as_array().expect("components in summary.json");
+        let row = rows.iter().find(|c| c["component"] == name);
+        100.0 * row.map_or(0.0, |c| c["seconds"].as_f64().unwrap()) / main
+    };
+    let of = |function: &str| chain.iter().find(|f| f.name == function).expect("a chain function").inclusive_share;
+    for (name, outermost) in [
+        ("packet_analysis/ip", "zeek::packet_analysis::IP::IPAnalyzer::AnalyzePacket"),
+        ("analyzer/http", "zeek::analyzer::http::HTTP_Analyzer::DeliverStream"),
+        ("timers", "zeek::detail::TimerMgr::Advance"),
+        ("table_expiration", "zeek::TableVal::DoExpire"),
+        ("log_writer/ascii", "zeek::logging::writer::detail::Ascii::DoWrite"),
+        ("cluster/zeromq", "zeek::cluster::zeromq::ZeroMQBackend::DoPublishEvent"),
+    ] {
+        let (got, want) = (component(name), of(outermost));
+        let bound = POINTS.max(crate::sampling::tolerance(want, main_samples));
+        assert!((got - want).abs() <= bound, "{name}: {got:.2}% against {outermost}'s {want:.2}% (± {bound:.2})");
+    }
+}
