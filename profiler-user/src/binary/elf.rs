@@ -8,9 +8,9 @@ use std::{
 };
 
 use memmap2::Mmap;
-use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable, SymbolKind};
 
-use super::symbols::{Symbol, SymbolIndex};
+use super::symbols::{PLT_SUFFIX, Symbol, SymbolIndex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -157,7 +157,41 @@ impl ElfFile {
                 );
             }
         }
+        self.add_plt_stubs(&mut index);
         index
+    }
+
+    /// The PLT's stubs as functions named `name@plt`, as perf and gdb name them: a call into
+    /// another library samples there first, and no symbol covers a stub. x86-64 layout: one
+    /// 16-byte stub per `.rela.plt` entry, in its order, in `.plt.sec` (IBT builds) or in
+    /// `.plt` after the lazy resolver's 16 bytes.
+    fn add_plt_stubs(&self, index: &mut SymbolIndex) {
+        const STUB: u64 = 16;
+        const RELA: usize = 24;
+        let file = self.parsed();
+        let (Some(relocations), Some(dynsym)) = (file.section_by_name(".rela.plt"), file.dynamic_symbol_table()) else {
+            return;
+        };
+        let (stubs, first) = match file.section_by_name(".plt.sec") {
+            Some(sec) => (sec, 0),
+            None => match file.section_by_name(".plt") {
+                Some(plt) => (plt, STUB),
+                None => return,
+            },
+        };
+        let Ok(entries) = relocations.data() else { return };
+        for (i, entry) in entries.chunks_exact(RELA).enumerate() {
+            let info = u64::from_le_bytes(entry[8..16].try_into().unwrap_or_default());
+            let address = stubs.address() + first + i as u64 * STUB;
+            let Ok(symbol) = dynsym.symbol_by_index(object::SymbolIndex((info >> 32) as usize)) else { continue };
+            match symbol.name() {
+                Ok(name) if !name.is_empty() && address + STUB <= stubs.address() + stubs.size() => index.insert(
+                    &format!("{name}{PLT_SUFFIX}"),
+                    Symbol { address, size: STUB, is_function: true, is_weak: false },
+                ),
+                _ => continue,
+            }
+        }
     }
 
     /// Link-time address and file offset of the lowest loadable segment.
@@ -218,5 +252,30 @@ impl ElfFile {
             .find_map(|s| s.data_range(address, len).ok().flatten())
             .map(<[u8]>::to_vec)
             .ok_or_else(|| ElfError::AddressNotMapped { path: self.path.clone(), address })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::mappings;
+
+    /// The C++ runtime this test runs on calls into libc through its PLT: each stub is a
+    /// function named after what it calls, demangled like any other.
+    #[test]
+    fn plt_stubs_are_named_after_what_they_call() {
+        let maps = mappings::read(std::process::id());
+        let libstdcxx = maps.iter().find(|m| m.path.contains("/libstdc++.so")).expect("libstdc++ mapped");
+        let elf = ElfFile::open(libstdcxx.path.as_ref()).unwrap();
+        let symbols = elf.symbols();
+        let stub = symbols.get("memcpy@plt").expect("a stub for memcpy");
+        let parsed = elf.parsed();
+        let plt = parsed.section_by_name(".plt.sec").or_else(|| parsed.section_by_name(".plt")).unwrap();
+        assert!((plt.address()..plt.address() + plt.size()).contains(&stub.address), "{stub:?} in the PLT");
+        let functions = symbols.functions();
+        assert_eq!(functions.lookup(stub.address + 4).as_deref(), Some("memcpy@plt"));
+        let stubs = (0..plt.size() / 16).filter_map(|i| functions.lookup(plt.address() + i * 16 + 4));
+        let cxx = stubs.into_iter().find(|n| n.contains("::"));
+        assert!(cxx.is_some_and(|n| n.ends_with("@plt") && !n.starts_with("_Z")), "C++ stubs demangled");
     }
 }

@@ -116,9 +116,16 @@ impl NativeSymbols {
     }
 }
 
+/// The suffix of a PLT stub's name (`memcpy@plt`), after the function it calls.
+pub const PLT_SUFFIX: &str = "@plt";
+
 /// `zeek::Connection::NextPacket(...)` style, without argument lists (they make flame graph
-/// frames unreadable and split one function into several by overload set).
+/// frames unreadable and split one function into several by overload set). A PLT stub keeps
+/// its suffix after the demangled name.
 fn demangle(name: &str) -> String {
+    if let Some(called) = name.strip_suffix(PLT_SUFFIX) {
+        return demangle(called) + PLT_SUFFIX;
+    }
     let options = cpp_demangle::DemangleOptions::new().no_params().no_return_type();
     cpp_demangle::Symbol::new(name).ok().and_then(|s| s.demangle(&options).ok()).unwrap_or_else(|| name.to_owned())
 }
