@@ -22,7 +22,7 @@ fn script_self(summary: &Value, folded: &str, hz: f64) -> BTreeMap<String, f64> 
     // An event's dispatch outside its bodies is not the body's time.
     let bodies = folded.lines().filter_map(|l| l.rsplit_once(' ')).filter(|(stack, _)| !stack.contains("[dispatch]"));
     for (stack, count) in bodies {
-        let Some(leaf) = stack.split(';').filter(|f| script.contains(*f)).last() else { continue };
+        let Some(leaf) = stack.split(';').rfind(|f| script.contains(*f)) else { continue };
         let name = names.get(leaf).map_or(leaf, String::as_str).to_owned();
         *seconds.entry(name).or_default() += count.parse::<f64>().unwrap() / hz;
     }
