@@ -109,8 +109,15 @@ fn labelled_edges(t: &TargetMetrics) -> Vec<(Labels, &CallerEdge)> {
 /// be unbounded). Kernel frames are the leaf-ward end of every stack they are on, so each
 /// sample in the kernel is one kernel function's self time: the sum is the kernel's total too.
 fn sampled_functions(t: &TargetMetrics) -> Vec<(Labels, (f64, f64))> {
-    let (kernel, rest): (Vec<&FunctionStats>, Vec<&FunctionStats>) =
-        t.profile.functions.iter().partition(|f| f.kind == FuncKind::Kernel);
+    // Native callers that are never a leaf (main, the run loop) have only inclusive time,
+    // from unwound stacks: a series each would grow with the C++ seen; the components family
+    // gives that time with bounded labels.
+    let (kernel, rest): (Vec<&FunctionStats>, Vec<&FunctionStats>) = t
+        .profile
+        .functions
+        .iter()
+        .filter(|f| f.kind != FuncKind::Native || f.self_seconds > 0.0)
+        .partition(|f| f.kind == FuncKind::Kernel);
     let mut rows: Vec<_> =
         rest.into_iter().map(|f| (function_labels(t, f), (f.self_seconds, f.total_seconds))).collect();
     if !kernel.is_empty() {
@@ -580,6 +587,24 @@ pub(crate) mod tests {
             );
             assert!(text.contains(&series), "{text}");
         }
+    }
+
+    #[test]
+    fn native_callers_without_self_time_are_no_series() {
+        let mut t = target();
+        let native = |name: &str, self_seconds| FunctionStats {
+            name: name.into(),
+            zeek_name: None,
+            kind: FuncKind::Native,
+            file: None,
+            calls: None,
+            self_seconds,
+            total_seconds: 3.0,
+        };
+        t.profile.functions.extend([native("main", 0.0), native("memcpy", 0.5)]);
+        let text = encode(&exposition(vec![t]));
+        assert!(text.contains(r#"function="memcpy",kind="native"} 3"#), "{text}");
+        assert!(!text.contains(r#"function="main""#), "{text}");
     }
 
     #[test]

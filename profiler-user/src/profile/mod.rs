@@ -199,8 +199,9 @@ mod tests {
         assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
     }
 
-    /// Unwound native stacks change the stacks shown, not the rows: functions and caller edges
-    /// add up the script-side stack whether or not a sample's native stack was unwound.
+    /// Unwound native stacks change the stacks shown, not the script rows: functions and caller
+    /// edges add up the script-side stack whether or not a sample's native stack was unwound.
+    /// The native callers unwound get rows of inclusive time.
     #[test]
     fn native_stacks_are_spliced_into_the_stacks_and_leave_the_rows_as_they_were() {
         use crate::binary::symbols::{SCRIPT_FUNC_INVOKE, Symbol, SymbolIndex};
@@ -232,12 +233,20 @@ mod tests {
             snap.native_stacks.add(3, 1, vec![0x1010, 0x2010, 0x3010]);
         }
         let unwound = profile(&snap);
-        let rows = |p: &Profile| {
-            let f: Vec<_> = p.functions.iter().map(|f| (f.name.clone(), f.self_seconds, f.total_seconds)).collect();
+        let rows = |p: &Profile, kind: Option<FuncKind>| {
+            let of_kind =
+                |f: &&FunctionStats| kind.is_none_or(|k| f.kind == k) && (kind.is_some() || f.kind != FuncKind::Native);
+            let f: Vec<_> =
+                p.functions.iter().filter(of_kind).map(|f| (f.name.clone(), f.self_seconds, f.total_seconds)).collect();
             let e: Vec<_> = p.callers.iter().map(|e| (e.caller.clone(), e.callee.clone(), e.total_seconds)).collect();
             (f, e)
         };
-        assert_eq!(rows(&unwound), rows(&by_leaf));
+        assert_eq!(rows(&unwound, None), rows(&by_leaf, None));
+        assert!(rows(&by_leaf, Some(FuncKind::Native)).0.is_empty());
+        let natives = rows(&unwound, Some(FuncKind::Native)).0;
+        for name in ["main", "zeek::detail::ScriptFunc::Invoke", "zeek::detail::StmtList::Exec"] {
+            assert!(natives.contains(&(name.to_owned(), 0.0, 2.0)), "{name}: 20 samples inclusive: {natives:?}");
+        }
         let sampling = unwound.sampling.unwrap();
         assert_eq!(sampling.native_stacks, NativeStackShare { enabled: true, samples: 40, unwound: 20, to_main: 20 });
         assert_eq!(unwound.probe_health.mismatched_stacks, 5);

@@ -67,6 +67,7 @@ pub(super) fn count_samples(
                 native.to_main += if reaches_main(&spliced.frames) { n } else { 0 };
                 mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
                 add_to_components(&mut components, &spliced.frames, n);
+                add_native_totals(tally, &spliced.frames, &frames, n);
                 *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
             }
         }
@@ -100,6 +101,19 @@ fn add_to_components(components: &mut BTreeMap<String, u64>, frames: &[DecodedFr
     let on_stack: BTreeSet<String> = frames.iter().filter_map(component_of).collect();
     for component in on_stack {
         *components.entry(component).or_default() += samples;
+    }
+}
+
+/// Total samples to the native functions an unwound stack adds to the script-side one (its
+/// callers in C++: the run loop, packet analysis, the interpreter), once each however often
+/// recursion repeats them; the script-side stack's own frames have theirs already.
+fn add_native_totals(tally: &mut Tally, unwound: &[DecodedFrame], script_side: &[DecodedFrame], samples: u64) {
+    let mut seen: HashSet<&str> =
+        script_side.iter().filter(|f| f.kind == FuncKind::Native).map(|f| f.frame.name.as_str()).collect();
+    for f in unwound.iter().filter(|f| f.kind == FuncKind::Native) {
+        if seen.insert(&f.frame.name) {
+            tally.function(&f.frame.name, FuncKind::Native).total_samples += samples;
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! total shares), exact calls when counted, and the busiest log streams.
 use std::fmt::Write as _;
 
-use crate::profile::Profile;
+use crate::{
+    profile::{FunctionStats, Profile},
+    symbolize::FuncKind,
+};
 
 /// Rows shown per table; the rest is in summary.json.
 pub const TOP_ROWS: usize = 25;
@@ -48,7 +51,12 @@ pub fn render(profile: &Profile) -> String {
         }
     }
 
-    let rows: Vec<_> = profile.functions.iter().filter(|f| f.total_seconds > 0.0 || f.calls.is_some()).collect();
+    // Native code that only calls (main, the run loop: its time is all below it) is in
+    // summary.json; here it would sit at the top of every table.
+    let shown = |f: &&FunctionStats| {
+        (f.total_seconds > 0.0 || f.calls.is_some()) && (f.kind != FuncKind::Native || f.self_seconds > 0.0)
+    };
+    let rows: Vec<_> = profile.functions.iter().filter(shown).collect();
     if !rows.is_empty() {
         let cpu_seconds = sampled as f64 / profile.sampling.as_ref().map_or(1, |s| s.hz.max(1)) as f64;
         let share = |seconds: f64| {
