@@ -46,20 +46,21 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         KernelSymbols::prefetch();
     }
     // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
-    // report once it has stopped.
-    let mut final_profile = None;
+    // report once it has stopped. At its exit stop it is held only to read what needs it
+    // alive: its counts, mappings and names, and its CPU time, every thread's summed.
+    let mut at_exit = None;
     let exit = tracee.run_to_exit(|| {
         session.learn_names(&probes.log_write_keys());
-        let mut profile = session.profile(&probes.snapshot());
-        // At its exit stop the process is still there, with every thread's CPU time summed.
-        profile.target.cpu_seconds = ProcessStats::read(profile.target.pid).map(|s| s.cpu_seconds);
-        final_profile = Some(profile);
+        let snapshot = probes.snapshot();
+        at_exit = Some((snapshot, ProcessStats::read(session.pid()).map(|s| s.cpu_seconds)));
     })?;
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
-    let profile = final_profile.unwrap_or_else(|| session.profile(&probes.snapshot()));
+    let (snapshot, cpu_seconds) = at_exit.unwrap_or_else(|| (probes.snapshot(), None));
     // Detaching takes the kernel ~0.1 s per uprobe (it waits for every CPU to leave the
-    // probe): done while the report is written.
-    let detached = std::thread::spawn(move || drop((session, probes)));
+    // probe): done while the samples are symbolised and the report is written.
+    let detached = std::thread::spawn(move || drop(probes));
+    let mut profile = session.profile(&snapshot);
+    profile.target.cpu_seconds = cpu_seconds;
 
     // The table is shown even when the files could not be written.
     let written = report::write_all(&args.out, &profile, started.elapsed());
