@@ -161,17 +161,19 @@ impl ElfFile {
         index
     }
 
-    /// The PLT's stubs as functions named `name@plt`, as perf and gdb name them: a call into
-    /// another library samples there first, and no symbol covers a stub. x86-64 layout: one
-    /// 16-byte stub per `.rela.plt` entry, in its order, in `.plt.sec` (IBT builds) or in
-    /// `.plt` after the lazy resolver's 16 bytes.
+    /// The PLT's stubs as functions named `name@plt`, as perf and objdump name them: a call
+    /// into another library samples there first, and no symbol covers a stub. x86-64 layout:
+    /// 16-byte stubs in `.plt.sec` (IBT builds), or in `.plt` after the lazy resolver's 16
+    /// bytes, stub `i` jumping through `.got.plt` slot `3 + i` (the first three are the
+    /// dynamic linker's); a `.rela.plt` entry names the function its slot is for.
     fn add_plt_stubs(&self, index: &mut SymbolIndex) {
         const STUB: u64 = 16;
         const RELA: usize = 24;
+        const RESERVED_SLOTS: u64 = 3;
         let file = self.parsed();
-        let (Some(relocations), Some(dynsym)) = (file.section_by_name(".rela.plt"), file.dynamic_symbol_table()) else {
-            return;
-        };
+        let sections =
+            (file.section_by_name(".rela.plt"), file.section_by_name(".got.plt"), file.dynamic_symbol_table());
+        let (Some(relocations), Some(got), Some(dynsym)) = sections else { return };
         let (stubs, first) = match file.section_by_name(".plt.sec") {
             Some(sec) => (sec, 0),
             None => match file.section_by_name(".plt") {
@@ -180,16 +182,22 @@ impl ElfFile {
             },
         };
         let Ok(entries) = relocations.data() else { return };
-        for (i, entry) in entries.chunks_exact(RELA).enumerate() {
-            let info = u64::from_le_bytes(entry[8..16].try_into().unwrap_or_default());
-            let address = stubs.address() + first + i as u64 * STUB;
+        for entry in entries.chunks_exact(RELA) {
+            let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().unwrap_or_default());
+            let (slot, info) = (field(0), field(8));
+            let Some(stub) = (slot.wrapping_sub(got.address()) / 8).checked_sub(RESERVED_SLOTS) else { continue };
+            let address = stubs.address() + first + stub * STUB;
+            if slot < got.address() || address + STUB > stubs.address() + stubs.size() {
+                continue;
+            }
             let Ok(symbol) = dynsym.symbol_by_index(object::SymbolIndex((info >> 32) as usize)) else { continue };
-            match symbol.name() {
-                Ok(name) if !name.is_empty() && address + STUB <= stubs.address() + stubs.size() => index.insert(
+            if let Ok(name) = symbol.name()
+                && !name.is_empty()
+            {
+                index.insert(
                     &format!("{name}{PLT_SUFFIX}"),
                     Symbol { address, size: STUB, is_function: true, is_weak: false },
-                ),
-                _ => continue,
+                );
             }
         }
     }
@@ -260,22 +268,20 @@ mod tests {
     use super::*;
     use crate::target::mappings;
 
-    /// The C++ runtime this test runs on calls into libc through its PLT: each stub is a
-    /// function named after what it calls, demangled like any other.
+    /// The C library this test runs on calls some of its own functions through its PLT: the
+    /// stub is a function named after what it calls, where objdump (binutils) puts it too.
     #[test]
     fn plt_stubs_are_named_after_what_they_call() {
         let maps = mappings::read(std::process::id());
-        let libstdcxx = maps.iter().find(|m| m.path.contains("/libstdc++.so")).expect("libstdc++ mapped");
-        let elf = ElfFile::open(libstdcxx.path.as_ref()).unwrap();
+        let libc = maps.iter().find(|m| m.path.contains("/libc.so")).expect("libc mapped");
+        let elf = ElfFile::open(libc.path.as_ref()).unwrap();
         let symbols = elf.symbols();
-        let stub = symbols.get("memcpy@plt").expect("a stub for memcpy");
-        let parsed = elf.parsed();
-        let plt = parsed.section_by_name(".plt.sec").or_else(|| parsed.section_by_name(".plt")).unwrap();
-        assert!((plt.address()..plt.address() + plt.size()).contains(&stub.address), "{stub:?} in the PLT");
-        let functions = symbols.functions();
-        assert_eq!(functions.lookup(stub.address + 4).as_deref(), Some("memcpy@plt"));
-        let stubs = (0..plt.size() / 16).filter_map(|i| functions.lookup(plt.address() + i * 16 + 4));
-        let cxx = stubs.into_iter().find(|n| n.contains("::"));
-        assert!(cxx.is_some_and(|n| n.ends_with("@plt") && !n.starts_with("_Z")), "C++ stubs demangled");
+        let stub = symbols.get("calloc@plt").expect("a stub for calloc");
+        let objdump =
+            std::process::Command::new("objdump").args(["-d", "-j", ".plt"]).arg(&libc.path).output().unwrap();
+        let listing = String::from_utf8_lossy(&objdump.stdout);
+        let theirs = listing.lines().find_map(|l| l.strip_suffix(" <calloc@plt>:"));
+        assert_eq!(theirs.and_then(|a| u64::from_str_radix(a, 16).ok()), Some(stub.address), "objdump's calloc@plt");
+        assert_eq!(symbols.functions().lookup(stub.address + 4).as_deref(), Some("calloc@plt"));
     }
 }

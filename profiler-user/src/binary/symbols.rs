@@ -151,6 +151,12 @@ mod tests {
     }
 
     #[test]
+    fn plt_stubs_keep_their_suffix_after_the_demangled_name() {
+        assert_eq!(demangle("_ZN4zeek10Connection10NextPacketEdb@plt"), "zeek::Connection::NextPacket@plt");
+        assert_eq!(demangle("calloc@plt"), "calloc@plt");
+    }
+
+    #[test]
     fn finds_a_classs_out_of_line_members_only() {
         let mut index = SymbolIndex::default();
         let function = |address, is_weak| Symbol { address, size: 8, is_function: true, is_weak };
