@@ -387,6 +387,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         binary::LayoutSource,
+        live_view::interval::tests::function,
         profile::{
             CallerEdge, ComponentTime, FunctionStats, ProbeHealth, Sampling, SourceTime, StreamWrites, TargetSummary,
         },
@@ -592,15 +593,7 @@ pub(crate) mod tests {
     #[test]
     fn native_callers_without_self_time_are_no_series() {
         let mut t = target();
-        let native = |name: &str, self_seconds| FunctionStats {
-            name: name.into(),
-            zeek_name: None,
-            kind: FuncKind::Native,
-            file: None,
-            calls: None,
-            self_seconds,
-            total_seconds: 3.0,
-        };
+        let native = |name: &str, self_seconds| function(name, FuncKind::Native, self_seconds, 3.0, None);
         t.profile.functions.extend([native("main", 0.0), native("memcpy", 0.5)]);
         let text = encode(&exposition(vec![t]));
         assert!(text.contains(r#"function="memcpy",kind="native"} 3"#), "{text}");
@@ -610,15 +603,7 @@ pub(crate) mod tests {
     #[test]
     fn kernel_functions_are_one_series() {
         let mut t = target();
-        let kernel = |name: &str, seconds| FunctionStats {
-            name: name.into(),
-            zeek_name: None,
-            kind: FuncKind::Kernel,
-            file: None,
-            calls: None,
-            self_seconds: seconds,
-            total_seconds: 2.0,
-        };
+        let kernel = |name: &str, seconds| function(name, FuncKind::Kernel, seconds, 2.0, None);
         t.profile.functions.extend([kernel("[k] read_zero", 0.5), kernel("[k] do_syscall_64", 0.25)]);
         let text = encode(&exposition(vec![t]));
         for family in ["zeek_probe_function_self_seconds_total", "zeek_probe_function_seconds_total"] {
