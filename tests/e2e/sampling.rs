@@ -290,10 +290,10 @@ fn kernel_time_is_shown_as_kernel_and_library_code_by_its_symbols() {
     assert!((got - want).abs() <= bound, "memset: sampled {got:.2}%, true {want:.2}% (± {bound:.2})\n{folded}");
 
     // Libraries with symbols (libc, libstdc++, ld.so, the vDSO) name their code where it ran.
-    // (An unwound stack's root may be a bare name: ld.so's entry point has no symbol size. And
-    // libgcc_s and libstdc++ ship without symbols for the static functions of C++ exception
+    // (libgcc_s and libstdc++ ship without symbols for the static functions of C++ exception
     // handling, nor debug files: what runs under `_Unwind_*` for the fixture's throwing BIF
-    // stays bare.)
+    // stays bare. ld.so's entry point, where the command's first sample lands, is named by
+    // its debug file's sizeless `_start`.)
     for (frames, _) in &stacks {
         let leaf = user_leaf(frames).1;
         let unwinding_an_exception = frames.iter().any(|f| f.starts_with("_Unwind_"));

@@ -82,18 +82,48 @@ impl SymbolIndex {
             .min()
     }
 
-    /// Functions with a size, sorted by address, for naming instruction pointers.
+    /// Functions sorted by address, for naming instruction pointers. A function symbol without
+    /// a size (assembly entry points: ld.so's `_start`, where a new process's first sample
+    /// lands) reaches to the next function, at most [`SIZELESS_REACH`] bytes, as perf extends
+    /// them; one that shares its address with a sized symbol adds nothing.
     pub fn functions(&self) -> NativeSymbols {
         let mut functions: Vec<(u64, u64, String)> = self
             .by_name
             .iter()
-            .filter(|(_, s)| s.size > 0 && s.is_function)
+            .filter(|(_, s)| s.is_function)
             .map(|(name, s)| (s.address, s.size, name.clone()))
             .collect();
         functions.sort_unstable();
+        let starts: Vec<u64> = functions.iter().map(|(start, _, _)| *start).collect();
+        let sized_at = |address: u64| {
+            let at = starts.partition_point(|s| *s < address)..starts.partition_point(|s| *s <= address);
+            functions[at].iter().any(|(_, size, _)| *size > 0)
+        };
+        let extended: Vec<Option<u64>> = functions
+            .iter()
+            .map(|(start, size, _)| {
+                if *size > 0 {
+                    return Some(*size);
+                }
+                if sized_at(*start) {
+                    return None;
+                }
+                let next = starts[starts.partition_point(|s| s <= start)..].first().copied();
+                Some(next.map_or(SIZELESS_REACH, |next| (next - start).min(SIZELESS_REACH)))
+            })
+            .collect();
+        let functions = functions
+            .into_iter()
+            .zip(extended)
+            .filter_map(|((start, _, name), size)| Some((start, size?, name)))
+            .collect();
         NativeSymbols { functions }
     }
 }
+
+/// How far a function symbol without a size reaches at most: entry stubs are short, and a
+/// stray label must not name the rest of a file's code.
+const SIZELESS_REACH: u64 = 4096;
 
 /// Whether `name` mangles a member of the nested name `prefix` (not of a longer one that
 /// merely starts like it: `_ZN4zeek3ValE…` is `Val`'s, `_ZN4zeek6ValMgr…` is not).
@@ -148,6 +178,27 @@ mod tests {
         assert_eq!(functions.lookup(0x2008).as_deref(), Some("main"));
         assert_eq!(functions.lookup(0x1100), None, "past the end of NextPacket");
         assert_eq!(functions.lookup(0x10), None);
+    }
+
+    #[test]
+    fn a_sizeless_function_reaches_to_the_next_one() {
+        let mut index = SymbolIndex::default();
+        let function = |address, size| Symbol { address, size, is_function: true, is_weak: false };
+        // ld.so's entry point and the label after it, as its debug file has them.
+        index.insert("_start", function(0x1ab70, 0));
+        index.insert("_dl_start_user", function(0x1ab78, 0));
+        index.insert("_dl_start", function(0x1b770, 0x746));
+        // A label at a sized function's address, and one far from anything after it.
+        index.insert("alias_label", function(0x1b770, 0));
+        index.insert("last_label", function(0x40000, 0));
+        let functions = index.functions();
+        assert_eq!(functions.lookup(0x1ab70).as_deref(), Some("_start"));
+        assert_eq!(functions.lookup(0x1ab77).as_deref(), Some("_start"));
+        assert_eq!(functions.lookup(0x1ab80).as_deref(), Some("_dl_start_user"));
+        assert_eq!(functions.lookup(0x1b76f).as_deref(), Some("_dl_start_user"), "up to the next function");
+        assert_eq!(functions.lookup(0x1b780).as_deref(), Some("_dl_start"));
+        assert_eq!(functions.lookup(0x40000 + 4095).as_deref(), Some("last_label"));
+        assert_eq!(functions.lookup(0x40000 + 4096).as_deref(), None, "at most SIZELESS_REACH");
     }
 
     #[test]

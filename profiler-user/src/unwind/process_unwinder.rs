@@ -23,6 +23,10 @@ use crate::target::mappings::{self, Mapping};
 /// maps the libraries within milliseconds of the first samples; plugins load later).
 const MAPS_REREAD: Duration = Duration::from_millis(100);
 
+/// The end of the first page, where no code is ever mapped (vm.mmap_min_addr keeps it unmapped;
+/// a kernel allowing page zero still loads no file there).
+const PAGE_ZERO_END: u64 = 4096;
+
 pub struct ProcessUnwinder {
     pid: u32,
     unwinder: UnwinderX86_64<MappedSection>,
@@ -87,11 +91,15 @@ impl ProcessUnwinder {
     /// caller. (Whether it reached `main` is told by name: the unwinder also ends "cleanly" at
     /// a frame it falls back to frame pointers for.)
     pub fn unwind(&mut self, header: &NativeStackHeader, stack: &[u8], binaries: &mut BinaryCache) -> NativeFrames {
-        let frames = self.walk(header, stack);
+        let mut frames = self.walk(header, stack);
         // The walk stops at the first address of a file not known yet: its root-most frame.
         if frames.first().is_some_and(|address| !self.knows(*address)) && self.read_maps(binaries) {
-            return self.walk(header, stack);
+            frames = self.walk(header, stack);
         }
+        // A "return address" in the first page is a value the walk took for one where there
+        // is none: at a new process's entry point the stack's top word is argc.
+        let roots_in_page_zero = frames.iter().take_while(|address| **address < PAGE_ZERO_END).count();
+        frames.drain(..roots_in_page_zero);
         frames
     }
 
@@ -162,5 +170,26 @@ mod tests {
         assert!(unwound.iter().all(|a| mappings::mapping_of(&files, *a).is_some()), "{unwound:?}");
         // The innermost frame is the captured instruction pointer itself.
         assert_eq!(unwound.last(), Some(&header.ip));
+    }
+
+    /// A process stopped at its first instruction (ld.so's `_start`, after execve) has argc
+    /// where a return address would be: the frames are the entry point alone.
+    #[test]
+    fn a_process_at_its_entry_point_has_the_entry_point_alone() {
+        use object::{Object, read::elf::ElfFile64};
+        let files = mappings::read(std::process::id());
+        let ld_so = files.iter().find(|m| m.path.contains("/ld-linux") && m.offset == 0).expect("ld.so is mapped");
+        let bytes = std::fs::read(&ld_so.path).unwrap();
+        let entry = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap().entry();
+        // argc 4, argv[0..4], the null ending argv: the top of a new process's stack.
+        let stack: Vec<u8> = [4u64, 0x7ffd_0000_1000, 0x7ffd_0000_1010, 0x7ffd_0000_1020, 0x7ffd_0000_1030, 0]
+            .iter()
+            .flat_map(|word| word.to_le_bytes())
+            .collect();
+        let ip = ld_so.start + entry;
+        let header =
+            NativeStackHeader { ip, sp: 0x7ffd_0000_0000, stack_len: stack.len() as u32, ..Default::default() };
+        let unwound = ProcessUnwinder::new(std::process::id()).unwind(&header, &stack, &mut BinaryCache::default());
+        assert_eq!(unwound, [ip]);
     }
 }
