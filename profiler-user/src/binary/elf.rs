@@ -139,7 +139,7 @@ impl ElfFile {
     /// Defined function and data symbols from `.dynsym`, then `.symtab` when present.
     pub fn symbols(&self) -> SymbolIndex {
         let file = self.parsed();
-        let mut index = SymbolIndex::default();
+        let mut found = Vec::new();
         for sym in file.dynamic_symbols().chain(file.symbols()) {
             if sym.is_undefined() || sym.address() == 0 {
                 continue;
@@ -151,12 +151,13 @@ impl ElfFile {
                 && !name.is_empty()
             {
                 let is_function = sym.kind() == SymbolKind::Text;
-                index.insert(
+                found.push((
                     name,
                     Symbol { address: sym.address(), size: sym.size(), is_function, is_weak: sym.is_weak() },
-                );
+                ));
             }
         }
+        let mut index = SymbolIndex::of(&found);
         self.add_plt_stubs(&mut index);
         index
     }

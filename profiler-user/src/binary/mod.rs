@@ -7,6 +7,7 @@ pub mod file_id;
 pub mod layout;
 pub mod layout_cache;
 pub mod layout_fields;
+pub mod name_arena;
 pub mod probe_points;
 pub mod prologue;
 pub mod symbols;

@@ -1,7 +1,11 @@
 //! Zeek's symbols the probes use (zeek-abi.md §1) and a name → address index over an ELF's
 //! `.dynsym` and `.symtab`. Zeek links with `-rdynamic`, so everything named here is in
 //! `.dynsym` even when the binary is stripped.
-use std::collections::HashMap;
+use std::hash::BuildHasher as _;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::name_arena::{NameArena, NameRef};
 
 pub const SCRIPT_FUNC_INVOKE: &str =
     "_ZNK4zeek6detail10ScriptFunc6InvokeEPSt6vectorINS_12IntrusivePtrINS_3ValEEESaIS5_EEPNS0_5FrameE";
@@ -35,26 +39,57 @@ pub struct Symbol {
     pub is_weak: bool,
 }
 
+/// Symbols by name, the first of equal names kept (`.dynsym` is read first; a `.symtab`
+/// duplicate adds nothing).
 #[derive(Debug, Default)]
 pub struct SymbolIndex {
-    by_name: HashMap<String, Symbol>,
+    names: NameArena,
+    symbols: Vec<(NameRef, Symbol)>,
+    /// Indexes into `symbols`, hashed by name.
+    by_name: HashTable<usize>,
+    hasher: DefaultHashBuilder,
 }
 
 impl SymbolIndex {
+    /// An index built from `symbols`, sized for them up front.
+    pub fn of(symbols: &[(&str, Symbol)]) -> Self {
+        let mut index = Self {
+            symbols: Vec::with_capacity(symbols.len()),
+            by_name: HashTable::with_capacity(symbols.len()),
+            ..Self::default()
+        };
+        for (name, symbol) in symbols {
+            index.insert(name, *symbol);
+        }
+        index
+    }
+
     pub fn insert(&mut self, name: &str, symbol: Symbol) {
-        // .dynsym is read first; a .symtab duplicate adds nothing.
-        self.by_name.entry(name.to_owned()).or_insert(symbol);
+        let hash = self.hasher.hash_one(name);
+        let Self { names, symbols, by_name, hasher } = self;
+        if by_name.find(hash, |&i| names.get(symbols[i].0) == name).is_some() {
+            return;
+        }
+        let Some(at) = names.push(name) else { return };
+        symbols.push((at, symbol));
+        by_name.insert_unique(hash, symbols.len() - 1, |&i| hasher.hash_one(names.get(symbols[i].0)));
     }
 
     /// Adds `other`'s symbols that this index does not name yet (a debug file's locals).
     pub fn extend(&mut self, other: SymbolIndex) {
-        for (name, symbol) in other.by_name {
-            self.by_name.entry(name).or_insert(symbol);
+        for (name, symbol) in other.iter() {
+            self.insert(name, symbol);
         }
     }
 
+    fn iter(&self) -> impl Iterator<Item = (&str, Symbol)> {
+        self.symbols.iter().map(|(name, symbol)| (self.names.get(*name), *symbol))
+    }
+
     pub fn get(&self, name: &str) -> Option<Symbol> {
-        self.by_name.get(name).copied()
+        let hash = self.hasher.hash_one(name);
+        let i = self.by_name.find(hash, |&i| self.names.get(self.symbols[i].0) == name)?;
+        Some(self.symbols[*i].1)
     }
 
     pub fn address(&self, name: &str) -> Option<u64> {
@@ -63,9 +98,7 @@ impl SymbolIndex {
 
     /// The first symbol whose name starts with `prefix` (names are sorted for determinism).
     pub fn find_prefix(&self, prefix: &str) -> Option<&str> {
-        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).filter(|n| n.starts_with(prefix)).collect();
-        names.sort_unstable();
-        names.first().copied()
+        self.iter().map(|(name, _)| name).filter(|n| n.starts_with(prefix)).min()
     }
 
     /// The lowest out-of-line member function of `class` (qualified: `zeek::detail::Frame`).
@@ -75,8 +108,7 @@ impl SymbolIndex {
         let nested: String = class.split("::").map(|part| format!("{}{part}", part.len())).collect();
         // Plain and const member functions.
         let prefixes = [format!("_ZN{nested}"), format!("_ZNK{nested}")];
-        self.by_name
-            .iter()
+        self.iter()
             .filter(|(name, s)| s.is_function && !s.is_weak && prefixes.iter().any(|p| member_of(name, p)))
             .map(|(_, s)| s.address)
             .min()
@@ -87,37 +119,29 @@ impl SymbolIndex {
     /// lands) reaches to the next function, at most [`SIZELESS_REACH`] bytes, as perf extends
     /// them; one that shares its address with a sized symbol adds nothing.
     pub fn functions(&self) -> NativeSymbols {
-        let mut functions: Vec<(u64, u64, String)> = self
-            .by_name
-            .iter()
-            .filter(|(_, s)| s.is_function)
-            .map(|(name, s)| (s.address, s.size, name.clone()))
-            .collect();
+        let mut functions: Vec<(u64, u64, &str)> =
+            self.iter().filter(|(_, s)| s.is_function).map(|(name, s)| (s.address, s.size, name)).collect();
         functions.sort_unstable();
         let starts: Vec<u64> = functions.iter().map(|(start, _, _)| *start).collect();
         let sized_at = |address: u64| {
             let at = starts.partition_point(|s| *s < address)..starts.partition_point(|s| *s <= address);
             functions[at].iter().any(|(_, size, _)| *size > 0)
         };
-        let extended: Vec<Option<u64>> = functions
-            .iter()
-            .map(|(start, size, _)| {
-                if *size > 0 {
-                    return Some(*size);
+        let mut native = NativeSymbols::default();
+        for (start, size, name) in &functions {
+            let size = match *size {
+                0 if sized_at(*start) => continue,
+                0 => {
+                    let next = starts[starts.partition_point(|s| s <= start)..].first();
+                    next.map_or(SIZELESS_REACH, |next| (next - start).min(SIZELESS_REACH))
                 }
-                if sized_at(*start) {
-                    return None;
-                }
-                let next = starts[starts.partition_point(|s| s <= start)..].first().copied();
-                Some(next.map_or(SIZELESS_REACH, |next| (next - start).min(SIZELESS_REACH)))
-            })
-            .collect();
-        let functions = functions
-            .into_iter()
-            .zip(extended)
-            .filter_map(|((start, _, name), size)| Some((start, size?, name)))
-            .collect();
-        NativeSymbols { functions }
+                size => size,
+            };
+            if let Some(at) = native.names.push(name) {
+                native.functions.push((*start, size, at));
+            }
+        }
+        native
     }
 }
 
@@ -134,15 +158,17 @@ fn member_of(name: &str, prefix: &str) -> bool {
 /// Function symbols by address: link-time address → demangled name.
 #[derive(Debug, Clone, Default)]
 pub struct NativeSymbols {
-    functions: Vec<(u64, u64, String)>,
+    names: NameArena,
+    /// Start, size and name, by start.
+    functions: Vec<(u64, u64, NameRef)>,
 }
 
 impl NativeSymbols {
     /// The function containing the link-time `address`, demangled.
     pub fn lookup(&self, address: u64) -> Option<String> {
         let i = self.functions.partition_point(|(start, _, _)| *start <= address).checked_sub(1)?;
-        let (start, size, name) = &self.functions[i];
-        (address < start + size).then(|| demangle(name))
+        let (start, size, name) = self.functions[i];
+        (address < start + size).then(|| demangle(self.names.get(name)))
     }
 }
 
