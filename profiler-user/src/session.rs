@@ -53,8 +53,8 @@ pub struct Session {
     streams: LogStreamNames,
     /// The process's mappings as last read while it ran.
     mappings: Vec<Mapping>,
-    /// Its libraries' symbols, read as samples land in them.
-    libraries: LibrarySymbols,
+    /// Its libraries' symbols, read as samples land in them (or ahead: `LibraryPrefetch`).
+    libraries: Arc<LibrarySymbols>,
 }
 
 impl Session {
@@ -91,7 +91,7 @@ impl Session {
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
-        let libraries = LibrarySymbols::new(pid).skipping(&process.exe_link);
+        let libraries = Arc::new(LibrarySymbols::new(pid).skipping(&process.exe_link));
         Ok(Self {
             process,
             binary,
@@ -106,6 +106,11 @@ impl Session {
 
     pub fn pid(&self) -> u32 {
         self.process.pid
+    }
+
+    /// Its libraries' symbols, to read ahead of the profile.
+    pub fn libraries(&self) -> Arc<LibrarySymbols> {
+        Arc::clone(&self.libraries)
     }
 
     /// Names what only the live process can name (log streams). Call it regularly while the

@@ -9,7 +9,7 @@ use crate::{
     probes::{ProbeScope, Probes},
     report::{self, top_table},
     session::Session,
-    symbolize::KernelSymbols,
+    symbolize::{KernelSymbols, LibraryPrefetch},
     target::{Tracee, stats::ProcessStats},
 };
 
@@ -42,9 +42,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         }
     };
 
-    if probes.plan().sample.is_some() {
+    // The symbols samples will be named by are read while the command runs.
+    let prefetch = probes.plan().sample.map(|_| {
         KernelSymbols::prefetch();
-    }
+        LibraryPrefetch::start(session.pid(), session.libraries())
+    });
     // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
     // report once it has stopped. At its exit stop it is held only to read what needs it
     // alive: its counts, mappings and names, and its CPU time, every thread's summed.
@@ -59,6 +61,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // Detaching takes the kernel ~0.1 s per uprobe (it waits for every CPU to leave the
     // probe): done while the samples are symbolised and the report is written.
     let detached = std::thread::spawn(move || drop(probes));
+    if let Some(prefetch) = prefetch {
+        prefetch.finish();
+    }
     let mut profile = session.profile(&snapshot);
     profile.target.cpu_seconds = cpu_seconds;
 

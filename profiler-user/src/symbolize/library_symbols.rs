@@ -117,6 +117,20 @@ impl LibrarySymbols {
         library.name_at(ip.checked_sub(mapping.start)? + mapping.offset)
     }
 
+    /// Reads every library of `mappings` not read yet (but the executable).
+    pub fn read_mapped(&self, mappings: &[Mapping]) {
+        for mapping in mappings {
+            if self.executable.as_deref() != Some(mapping.path.as_str()) && !self.is_read(&mapping.path) {
+                self.library(&mapping.path);
+            }
+        }
+    }
+
+    /// Whether the library at `path` was read (or found unreadable) already.
+    pub fn is_read(&self, path: &str) -> bool {
+        lock(&self.libraries).contains_key(path)
+    }
+
     fn library(&self, path: &str) -> Option<Arc<Library>> {
         lock(&self.libraries)
             .entry(path.to_owned())
