@@ -2,6 +2,7 @@
 //! attaches its uprobes at a binary's probe points, `sampler` starts the CPU sampler, and
 //! `maps` registers targets and reads what the programs counted. `Probes` holds them together.
 pub mod error;
+pub mod kernel_btf;
 pub mod kernel_features;
 pub mod links;
 pub mod map_sizes;
