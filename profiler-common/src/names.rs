@@ -23,7 +23,7 @@ pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
 /// ...and the program that counts the sample (and copies its native stack), at this slot.
 pub const SAMPLE_FINISH_SLOT: u32 = 1;
-/// Main-thread user stacks and registers, for user space to unwind (`native_stacks`).
+/// Sampled threads' user stacks and registers, for user space to unwind (`native_stacks`).
 pub const NATIVE_STACKS: &str = "NATIVE_STACKS";
 /// The event dispatch in progress per process (user space deletes a forgotten process's).
 pub const DISPATCH_STATE: &str = "DISPATCH_STATE";

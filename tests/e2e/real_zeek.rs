@@ -377,7 +377,8 @@ fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
     // Its log writer threads: from libc's thread start through Zeek's thread loop.
     let (thread_samples, thread_unwound, to_start) = crate::native_stacks::thread_share(&summary);
     assert!(to_start * 100 >= thread_unwound * 90, "{to_start} of {thread_unwound} thread stacks reach their start");
-    let writers = crate::native_stacks::thread_samples_through(&stacks, "zk.", "zeek::threading::BasicThread::launcher");
+    let writers =
+        crate::native_stacks::thread_samples_through(&stacks, "zk.", "zeek::threading::BasicThread::launcher");
     assert!(writers > 0, "no writer thread sample unwound through BasicThread::launcher of {thread_samples}");
 }
 

@@ -4,9 +4,9 @@
 //! threads are named by their thread name. A sample that interrupted the kernel also takes the
 //! kernel's own stack (its unwinder, through `bpf_get_stack`), under whichever of those it is.
 //! Main-thread samples also measure long event dispatches (`dispatches`); every sample sends
-//! its user registers and stack for unwinding (`native_stacks`). Counts accumulate per distinct stack in
-//! maps that user space reads when it likes: nothing wakes it per sample. The cost follows the
-//! sample rate, not Zeek's call rate.
+//! its user registers and stack for unwinding (`native_stacks`). Counts accumulate per
+//! distinct stack in maps that user space reads when it likes: nothing wakes it per sample.
+//! The cost follows the sample rate, not Zeek's call rate.
 
 use aya_ebpf::{
     EbpfContext,

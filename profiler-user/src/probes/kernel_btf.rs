@@ -50,13 +50,13 @@ impl<'a> Btf<'a> {
             let info = u32_at(rest, 4)?;
             let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
             let tail_len = match kind {
-                1 | 14 | 17 => 4,                     // int, var, decl tag
-                3 => 12,                              // array
-                4 | 5 | 15 => 12 * vlen,              // struct, union, datasec
-                6 | 13 => 8 * vlen,                   // enum, func proto
-                19 => 12 * vlen,                      // enum64
-                2 | 7..=12 | 16 | 18 => 0,            // ptr, fwd, typedef, qualifiers, func, float, type tag
-                _ => return None,                     // a kind this reader does not know
+                1 | 14 | 17 => 4,          // int, var, decl tag
+                3 => 12,                   // array
+                4 | 5 | 15 => 12 * vlen,   // struct, union, datasec
+                6 | 13 => 8 * vlen,        // enum, func proto
+                19 => 12 * vlen,           // enum64
+                2 | 7..=12 | 16 | 18 => 0, // ptr, fwd, typedef, qualifiers, func, float, type tag
+                _ => return None,          // a kind this reader does not know
             };
             let tail = rest.get(12..12 + tail_len)?;
             types.push(BtfType {

@@ -29,7 +29,7 @@ pub struct Probes {
     maps: ProbeMaps,
     links: links::UprobeLinks,
     sampler: sampler::Sampler,
-    /// Unwinds the main threads' native stacks, when the plan copies them.
+    /// Unwinds the sampled threads' native stacks, when the plan copies them.
     native_stacks: Option<NativeStackCollector>,
 }
 

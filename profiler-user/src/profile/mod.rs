@@ -249,7 +249,8 @@ mod tests {
         }
         let sampling = unwound.sampling.unwrap();
         let main_thread = StackShare { samples: 40, unwound: 20, to_root: 20 };
-        let expected = NativeStackShare { enabled: true, thread_stacks: true, main_thread, threads: StackShare::default() };
+        let expected =
+            NativeStackShare { enabled: true, thread_stacks: true, main_thread, threads: StackShare::default() };
         assert_eq!(sampling.native_stacks, expected);
         assert_eq!(unwound.probe_health.mismatched_stacks, 5);
         let shown = |samples| {

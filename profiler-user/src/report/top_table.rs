@@ -167,10 +167,9 @@ fn native_stacks_line(n: &NativeStackShare) -> String {
     }
     let (main, threads) = (n.main_thread, n.threads);
     let others = match n.thread_stacks {
-        true => format!(
-            "{} of {} other threads' ({} to their start)",
-            threads.unwound, threads.samples, threads.to_root
-        ),
+        true => {
+            format!("{} of {} other threads' ({} to their start)", threads.unwound, threads.samples, threads.to_root)
+        }
         false => "other threads by their name (no task_struct.thread.fsbase in the kernel's BTF)".to_owned(),
     };
     format!(
