@@ -101,7 +101,7 @@ impl<'a> Btf<'a> {
             }
             let offset = u32_at(m, 8)?;
             let (bits, bitfield) = if of.kind_flag { (offset & 0xff_ffff, offset >> 24) } else { (offset, 0) };
-            (bitfield == 0 && bits % 8 == 0).then_some((bits / 8, u32_at(m, 4)?))
+            (bitfield == 0 && bits.is_multiple_of(8)).then_some((bits / 8, u32_at(m, 4)?))
         })
     }
 
@@ -180,6 +180,6 @@ mod tests {
     fn the_running_kernel_has_task_struct_thread_fsbase() {
         let offset = task_fsbase_offset().expect("task_struct.thread.fsbase in /sys/kernel/btf/vmlinux");
         // task_struct is several KiB; `thread` is near its end, the member 8-byte aligned.
-        assert!(offset > 1024 && offset % 8 == 0, "{offset}");
+        assert!(offset > 1024 && offset.is_multiple_of(8), "{offset}");
     }
 }
