@@ -109,6 +109,10 @@ fn thread_stack_end(task: u64, sp: u64) -> Option<u64> {
         return None;
     }
     // SAFETY: a read of the current task's memory, checked below, not trusted.
-    let fs_base: u64 = unsafe { bpf_probe_read_kernel((task + offset) as *const u64).ok()? };
-    (fs_base > sp && fs_base - sp <= THREAD_STACK_SPAN_MAX).then_some(fs_base)
+    let fs_base: u64 = unsafe { bpf_probe_read_kernel((task + offset) as *const u64) }.unwrap_or(0);
+    let fits = fs_base > sp && fs_base - sp <= THREAD_STACK_SPAN_MAX;
+    if !fits {
+        bump(ProbeStat::ThreadStackEndUnknown);
+    }
+    fits.then_some(fs_base)
 }

@@ -119,6 +119,9 @@ fn fixture_writer_thread_stacks_unwind_to_the_threads_start_through_the_writer_l
     assert!(samples >= 10, "writer thread samples: {samples}");
     assert!(unwound * 100 >= samples * 90, "unwound {unwound} of {samples} other threads' samples");
     assert!(to_start * 100 >= unwound * 90, "{to_start} of {unwound} unwound to the thread's start");
+    // `std::thread`s are glibc's: each one's FS base tops its stack.
+    let no_end = summary["probe_health"]["thread_stack_end_unknown"].as_u64().unwrap();
+    assert!(no_end <= samples - unwound, "{no_end} samples without a stack end, {unwound} of {samples} unwound");
     let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
     let stacks = folded_stacks(&folded);
     let through_run = thread_samples_through(&stacks, "zk.", "zeek::logging::WriterBackend::Run");

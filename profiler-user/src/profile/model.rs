@@ -98,6 +98,9 @@ pub struct ProbeHealth {
     pub native_stacks_dropped: u64,
     /// Samples the sampler could not count (its last tail call failed).
     pub samples_lost: u64,
+    /// Samples of threads other than the main one whose stack end (FS base) did not fit their
+    /// stack: no stack copied, named by their thread.
+    pub thread_stack_end_unknown: u64,
     /// Counted calls whose function name could not be decoded in user space.
     pub unnamed_calls: u64,
     /// Samples whose stack could not be decoded.

@@ -93,6 +93,7 @@ pub fn render(profile: &Profile) -> String {
         (h.unnamed_samples, "samples without a stack"),
         (h.native_stacks_dropped, "native stacks dropped (ring full)"),
         (h.samples_lost, "samples lost"),
+        (h.thread_stack_end_unknown, "thread samples without a stack end (not a glibc thread's stack)"),
         (h.mismatched_stacks, "samples caught mid-call (native and script frames disagree)"),
     ];
     let problems: Vec<String> =
