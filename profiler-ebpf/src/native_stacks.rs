@@ -11,7 +11,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
+        generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
     },
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -58,7 +58,7 @@ pub fn copy_native_stack(pid: u32, layout: &TargetLayout, stack: u64) -> Option<
     // SAFETY: as above.
     let regs: pt_regs = unsafe { bpf_probe_read_kernel(bpf_task_pt_regs(task) as *const pt_regs).ok()? };
     let sp = regs.rsp;
-    let stack_end = if tid == pid { layout.main_stack_end } else { thread_stack_end(task as u64, sp)? };
+    let stack_end = if tid == pid { layout.main_stack_end } else { thread_stack_end(sp)? };
     if stack_end <= sp {
         return None;
     }
@@ -102,14 +102,17 @@ pub fn copy_native_stack(pid: u32, layout: &TargetLayout, stack: u64) -> Option<
 /// offset is unknown, the read fails or the two do not fit (a thread not made by glibc's
 /// `pthread_create`, one running on another stack).
 #[inline(always)]
-fn thread_stack_end(task: u64, sp: u64) -> Option<u64> {
+fn thread_stack_end(sp: u64) -> Option<u64> {
     // SAFETY: a global of this object, written only by the loader.
     let offset = unsafe { core::ptr::read_volatile(&raw const TASK_FSBASE_OFFSET) };
     if offset == 0 {
         return None;
     }
+    // The task as a plain address (not the BTF pointer): no pointer arithmetic for the
+    // verifier to judge, on any kernel.
     // SAFETY: a read of the current task's memory, checked below, not trusted.
-    let fs_base: u64 = unsafe { bpf_probe_read_kernel((task + offset) as *const u64) }.unwrap_or(0);
+    let fs_base: u64 =
+        unsafe { bpf_probe_read_kernel(bpf_get_current_task().wrapping_add(offset) as *const u64) }.unwrap_or(0);
     let fits = fs_base > sp && fs_base - sp <= THREAD_STACK_SPAN_MAX;
     if !fits {
         bump(ProbeStat::ThreadStackEndUnknown);
