@@ -23,7 +23,7 @@ pub const SAMPLE_STEPS: &str = "SAMPLE_STEPS";
 pub const SAMPLE_STEP_SLOT: u32 = 0;
 /// ...and the program that counts the sample (and copies its native stack), at this slot.
 pub const SAMPLE_FINISH_SLOT: u32 = 1;
-/// Main-thread user stacks and registers, for user space to unwind (`native_stacks`).
+/// Sampled threads' user stacks and registers, for user space to unwind (`native_stacks`).
 pub const NATIVE_STACKS: &str = "NATIVE_STACKS";
 /// The event dispatch in progress per process (user space deletes a forgotten process's).
 pub const DISPATCH_STATE: &str = "DISPATCH_STATE";
@@ -37,6 +37,9 @@ pub const DISPATCH_NANOS: &str = "DISPATCH_NANOS";
 pub const SAMPLE_PERIOD_NS: &str = "SAMPLE_PERIOD_NS";
 /// Most user stack bytes copied per native stack record, a global set at load (0: none).
 pub const NATIVE_STACK_BYTES: &str = "NATIVE_STACK_BYTES";
+/// Byte offset of `thread.fsbase` in the kernel's `task_struct`, a global set at load from the
+/// kernel's BTF (0: unknown, other threads' native stacks are not copied).
+pub const TASK_FSBASE_OFFSET: &str = "TASK_FSBASE_OFFSET";
 
 /// Counts one call per caller→callee edge, on the `Invoke` entries.
 pub const FUNC_INVOKE: &str = "func_invoke";

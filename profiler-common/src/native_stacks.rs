@@ -1,5 +1,5 @@
-//! Native stacks: for a main-thread sample the sampler also copies the top of the user stack
-//! and the registers an unwinder starts from into a ring buffer (`names::NATIVE_STACKS`), for
+//! Native stacks: for a sample the sampler also copies the top of the user stack and the
+//! registers an unwinder starts from into a ring buffer (`names::NATIVE_STACKS`), for
 //! user space to unwind with the target's `.eh_frame` (Zeek's release builds have no frame
 //! pointers, so the kernel cannot walk them). Each record names the `SAMPLES` key it was
 //! counted under, so user space can join the two.
@@ -8,6 +8,12 @@
 /// assembled in a per-CPU map, whose values the kernel limits to 32 KiB. The BPF side copies
 /// `min(this, NATIVE_STACK_BYTES global, stack end − sp)`.
 pub const USER_STACK_MAX: usize = 32 * 1024 - HEADER_BYTES;
+
+/// A thread other than the main one has its stack copied only when its thread pointer (FS
+/// base) is above its stack pointer by at most this much: with glibc on x86-64 a thread's
+/// `struct pthread` tops the mapping its stack is in, so [sp, fs_base) is that one stack.
+/// Further apart, sp is on some other stack (or fs_base is not glibc's) and nothing is copied.
+pub const THREAD_STACK_SPAN_MAX: u64 = 1 << 30;
 
 /// What precedes the stack bytes of a record.
 #[repr(C)]

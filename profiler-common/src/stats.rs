@@ -32,10 +32,14 @@ pub enum ProbeStat {
     NativeStackDropped = 5,
     /// A sample was lost: the tail call to the program that counts it failed.
     SampleLost = 6,
+    /// A sample of a thread other than the main one had no stack copied: its FS base could not
+    /// be read or does not top its stack (not a glibc thread, or one on another stack). It is
+    /// still counted, named by its thread.
+    ThreadStackEndUnknown = 7,
 }
 
 impl ProbeStat {
-    pub const ALL: [ProbeStat; 7] = [
+    pub const ALL: [ProbeStat; 8] = [
         Self::ReadFailed,
         Self::InvalidFunc,
         Self::MapFull,
@@ -43,6 +47,7 @@ impl ProbeStat {
         Self::BeforeInit,
         Self::NativeStackDropped,
         Self::SampleLost,
+        Self::ThreadStackEndUnknown,
     ];
 
     /// Label value used in metrics and reports.
@@ -55,6 +60,7 @@ impl ProbeStat {
             Self::BeforeInit => "before_init",
             Self::NativeStackDropped => "native_stack_dropped",
             Self::SampleLost => "sample_lost",
+            Self::ThreadStackEndUnknown => "thread_stack_end_unknown",
         }
     }
 }

@@ -75,12 +75,13 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "MIB", default_value_t = map_sizes::DEFAULT_BUDGET_MIB,
           value_parser = clap::value_parser!(u32).range(i64::from(map_sizes::DEFAULT_BUDGET_MIB)..=4096))]
     pub bpf_memory: u32,
-    /// Full native stacks of the main thread, unwound from the binaries' .eh_frame (no frame
-    /// pointers needed), with the script frames spliced in; `off` names native code by its
-    /// leaf alone (cheaper: no stack copied per sample).
+    /// Full native stacks, unwound from the binaries' .eh_frame (no frame pointers needed):
+    /// the main thread's with the script frames spliced in, the other threads' where the
+    /// kernel's BTF tells where their stacks end; `off` names native code by its leaf alone
+    /// (cheaper: no stack copied per sample).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = NativeStacks::On)]
     pub native_stacks: NativeStacks,
-    /// User stack bytes copied per main-thread sample (measurements).
+    /// User stack bytes copied per sample (measurements).
     #[arg(long, hide = true, default_value_t = native_stacks::DEFAULT_STACK_BYTES,
           value_parser = clap::value_parser!(u32).range(1024..=native_stacks::USER_STACK_MAX as i64))]
     pub native_stack_bytes: u32,

@@ -8,7 +8,7 @@
 //!   fail to attach, exit and restart;
 //! - `probes`: the BPF programs loaded (`programs`), attached at the probe points (`links`,
 //!   `sampler`), and the BPF maps they fill (`maps`); `session` ties one process to them;
-//! - `unwind`: the main threads' native stacks, copied by the sampler into a ring buffer and
+//! - `unwind`: the sampled threads' native stacks, copied by the sampler into a ring buffer and
 //!   unwound here from the binaries' `.eh_frame`, counted per distinct stack;
 //! - `profile`: aggregation of the maps' counts and samples into one process's profile,
 //!   through `symbolize` (name hashes, enum ordinals and stacks into the names people read;

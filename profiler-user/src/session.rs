@@ -6,7 +6,7 @@ use profiler_common::LogKey;
 
 use crate::{
     binary::{BinaryError, ZeekBinary},
-    probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes},
+    probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes, kernel_btf},
     profile::{Profile, SampleContext, TargetSummary},
     symbolize::{KernelSymbols, LibrarySymbols, LogStreamNames, NativeCode},
     target::{
@@ -159,6 +159,8 @@ impl Session {
                 kernel: KernelSymbols::shared(),
             },
             native_stacks: self.plan.native_stack_bytes > 0,
+            // What the loader set the sampler's TASK_FSBASE_OFFSET from.
+            thread_stacks: kernel_btf::task_fsbase_offset().is_some(),
         });
         Profile::build(self.summary(), snapshot, &self.streams, sampling)
     }

@@ -1,6 +1,7 @@
 //! Full native stacks without frame pointers (the fixture is built -O2 without them, as Zeek's
-//! release builds are): unwound in user space from the copies of the main thread's stack, with
-//! the script frames spliced in under the `Invoke` frames that run them.
+//! release builds are): unwound in user space from the copies of the threads' stacks, the main
+//! thread's with the script frames spliced in under the `Invoke` frames that run them, the
+//! other threads' up to libc's thread start.
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -29,6 +30,27 @@ pub fn native_share(summary: &Value) -> (u64, u64, u64) {
     assert_eq!(n["enabled"], true, "{n}");
     let get = |k: &str| n[k].as_u64().unwrap();
     (get("samples"), get("unwound"), get("to_main"))
+}
+
+/// What `summary.json` says of the other threads' native stacks: (samples, unwound, to their
+/// start).
+pub fn thread_share(summary: &Value) -> (u64, u64, u64) {
+    let n = &summary["native_stacks"];
+    assert_eq!(n["thread_stacks"], true, "{n}");
+    let get = |k: &str| n["threads"][k].as_u64().unwrap();
+    (get("samples"), get("unwound"), get("to_root"))
+}
+
+/// Samples of threads named `name_prefix…` whose folded stack goes from libc's thread start
+/// (`clone3` → `start_thread`) through `function`.
+pub fn thread_samples_through(stacks: &[(Vec<&str>, u64)], name_prefix: &str, function: &str) -> u64 {
+    let thread = format!("[thread] {name_prefix}");
+    stacks
+        .iter()
+        .filter(|(f, _)| f[0].starts_with(&thread))
+        .filter(|(f, _)| f.get(1..3) == Some(&["clone3", "start_thread"][..]) && f.contains(&function))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Of the samples whose stack has script frames: how many have `run_loop_frame` above the
@@ -81,6 +103,32 @@ fn fixture_main_thread_stacks_unwind_to_main_with_script_frames_under_the_run_lo
     let mismatched = summary["probe_health"]["mismatched_stacks"].as_u64().unwrap();
     assert!(well_spliced + mismatched >= with_scripts, "{well_spliced} spliced + {mismatched} mismatched");
     assert!(well_spliced * 100 >= with_scripts * 90, "{well_spliced} of {with_scripts} spliced under Invoke");
+}
+
+/// The fixture's log writer threads (`zk.*`, made by `std::thread`): their stacks end at their
+/// FS base, and unwind from libc's thread start through the writer's loop.
+#[test]
+fn fixture_writer_thread_stacks_unwind_to_the_threads_start_through_the_writer_loop() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, summary) = record(dir.path(), "zeek-shaped-8.2", &[]);
+    let (samples, unwound, to_start) = thread_share(&summary);
+    // The writers' formatting and waking take tens of samples in 5 s at 999 Hz (~45 unloaded).
+    assert!(samples >= 10, "writer thread samples: {samples}");
+    assert!(unwound * 100 >= samples * 90, "unwound {unwound} of {samples} other threads' samples");
+    assert!(to_start * 100 >= unwound * 90, "{to_start} of {unwound} unwound to the thread's start");
+    // `std::thread`s are glibc's: each one's FS base tops its stack.
+    let no_end = summary["probe_health"]["thread_stack_end_unknown"].as_u64().unwrap();
+    assert!(no_end <= samples - unwound, "{no_end} samples without a stack end, {unwound} of {samples} unwound");
+    let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
+    let stacks = folded_stacks(&folded);
+    let through_run = thread_samples_through(&stacks, "zk.", "zeek::logging::WriterBackend::Run");
+    assert!(through_run * 100 >= to_start * 90, "{through_run} of {to_start} through the writer loop\n{folded}");
+    // A writer's stack places it by its code: none is left to its name alone.
+    let by_name = stacks.iter().filter(|(f, _)| f.len() == 1 && f[0].starts_with("[thread] zk.")).count();
+    assert!(by_name as u64 <= samples - unwound, "{by_name} writer stacks by name only\n{folded}");
 }
 
 #[test]

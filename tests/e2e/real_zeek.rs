@@ -374,6 +374,12 @@ fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
     };
     let in_events: u64 = stacks.iter().filter(|(f, _)| dispatched(f)).map(|(_, n)| n).sum();
     assert!(in_events * 10 >= samples, "{in_events} of {samples} samples in events under the run loop");
+    // Its log writer threads: from libc's thread start through Zeek's thread loop.
+    let (thread_samples, thread_unwound, to_start) = crate::native_stacks::thread_share(&summary);
+    assert!(to_start * 100 >= thread_unwound * 90, "{to_start} of {thread_unwound} thread stacks reach their start");
+    let writers =
+        crate::native_stacks::thread_samples_through(&stacks, "zk.", "zeek::threading::BasicThread::launcher");
+    assert!(writers > 0, "no writer thread sample unwound through BasicThread::launcher of {thread_samples}");
 }
 
 fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::ffi::OsStr]) -> Value {

@@ -3,10 +3,10 @@
 //! running it names the event being dispatched (7.2+) or the native instruction pointer; other
 //! threads are named by their thread name. A sample that interrupted the kernel also takes the
 //! kernel's own stack (its unwinder, through `bpf_get_stack`), under whichever of those it is.
-//! Main-thread samples also measure long event dispatches (`dispatches`) and send their user
-//! registers and stack for unwinding (`native_stacks`). Counts accumulate per distinct stack in
-//! maps that user space reads when it likes: nothing wakes it per sample. The cost follows the
-//! sample rate, not Zeek's call rate.
+//! Main-thread samples also measure long event dispatches (`dispatches`); every sample sends
+//! its user registers and stack for unwinding (`native_stacks`). Counts accumulate per
+//! distinct stack in maps that user space reads when it likes: nothing wakes it per sample.
+//! The cost follows the sample rate, not Zeek's call rate.
 
 use aya_ebpf::{
     EbpfContext,
@@ -133,8 +133,7 @@ fn to_finish(ctx: &PerfEventContext) -> Option<()> {
     None
 }
 
-/// The end of every sample: counts the assembled stack; a main-thread sample also sends its
-/// native stack.
+/// The end of every sample: counts the assembled stack and sends its native stack.
 #[inline(always)]
 fn finish_sample() -> Option<()> {
     let (pid, layout) = target()?;
@@ -142,9 +141,7 @@ fn finish_sample() -> Option<()> {
     // SAFETY: the per-CPU slot the sample was assembled in, by the programs that tail-called us.
     let trace = unsafe { &*trace };
     let stack = finish(pid, layout, trace);
-    if trace.kind != StackKind::Thread as u32 {
-        copy_native_stack(pid, layout, stack);
-    }
+    copy_native_stack(pid, layout, stack);
     Some(())
 }
 

@@ -83,10 +83,7 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
         many => {
             let mut merged = Sampling { hz: many[0].1.hz, ..Sampling::default() };
             for (t, sampling) in many {
-                merged.native_stacks.enabled |= sampling.native_stacks.enabled;
-                merged.native_stacks.samples += sampling.native_stacks.samples;
-                merged.native_stacks.unwound += sampling.native_stacks.unwound;
-                merged.native_stacks.to_main += sampling.native_stacks.to_main;
+                merged.native_stacks.add(&sampling.native_stacks);
                 let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
                 merged.stacks.extend(sampling.stacks.iter().map(|s| {
                     let mut stack = s.clone();

@@ -37,8 +37,9 @@ const SCALED: [Scaled; 5] = [
 
 /// The native stack ring's share of the budget: a 16th, as a power of two (the kernel's rule
 /// for ring buffers), 1 MiB at the default. Records are a header and the copied stack
-/// (typically 5–15 KiB), so the default holds ~100 main-thread samples: 100 ms of one busy
-/// Zeek at 999 Hz, five times the drain period (`unwind::DRAIN_PERIOD`).
+/// (typically 5–15 KiB), so the default holds ~100 samples: 100 ms of one busy Zeek's main
+/// thread at 999 Hz, five times the drain period (`unwind::DRAIN_PERIOD`); its other threads'
+/// samples (shallower stacks, smaller records) share it.
 fn native_ring_bytes(budget_mib: u32) -> u32 {
     let sixteenth = (u64::from(budget_mib.max(DEFAULT_BUDGET_MIB)) << 20) / 16;
     1 << sixteenth.ilog2().min(30)

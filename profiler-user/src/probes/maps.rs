@@ -26,7 +26,7 @@ pub struct MapSnapshot {
     pub long_dispatches: Vec<(DispatchKey, LongDispatch)>,
     pub dispatch_buckets: Vec<(DispatchBucketKey, u64)>,
     pub dispatch_nanos: Vec<(DispatchEventKey, u64)>,
-    /// The main threads' native stacks, unwound in user space (empty when not copied).
+    /// The sampled threads' native stacks, unwound in user space (empty when not copied).
     pub native_stacks: NativeStackTable,
 }
 

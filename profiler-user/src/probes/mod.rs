@@ -2,6 +2,7 @@
 //! attaches its uprobes at a binary's probe points, `sampler` starts the CPU sampler, and
 //! `maps` registers targets and reads what the programs counted. `Probes` holds them together.
 pub mod error;
+pub mod kernel_btf;
 pub mod kernel_features;
 pub mod links;
 pub mod map_sizes;
@@ -28,7 +29,7 @@ pub struct Probes {
     maps: ProbeMaps,
     links: links::UprobeLinks,
     sampler: sampler::Sampler,
-    /// Unwinds the main threads' native stacks, when the plan copies them.
+    /// Unwinds the sampled threads' native stacks, when the plan copies them.
     native_stacks: Option<NativeStackCollector>,
 }
 

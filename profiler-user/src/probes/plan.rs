@@ -30,7 +30,7 @@ pub struct AttachPlan {
     pub sample: Option<u64>,
     /// Kernel memory for the BPF maps, MiB (`map_sizes`).
     pub map_budget_mib: u32,
-    /// User stack bytes copied per main-thread sample for unwinding (0: none, leaf only).
+    /// User stack bytes copied per sample for unwinding (0: none, leaf only).
     pub native_stack_bytes: u32,
 }
 

@@ -11,7 +11,7 @@ use aya::{
 };
 use profiler_common::names;
 
-use super::{AttachPlan, ProbeError, map_sizes, privileges};
+use super::{AttachPlan, ProbeError, kernel_btf, map_sizes, privileges};
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
@@ -34,6 +34,8 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     loader.override_global(names::SAMPLE_PERIOD_NS, &sample_period_ns, true);
     let native_stack_bytes: u64 = plan.native_stack_bytes.into();
     loader.override_global(names::NATIVE_STACK_BYTES, &native_stack_bytes, true);
+    let task_fsbase_offset: u64 = kernel_btf::task_fsbase_offset().map_or(0, u64::from);
+    loader.override_global(names::TASK_FSBASE_OFFSET, &task_fsbase_offset, true);
     let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
     let mut wanted: Vec<&'static str> = plan.uprobes().collect();
@@ -134,7 +136,9 @@ mod tests {
         for map in names::MAPS {
             assert!(in_section(map, &|s| s == "maps"), "no map {map} in the BPF object");
         }
-        assert!(in_section(names::SAMPLE_PERIOD_NS, &|s| s.starts_with(".rodata")), "no global SAMPLE_PERIOD_NS");
+        for global in [names::SAMPLE_PERIOD_NS, names::NATIVE_STACK_BYTES, names::TASK_FSBASE_OFFSET] {
+            assert!(in_section(global, &|s| s.starts_with(".rodata")), "no global {global}");
+        }
         for program in names::UPROBES {
             assert!(in_section(program, &|s| s.starts_with("uprobe")), "no uprobe program {program}");
         }

@@ -17,6 +17,7 @@ pub(super) fn probe_health(snapshot: &MapSnapshot, pid: u32) -> ProbeHealth {
             Ok(ProbeStat::BeforeInit) => health.before_init += count,
             Ok(ProbeStat::NativeStackDropped) => health.native_stacks_dropped += count,
             Ok(ProbeStat::SampleLost) => health.samples_lost += count,
+            Ok(ProbeStat::ThreadStackEndUnknown) => health.thread_stack_end_unknown += count,
             Err(_) => {}
         }
     }

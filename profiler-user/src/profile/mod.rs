@@ -18,7 +18,7 @@ pub mod window;
 pub use dispatches::dispatch_line;
 pub use model::{
     CallerEdge, ComponentTime, DispatchHistogram, FunctionStats, LongDispatchRow, LongDispatches, NativeStackShare,
-    ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StreamWrites, TargetSummary,
+    ProbeHealth, Profile, SampledStack, Sampling, SourceTime, StackShare, StreamWrites, TargetSummary,
 };
 pub use rollups::package_of;
 pub use samples::SampleContext;
@@ -186,7 +186,7 @@ mod tests {
         ];
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
-        let ctx = SampleContext { hz: 10, code, native_stacks: false };
+        let ctx = SampleContext { hz: 10, code, native_stacks: false, thread_stacks: false };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("fib").self_seconds, f("fib").total_seconds), (3.0, 3.0), "recursion counted once");
@@ -221,7 +221,7 @@ mod tests {
         let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
         let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
         let profile = |snap: &MapSnapshot| {
-            let ctx = SampleContext { hz: 10, code, native_stacks: true };
+            let ctx = SampleContext { hz: 10, code, native_stacks: true, thread_stacks: true };
             Profile::build(target(3), snap, &LogStreamNames::default(), Some(ctx))
         };
         let by_leaf = profile(&snap);
@@ -248,7 +248,10 @@ mod tests {
             assert!(natives.contains(&(name.to_owned(), 0.0, 2.0)), "{name}: 20 samples inclusive: {natives:?}");
         }
         let sampling = unwound.sampling.unwrap();
-        assert_eq!(sampling.native_stacks, NativeStackShare { enabled: true, samples: 40, unwound: 20, to_main: 20 });
+        let main_thread = StackShare { samples: 40, unwound: 20, to_root: 20 };
+        let expected =
+            NativeStackShare { enabled: true, thread_stacks: true, main_thread, threads: StackShare::default() };
+        assert_eq!(sampling.native_stacks, expected);
         assert_eq!(unwound.probe_health.mismatched_stacks, 5);
         let shown = |samples| {
             let s = sampling.stacks.iter().find(|s| s.samples == samples).unwrap();
@@ -261,6 +264,52 @@ mod tests {
         // By their leaf: the 10 in fib not unwound, and zeek_init's 10 (no native record).
         assert_eq!(sampling.stacks.iter().filter(|s| s.samples == 10).count(), 2);
         assert_eq!(sampling.stacks.iter().map(|s| s.samples).sum::<u64>(), 40);
+    }
+
+    /// Another thread's unwound stack stands alone under its name and places it by its code;
+    /// its samples without a stack keep the name, and its component by the name.
+    #[test]
+    fn thread_stacks_stand_under_the_threads_name_and_give_their_components() {
+        use crate::binary::symbols::{Symbol, SymbolIndex};
+        let mut snap = MapSnapshot::default();
+        let mut writer = StackTrace::zeroed();
+        writer.kind = StackKind::Thread as u32;
+        writer.comm[..9].copy_from_slice(b"zk.conn/A");
+        snap.stacks.insert(1, writer);
+        snap.samples = vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 30)];
+        let mut symbols = SymbolIndex::default();
+        let function = |address, size| Symbol { address, size, is_function: true, is_weak: false };
+        symbols.insert("start_thread", function(0x1000, 0x100));
+        symbols.insert("_ZN4zeek7logging6writer6detail5Ascii7DoWriteEv", function(0x2000, 0x100));
+        let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
+        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        // 20 of the 30 unwound: 15 to the thread's start, 5 cut short (no start_thread).
+        for _ in 0..15 {
+            snap.native_stacks.add(3, 1, vec![0x1010, 0x2010]);
+        }
+        for _ in 0..5 {
+            snap.native_stacks.add(3, 1, vec![0x2010]);
+        }
+        let ctx = SampleContext { hz: 10, code, native_stacks: true, thread_stacks: true };
+        let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
+        let sampling = p.sampling.as_ref().unwrap();
+        let n = sampling.native_stacks;
+        assert_eq!(n.threads, StackShare { samples: 30, unwound: 20, to_root: 15 });
+        assert_eq!(n.main_thread, StackShare::default());
+        let shown = |samples| {
+            let s = sampling.stacks.iter().find(|s| s.samples == samples).unwrap();
+            s.frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
+        };
+        let write = "zeek::logging::writer::detail::Ascii::DoWrite";
+        assert_eq!(shown(15), ["[thread] zk.conn/A", "start_thread", write]);
+        assert_eq!(shown(5), ["[thread] zk.conn/A", write]);
+        assert_eq!(shown(10), ["[thread] zk.conn/A"], "no stack: by its name");
+        let component = |name: &str| p.components.iter().find(|c| c.component == name).map(|c| c.seconds);
+        assert_eq!(component("log_writer/ascii"), Some(2.0), "from the 20 stacks");
+        assert_eq!(component("threading"), Some(1.0), "from the name, of the 10 without a stack");
+        let summary = serde_json::to_value(n).unwrap();
+        assert_eq!(summary["to_main"], 0, "{summary}");
+        assert_eq!(summary["threads"]["to_root"], 15, "{summary}");
     }
 
     #[test]
@@ -283,7 +332,7 @@ mod tests {
             target(3),
             &snap,
             &LogStreamNames::default(),
-            Some(SampleContext { hz: 10, code, native_stacks: false }),
+            Some(SampleContext { hz: 10, code, native_stacks: false, thread_stacks: false }),
         );
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f("write_file").self_seconds, f("write_file").total_seconds), (1.0, 3.0));

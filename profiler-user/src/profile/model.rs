@@ -98,6 +98,9 @@ pub struct ProbeHealth {
     pub native_stacks_dropped: u64,
     /// Samples the sampler could not count (its last tail call failed).
     pub samples_lost: u64,
+    /// Samples of threads other than the main one whose stack end (FS base) did not fit their
+    /// stack: no stack copied, named by their thread.
+    pub thread_stack_end_unknown: u64,
     /// Counted calls whose function name could not be decoded in user space.
     pub unnamed_calls: u64,
     /// Samples whose stack could not be decoded.
@@ -121,7 +124,7 @@ pub struct Sampling {
     /// Samples per second per thread; one sample stands for `1 / hz` CPU seconds.
     pub hz: u64,
     pub stacks: Vec<SampledStack>,
-    /// How many of the main thread's samples have unwound native stacks.
+    /// How many samples have unwound native stacks.
     pub native_stacks: NativeStackShare,
 }
 
@@ -129,17 +132,58 @@ fn native_share<S: serde::Serializer>(sampling: &Option<Sampling>, out: S) -> Re
     sampling.as_ref().map(|s| s.native_stacks).serialize(out)
 }
 
-/// The main thread's samples with full native stacks; the rest name native code by its leaf.
+/// The samples with full native stacks; the rest name native code by its leaf.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct NativeStackShare {
-    /// Whether native stacks were copied at all (`--native-stacks on`).
+    /// Whether native stacks were copied at all (`--native-stacks on`)...
     pub enabled: bool,
-    /// Main-thread samples.
+    /// ...and for the threads other than the main one too: their stack ends at their FS base,
+    /// found in the kernel's `task_struct` through its BTF (false: the kernel has none, or
+    /// it lacks `thread.fsbase`).
+    pub thread_stacks: bool,
+    /// The main thread's samples; `to_root` counts those unwound up to `main`.
+    #[serde(flatten, serialize_with = "main_thread_share")]
+    pub main_thread: StackShare,
+    /// The other threads' samples; `to_root` counts those unwound up to libc's thread start.
+    pub threads: StackShare,
+}
+
+/// Of some samples, how many have unwound native stacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StackShare {
     pub samples: u64,
     /// Of them, with an unwound native stack...
     pub unwound: u64,
-    /// ...unwound up to `main`.
-    pub to_main: u64,
+    /// ...unwound up to their thread's root.
+    pub to_root: u64,
+}
+
+impl NativeStackShare {
+    /// Adds another process's share (several targets in one profile).
+    pub fn add(&mut self, other: &Self) {
+        self.enabled |= other.enabled;
+        self.thread_stacks |= other.thread_stacks;
+        self.main_thread.add(&other.main_thread);
+        self.threads.add(&other.threads);
+    }
+}
+
+impl StackShare {
+    fn add(&mut self, other: &Self) {
+        self.samples += other.samples;
+        self.unwound += other.unwound;
+        self.to_root += other.to_root;
+    }
+}
+
+/// The main thread's share as summary.json has always said it: `samples`, `unwound`, `to_main`.
+fn main_thread_share<S: serde::Serializer>(share: &StackShare, out: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = out.serialize_map(Some(3))?;
+    map.serialize_entry("samples", &share.samples)?;
+    map.serialize_entry("unwound", &share.unwound)?;
+    map.serialize_entry("to_main", &share.to_root)?;
+    map.end()
 }
 
 /// The long event dispatches of one target, measured by sampling: a dispatch's duration is

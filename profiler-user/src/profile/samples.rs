@@ -1,6 +1,6 @@
 //! Sampled stacks → the distinct stacks people read, and the samples they add per function
-//! (self and total) and per caller edge. A main-thread sample whose native stack was unwound
-//! is shown with its full mixed stack; the rows add up the script-side stack (the script
+//! (self and total) and per caller edge. A sample whose native stack was unwound is shown with
+//! its full stack (the main thread's mixed with its script frames); the rows add up the script-side stack (the script
 //! frames and the native leaf) either way, so they do not depend on how many were unwound.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -16,8 +16,10 @@ use crate::{
 pub struct SampleContext<'a> {
     pub hz: u64,
     pub code: NativeCode<'a>,
-    /// Whether the sampler copied native stacks for unwinding.
+    /// Whether the sampler copied native stacks for unwinding...
     pub native_stacks: bool,
+    /// ...also of the threads other than the main one (it knew where to read their FS base).
+    pub thread_stacks: bool,
 }
 
 /// What one process's samples came to besides what they added to the tally.
@@ -46,7 +48,11 @@ pub(super) fn count_samples(
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
     let mut components: BTreeMap<String, u64> = BTreeMap::new();
     let (mut unnamed, mut mismatched) = (0, 0);
-    let mut native = NativeStackShare { enabled: ctx.native_stacks, ..NativeStackShare::default() };
+    let mut native = NativeStackShare {
+        enabled: ctx.native_stacks,
+        thread_stacks: ctx.native_stacks && ctx.thread_stacks,
+        ..NativeStackShare::default()
+    };
     for (key, samples) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
         let Some((trace, frames)) =
             snapshot.stacks.get(&key.stack).and_then(|t| decoder.decode(t).map(|frames| (t, frames)))
@@ -55,21 +61,22 @@ pub(super) fn count_samples(
             continue;
         };
         // Samples with a native stack get their full one; the rest (ring full, before the
-        // drain, unwinding off, other threads) keep the leaf's.
+        // drain, unwinding off, a thread whose stack end was not found) keep the leaf's.
         let mut by_leaf = *samples;
-        if trace.kind != StackKind::Thread as u32 {
-            native.samples += samples;
-            for (addresses, n) in snapshot.native_stacks.stacks_of(pid, key.stack) {
-                let n = n.min(by_leaf);
-                let Some(spliced) = decoder.splice(trace, addresses).filter(|_| n > 0) else { continue };
-                by_leaf -= n;
-                native.unwound += n;
-                native.to_main += if reaches_main(&spliced.frames) { n } else { 0 };
-                mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
-                add_to_components(&mut components, &spliced.frames, n);
-                add_native_totals(tally, &spliced.frames, &frames, n);
-                *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
-            }
+        let thread = trace.kind == StackKind::Thread as u32;
+        let share = if thread { &mut native.threads } else { &mut native.main_thread };
+        share.samples += samples;
+        for (addresses, n) in snapshot.native_stacks.stacks_of(pid, key.stack) {
+            let n = n.min(by_leaf);
+            let Some(spliced) = decoder.splice(trace, addresses).filter(|_| n > 0) else { continue };
+            by_leaf -= n;
+            share.unwound += n;
+            share.to_root += if reaches_root(&spliced.frames, thread) { n } else { 0 };
+            mismatched += if spliced.mismatched && trace.kind == StackKind::Script as u32 { n } else { 0 };
+            // A thread with its stack is placed by its code, not its name (the first frame).
+            add_to_components(&mut components, &spliced.frames[usize::from(thread)..], n);
+            add_native_totals(tally, &spliced.frames, &frames, n);
+            *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
         }
         let Some(leaf) = frames.last() else { continue };
         if let Some(file) = &leaf.frame.file {
@@ -117,10 +124,16 @@ fn add_native_totals(tally: &mut Tally, unwound: &[DecodedFrame], script_side: &
     }
 }
 
-/// Whether an unwound stack goes all the way up to Zeek's `main` (the main thread's root).
-fn reaches_main(frames: &[DecodedFrame]) -> bool {
-    frames.iter().any(|f| f.kind == FuncKind::Native && f.frame.name == "main")
+/// Whether an unwound stack goes all the way up to its thread's root: Zeek's `main` for the
+/// main thread, libc's thread start for the others.
+fn reaches_root(frames: &[DecodedFrame], thread: bool) -> bool {
+    let roots: &[&str] = if thread { &THREAD_ROOTS } else { &["main"] };
+    frames.iter().any(|f| f.kind == FuncKind::Native && roots.contains(&f.frame.name.as_str()))
 }
+
+/// Where glibc starts a thread made by `pthread_create` (`clone3` calls `start_thread`; older
+/// glibc, `clone`).
+const THREAD_ROOTS: [&str; 3] = ["start_thread", "clone3", "clone"];
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often
 /// recursion repeats it. A function first seen here takes the frame's file and Zeek name.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    profile::{FunctionStats, Profile},
+    profile::{FunctionStats, NativeStackShare, Profile},
     symbolize::FuncKind,
 };
 
@@ -33,15 +33,7 @@ pub fn render(profile: &Profile) -> String {
                 t.cpu_seconds.map_or_else(String::new, |cpu| format!("; the process used {cpu:.2} s")),
                 if t.calls_counted { ", every call counted" } else { "" }
             );
-            let n = s.native_stacks;
-            let _ = match n.enabled {
-                true => writeln!(
-                    out,
-                    "native stacks: unwound {} of {} main-thread samples ({} to main); the rest by their leaf",
-                    n.unwound, n.samples, n.to_main
-                ),
-                false => writeln!(out, "native stacks: off (native code named by its leaf)"),
-            };
+            let _ = writeln!(out, "{}", native_stacks_line(&s.native_stacks));
         }
         (None, true) => {
             let _ = writeln!(out, "{total_calls} calls counted (CPU not sampled)");
@@ -101,6 +93,7 @@ pub fn render(profile: &Profile) -> String {
         (h.unnamed_samples, "samples without a stack"),
         (h.native_stacks_dropped, "native stacks dropped (ring full)"),
         (h.samples_lost, "samples lost"),
+        (h.thread_stack_end_unknown, "thread samples without a stack end (not a glibc thread's stack)"),
         (h.mismatched_stacks, "samples caught mid-call (native and script frames disagree)"),
     ];
     let problems: Vec<String> =
@@ -166,6 +159,24 @@ fn more(out: &mut String, len: usize, what: &str) {
     if len > TOP_ROWS {
         let _ = writeln!(out, "{:>12}  … {} more {what} in summary.json", "", len - TOP_ROWS);
     }
+}
+
+/// How many samples have full native stacks, the main thread's and the other threads'.
+fn native_stacks_line(n: &NativeStackShare) -> String {
+    if !n.enabled {
+        return "native stacks: off (native code named by its leaf)".to_owned();
+    }
+    let (main, threads) = (n.main_thread, n.threads);
+    let others = match n.thread_stacks {
+        true => {
+            format!("{} of {} other threads' ({} to their start)", threads.unwound, threads.samples, threads.to_root)
+        }
+        false => "other threads by their name (no task_struct.thread.fsbase in the kernel's BTF)".to_owned(),
+    };
+    format!(
+        "native stacks: unwound {} of {} main-thread samples ({} to main), {others}; the rest by their leaf",
+        main.unwound, main.samples, main.to_root
+    )
 }
 
 #[cfg(test)]
@@ -263,6 +274,26 @@ mod tests {
         assert!(text.contains(" 75.0%    75.0%            75  bif       fmt"), "{text}");
         assert!(text.contains("9  Conn::LOG"), "{text}");
         assert!(text.contains("probe health: 3 drops (map full)"), "{text}");
+    }
+
+    #[test]
+    fn native_stacks_count_the_main_thread_and_the_others_apart() {
+        use crate::profile::StackShare;
+        let mut n = NativeStackShare {
+            enabled: true,
+            thread_stacks: true,
+            main_thread: StackShare { samples: 100, unwound: 98, to_root: 97 },
+            threads: StackShare { samples: 40, unwound: 30, to_root: 29 },
+        };
+        assert_eq!(
+            native_stacks_line(&n),
+            "native stacks: unwound 98 of 100 main-thread samples (97 to main), 30 of 40 other threads' \
+             (29 to their start); the rest by their leaf"
+        );
+        n.thread_stacks = false;
+        assert!(native_stacks_line(&n).contains("other threads by their name (no task_struct.thread.fsbase"));
+        n.enabled = false;
+        assert_eq!(native_stacks_line(&n), "native stacks: off (native code named by its leaf)");
     }
 
     #[test]

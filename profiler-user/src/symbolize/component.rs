@@ -4,7 +4,7 @@
 //! expiration and the script interpreter. Zeek's C++ namespaces say it: a protocol analyzer
 //! lives in `zeek::analyzer::<proto>::` (its binpac parser in `binpac::<PROTO>::`), a packet
 //! analyzer in `zeek::packet_analysis::<PROTO>::`, and so on. Threads without a native stack
-//! are told by their name: Zeek names its own `zk.<name>`, Broker's are CAF's `caf.*`, libzmq's
+//! (with one, their frames tell) are told by their name: Zeek names its own `zk.<name>`, Broker's are CAF's `caf.*`, libzmq's
 //! `ZMQbg/*`.
 use super::{DecodedFrame, FuncKind};
 

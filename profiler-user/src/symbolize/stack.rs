@@ -93,32 +93,31 @@ impl<'a> StackDecoder<'a> {
                 user_ips = std::slice::from_ref(&trace.leaf);
                 vec![frame(NATIVE_ROOT.to_owned(), FuncKind::Native)]
             }
-            StackKind::Thread => {
-                let end = trace.comm.iter().position(|b| *b == 0).unwrap_or(trace.comm.len());
-                let comm = String::from_utf8_lossy(&trace.comm[..end]).into_owned();
-                vec![frame(format!("[thread] {comm}"), FuncKind::Thread)]
-            }
+            StackKind::Thread => vec![thread_frame(trace)],
         };
         frames.extend(self.native_frames(user_ips, trace.kernel_frames()));
         Some(frames)
     }
 
-    /// The full stack of a main-thread sample whose native stack was unwound: `native` are the
-    /// user-space frame addresses root first (the leaf's instruction pointer last, return
-    /// addresses above it already minus one), the script frames `trace` holds are spliced in
-    /// under the `Invoke` frames, and the kernel's frames go under the leaf. `None` for a
-    /// malformed trace or another thread's.
+    /// The full stack of a sample whose native stack was unwound: `native` are the user-space
+    /// frame addresses root first (the leaf's instruction pointer last, return addresses above
+    /// it already minus one), the script frames `trace` holds are spliced in under the
+    /// `Invoke` frames, and the kernel's frames go under the leaf. Another thread than the
+    /// main one has no script frames: its native stack stands under the thread's name.
+    /// `None` for a malformed trace.
     pub fn splice(&mut self, trace: &StackTrace, native: &[u64]) -> Option<SplicedStack> {
         let script: Vec<DecodedFrame> = match StackKind::try_from(trace.kind).ok()? {
             StackKind::Script => trace.frames().iter().map(|h| self.script_frame(*h)).collect(),
             // The event being dispatched, under the native frames that dispatch it.
             StackKind::EventDispatch => vec![self.script_frame(trace.leaf)],
-            StackKind::Native => Vec::new(),
-            StackKind::Thread => return None,
+            StackKind::Native | StackKind::Thread => Vec::new(),
         };
         let native: Vec<DecodedFrame> =
             native.iter().map(|address| frame(self.native_name(*address), FuncKind::Native)).collect();
         let mut spliced = splice_script_frames(native, script);
+        if trace.kind == StackKind::Thread as u32 {
+            spliced.frames.insert(0, thread_frame(trace));
+        }
         spliced.frames.extend(self.native_frames(&[], trace.kernel_frames()));
         Some(spliced)
     }
@@ -179,6 +178,13 @@ impl<'a> StackDecoder<'a> {
             }
         }
     }
+}
+
+/// A thread other than the main one, by its name (`comm`).
+fn thread_frame(trace: &StackTrace) -> DecodedFrame {
+    let end = trace.comm.iter().position(|b| *b == 0).unwrap_or(trace.comm.len());
+    let comm = String::from_utf8_lossy(&trace.comm[..end]);
+    frame(format!("[thread] {comm}"), FuncKind::Thread)
 }
 
 /// Whether a native frame is one of the `Invoke`s.
@@ -415,9 +421,12 @@ mod tests {
                 names(spliced.frames),
                 ["0x1000", "[libc.so.6]", "zeek_init", "[k] entry_SYSCALL_64", "[k] read_zero"]
             );
-            let mut thread = trace(StackKind::Thread, &[], 0);
-            thread.comm[0] = b'x';
-            assert!(decoder.splice(&thread, &[0x1000]).is_none());
+            // Another thread: its native stack under its name, the kernel's under the leaf.
+            let mut thread = in_kernel(trace(StackKind::Thread, &[], 0), &[0xffffffff81002010]);
+            thread.comm[..5].copy_from_slice(b"zk.x/");
+            let spliced = decoder.splice(&thread, &[0x7100, 0x1000]).unwrap();
+            assert!(!spliced.mismatched);
+            assert_eq!(names(spliced.frames), ["[thread] zk.x/", "[libc.so.6]", "0x1000", "[k] read_zero"]);
         });
     }
 }

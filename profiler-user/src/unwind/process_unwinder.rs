@@ -127,41 +127,50 @@ impl ProcessUnwinder {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::native_stacks::USER_STACK_MAX;
+    use profiler_common::native_stacks::{THREAD_STACK_SPAN_MAX, USER_STACK_MAX};
 
     use super::*;
+    use crate::symbolize::LibrarySymbols;
 
     /// The end of the (anonymous) mapping holding `address`, from /proc/self/maps.
     fn mapping_end(address: u64) -> u64 {
+        mapping_around(address).end
+    }
+
+    /// The mapping holding `address`, file-backed or not, from /proc/self/maps.
+    fn mapping_around(address: u64) -> std::ops::Range<u64> {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         maps.lines()
             .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
             .map(|(s, e)| (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap()))
-            .find(|(s, e)| (*s..*e).contains(&address))
+            .map(|(s, e)| s..e)
+            .find(|range| range.contains(&address))
             .unwrap()
-            .1
+    }
+
+    /// This thread's registers and a copy of its stack from `sp` up to `stack_end(sp)` (at
+    /// most `USER_STACK_MAX` bytes), as the sampler sends them.
+    #[inline(never)]
+    fn capture(stack_end: impl Fn(u64) -> u64) -> (NativeStackHeader, Vec<u8>) {
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads three registers, writes nothing. What is above `sp` (this frame's
+        // return address and saved registers, the callers' frames) stays as it is while it
+        // is copied below.
+        unsafe {
+            std::arch::asm!("lea {ip}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp",
+                ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp)
+        };
+        let len = (stack_end(sp) - sp).min(USER_STACK_MAX as u64) as usize;
+        // SAFETY: the callers give an end inside this thread's stack mapping.
+        let stack = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
+        (NativeStackHeader { ip, sp, bp, stack_len: len as u32, ..Default::default() }, stack)
     }
 
     /// Unwinds this test's own thread from a copy of its stack: a real `.eh_frame` walk from
     /// registers and bytes, as the sampler sends them.
     #[test]
     fn unwinds_a_copy_of_this_threads_stack_through_its_callers() {
-        #[inline(never)]
-        fn capture() -> (NativeStackHeader, Vec<u8>) {
-            let (ip, sp, bp): (u64, u64, u64);
-            // SAFETY: reads three registers, writes nothing. What is above `sp` (this frame's
-            // return address and saved registers, the callers' frames) stays as it is while
-            // it is copied below.
-            unsafe {
-                std::arch::asm!("lea {ip}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp",
-                    ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp)
-            };
-            let len = (mapping_end(sp) - sp).min(USER_STACK_MAX as u64) as usize;
-            // SAFETY: `len` bytes from sp are inside this thread's stack mapping.
-            let stack = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
-            (NativeStackHeader { ip, sp, bp, stack_len: len as u32, ..Default::default() }, stack)
-        }
-        let (header, stack) = capture();
+        let (header, stack) = capture(mapping_end);
         let mut unwinder = ProcessUnwinder::new(std::process::id());
         let unwound = unwinder.unwind(&header, &stack, &mut BinaryCache::default());
         // The test harness's frames are above ours, down from the thread's start.
@@ -191,5 +200,42 @@ mod tests {
             NativeStackHeader { ip, sp: 0x7ffd_0000_0000, stack_len: stack.len() as u32, ..Default::default() };
         let unwound = ProcessUnwinder::new(std::process::id()).unwind(&header, &stack, &mut BinaryCache::default());
         assert_eq!(unwound, [ip]);
+    }
+
+    /// The kernel's FS base of the calling thread (`task_struct->thread.fsbase`, what the
+    /// sampler reads).
+    fn fs_base() -> u64 {
+        // From <asm/prctl.h>; the libc crate does not export it.
+        const ARCH_GET_FS: libc::c_long = 0x1003;
+        let mut base = 0u64;
+        // SAFETY: ARCH_GET_FS writes one u64 to the address given.
+        let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_GET_FS, &mut base as *mut u64) };
+        assert_eq!(rc, 0, "arch_prctl(ARCH_GET_FS)");
+        base
+    }
+
+    /// What the sampler relies on for threads other than the main one: glibc's
+    /// `pthread_create` puts the thread pointer at the top of the mapping of the thread's
+    /// stack, so [sp, fs_base) is that stack, and a copy of it unwinds to libc's thread start.
+    #[test]
+    fn a_threads_stack_up_to_its_fs_base_unwinds_to_the_threads_start_in_libc() {
+        let pid = std::process::id();
+        // The maps are read while the thread runs: its stack goes when it ends.
+        let (header, stack, fs_base, of_sp, files) = std::thread::spawn(move || {
+            let fs_base = fs_base();
+            let (header, stack) = capture(|_| fs_base);
+            (header, stack, fs_base, mapping_around(header.sp), mappings::read(pid))
+        })
+        .join()
+        .unwrap();
+        let span = fs_base - header.sp;
+        assert!(fs_base > header.sp && span <= THREAD_STACK_SPAN_MAX, "sp {:#x} fs_base {fs_base:#x}", header.sp);
+        assert!(of_sp.contains(&(fs_base - 1)), "fs_base {fs_base:#x} outside {of_sp:x?}, the stack's");
+        let unwound = ProcessUnwinder::new(pid).unwind(&header, &stack, &mut BinaryCache::default());
+        let root = *unwound.first().expect("frames");
+        let libc = mappings::mapping_of(&files, root).filter(|m| m.path.contains("/libc.so"));
+        let libc = libc.unwrap_or_else(|| panic!("the root frame {root:#x} is not in libc: {unwound:x?}"));
+        let name = LibrarySymbols::new(pid).lookup(libc, root);
+        assert!(matches!(name.as_deref(), Some("clone3" | "clone" | "start_thread")), "{name:?}");
     }
 }
