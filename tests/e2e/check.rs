@@ -38,6 +38,8 @@ fn reports_version_abi_and_placement_for_every_generation() {
         assert!(r["probe_points"].as_array().unwrap().iter().all(|p| p["cost"] == "emulated" && p["skipped"] == 0));
         assert_eq!(r["names_dispatched_events"], abi >= "7.2", "{name}");
         assert!(r["verdict"].as_str().unwrap().starts_with("ready"), "{name}: {r}");
+        // This machine's kernel has BTF with task_struct.thread.fsbase: threads get stacks.
+        assert_eq!(r["kernel"]["thread_stacks"], true, "{name}: {r}");
     }
     for name in VARIANTS {
         let (status, r) = check_json(&[fixture(name).to_str().unwrap()]);

@@ -204,7 +204,8 @@ fn own_cost(hz: u64, native: &str) -> Result<(f64, i64)> {
     usage
 }
 
-/// Waits for `child`; its CPU seconds (user + system) and peak resident memory (KiB).
+/// Waits for `child`, which must succeed; its CPU seconds (user + system) and peak resident
+/// memory (KiB).
 fn wait_with_usage(child: Child) -> Result<(f64, i64)> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
@@ -213,6 +214,9 @@ fn wait_with_usage(child: Child) -> Result<(f64, i64)> {
     let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     if waited < 0 {
         bail!("cannot wait for PID {}: {}", child.id(), std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("PID {} failed (wait status {status:#x}): a measurement of a failed run means nothing", child.id());
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((seconds(usage.ru_utime) + seconds(usage.ru_stime), usage.ru_maxrss))
@@ -246,6 +250,7 @@ fn sampling() -> Result<()> {
         }
     }
     println!("  target: slowdown <= 1.01 at 999 Hz");
+    real_replay_cost(&dir)?;
     std::thread::sleep(Duration::from_millis(100));
     for (hz, native) in [(99, "on"), (999, "on"), (999, "off")] {
         match own_cost(hz, native) {
@@ -257,6 +262,62 @@ fn sampling() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Native stacks off and on under `record --hz 999`, against no profiling.
+const REPLAY_VARIANTS: [Option<&str>; 3] = [None, Some("off"), Some("on")];
+
+/// What sampling costs a real Zeek: its CPU seconds replaying Zeek's test traces with `local`
+/// (the replay the real-Zeek tests write), alone and under `record`, in interleaved rounds.
+fn real_replay_cost(dir: &Path) -> Result<()> {
+    let replay = run::workspace_root().join("target/real-zeek/replay.pcap");
+    let Some(zeek) = run::find_zeek().filter(|_| replay.is_file()) else {
+        println!("  (no real Zeek replay: `cargo xtask test` installs Zeek and writes {})", replay.display());
+        return Ok(());
+    };
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); REPLAY_VARIANTS.len()];
+    for round in 0..3 {
+        for i in 0..REPLAY_VARIANTS.len() {
+            let idx = (i + round) % REPLAY_VARIANTS.len();
+            match replay_cpu(&zeek, &replay, REPLAY_VARIANTS[idx], dir) {
+                Ok(seconds) => cpu[idx].push(seconds),
+                Err(err) => eprintln!("xtask: bench: {err:#}"),
+            }
+        }
+    }
+    let medians: Vec<Option<f64>> = cpu.iter_mut().map(|c| (!c.is_empty()).then(|| median(c))).collect();
+    println!("\nsampling cost on a real Zeek: its CPU seconds replaying the test traces with `local` (median of 3)");
+    for (native, m) in REPLAY_VARIANTS.iter().zip(&medians) {
+        let label = native.map_or_else(|| "no profiling".to_owned(), |n| format!("record --hz 999, native stacks {n}"));
+        match (m, medians[0]) {
+            (Some(seconds), Some(base)) => println!("  {label:<40} {seconds:>7.2} s   slowdown {:.3}", seconds / base),
+            _ => println!("  {label:<40} (did not run)"),
+        }
+    }
+    Ok(())
+}
+
+/// Zeek's CPU seconds for one replay: from wait4 alone, from `summary.json` under `record`.
+fn replay_cpu(zeek: &Path, replay: &Path, native: Option<&str>, dir: &Path) -> Result<f64> {
+    let logs = dir.join("replay-logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs)?;
+    let report = dir.join("replay-report");
+    let mut cmd = match native {
+        None => Command::new(zeek),
+        Some(native) => {
+            let mut c = Command::new(run::workspace_root().join("target/release/zeek-probe"));
+            c.args(["record", "--hz", "999", "--native-stacks", native, "--out"]).arg(&report).arg("--").arg(zeek);
+            c
+        }
+    };
+    cmd.arg("-r").arg(replay).arg("local").current_dir(&logs).stdout(Stdio::null()).stderr(Stdio::null());
+    let (seconds, _) = wait_with_usage(cmd.spawn()?)?;
+    if native.is_none() {
+        return Ok(seconds);
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("summary.json"))?)?;
+    summary["target"]["cpu_seconds"].as_f64().context("summary.json has the target's cpu_seconds")
 }
 
 const CLUSTER_NODES: usize = 8;

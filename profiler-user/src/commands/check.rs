@@ -208,6 +208,15 @@ fn render(r: &CheckReport) -> String {
         if r.samples_script_stacks { "yes" } else { "no (no call_stack symbol)" },
         if r.names_dispatched_events { "named" } else { "not named (Zeek < 7.2)" }
     );
+    let _ = writeln!(
+        out,
+        "native stacks: main thread yes (unwound in user space from .eh_frame), other threads {}",
+        if r.kernel.thread_stacks {
+            "yes"
+        } else {
+            "by their name only (no task_struct.thread.fsbase in the kernel's BTF)"
+        }
+    );
     let _ = writeln!(out, "{}", crate::profile::dispatch_line(r.long_dispatches_unavailable));
     match r.zam {
         Some(true) => {

@@ -19,6 +19,9 @@ pub struct KernelFeatures {
     pub btf: bool,
     /// Multi-uprobe links (6.6+); not required, one link per probe point works everywhere.
     pub uprobe_multi: bool,
+    /// `task_struct.thread.fsbase` in the kernel's BTF: where the sampler finds the end of a
+    /// thread's stack, for the native stacks of threads other than the main one.
+    pub thread_stacks: bool,
 }
 
 impl KernelFeatures {
@@ -31,6 +34,7 @@ impl KernelFeatures {
             perf_events: Path::new("/proc/sys/kernel/perf_event_paranoid").exists(),
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
             uprobe_multi: version.is_some_and(|v| v >= (6, 6)),
+            thread_stacks: super::kernel_btf::task_fsbase_offset().is_some(),
             release,
         }
     }
@@ -83,6 +87,7 @@ mod tests {
             perf_events: true,
             btf: false,
             uprobe_multi: false,
+            thread_stacks: false,
         };
         assert_eq!(k.problems(), ["kernel 5.10.0 is older than 5.15"]);
     }
