@@ -24,7 +24,13 @@ pub fn check_privileges() -> Result<(), ProbeError> {
 /// Loads the programs `plan` uses; nothing is attached yet.
 pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     check_privileges()?;
-    let mut loader = EbpfLoader::new();
+    // aya's loader parses the kernel's BTF as it is made; the offset zeek-probe reads from the
+    // same BTF is found beside it rather than after it.
+    let (task_fsbase_offset, mut loader) = thread::scope(|scope| {
+        let offset = scope.spawn(kernel_btf::task_fsbase_offset);
+        let loader = EbpfLoader::new();
+        (offset.join().ok().flatten(), loader)
+    });
     for (map, entries) in map_sizes::entries(plan.map_budget_mib) {
         loader.map_max_entries(map, entries);
     }
@@ -34,7 +40,7 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     loader.override_global(names::SAMPLE_PERIOD_NS, &sample_period_ns, true);
     let native_stack_bytes: u64 = plan.native_stack_bytes.into();
     loader.override_global(names::NATIVE_STACK_BYTES, &native_stack_bytes, true);
-    let task_fsbase_offset: u64 = kernel_btf::task_fsbase_offset().map_or(0, u64::from);
+    let task_fsbase_offset: u64 = task_fsbase_offset.map_or(0, u64::from);
     loader.override_global(names::TASK_FSBASE_OFFSET, &task_fsbase_offset, true);
     let map_mib = map_sizes::scaled_bytes(plan.map_budget_mib).div_ceil(1 << 20) as u32;
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|source| ProbeError::Load { map_mib, source })?;
