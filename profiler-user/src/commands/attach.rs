@@ -87,7 +87,7 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
                 merged.native_stacks.samples += sampling.native_stacks.samples;
                 merged.native_stacks.unwound += sampling.native_stacks.unwound;
                 merged.native_stacks.to_main += sampling.native_stacks.to_main;
-                let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
+                let root = StackFrame::named(format!("{} (PID {})", t.node, t.pid));
                 merged.stacks.extend(sampling.stacks.iter().map(|s| {
                     let mut stack = s.clone();
                     stack.frames.insert(0, root.clone());

@@ -185,7 +185,14 @@ mod tests {
             (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
         ];
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode {
+            natives: &natives,
+            lines: None,
+            bias: 0,
+            mappings: &[],
+            libraries: &libraries,
+            kernel: &kernel,
+        };
         let ctx = SampleContext { hz: 10, code, native_stacks: false };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
@@ -219,7 +226,14 @@ mod tests {
         symbols.insert(SCRIPT_FUNC_INVOKE, function(0x2000, 0x100));
         symbols.insert("_ZN4zeek6detail8StmtList4ExecEv", function(0x3000, 0x100));
         let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode {
+            natives: &natives,
+            lines: None,
+            bias: 0,
+            mappings: &[],
+            libraries: &libraries,
+            kernel: &kernel,
+        };
         let profile = |snap: &MapSnapshot| {
             let ctx = SampleContext { hz: 10, code, native_stacks: true };
             Profile::build(target(3), snap, &LogStreamNames::default(), Some(ctx))
@@ -278,7 +292,14 @@ mod tests {
             vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 20), (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10)];
         let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
         let kernel = KernelSymbols::parse("ffffffff81001000 t do_syscall_64\nffffffff81002000 t vfs_write\n");
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode {
+            natives: &natives,
+            lines: None,
+            bias: 0,
+            mappings: &[],
+            libraries: &libraries,
+            kernel: &kernel,
+        };
         let p = Profile::build(
             target(3),
             &snap,

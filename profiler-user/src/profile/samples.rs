@@ -72,7 +72,8 @@ pub(super) fn count_samples(
             }
         }
         let Some(leaf) = frames.last() else { continue };
-        if let Some(file) = &leaf.frame.file {
+        // Script files only: a native leaf's file is C++ source (DWARF).
+        if let Some(file) = leaf.frame.file.as_ref().filter(|_| leaf.kind != FuncKind::Native) {
             *leaf_samples.entry(file.clone()).or_default() += samples;
         }
         add_to_functions(tally, &frames, *samples);

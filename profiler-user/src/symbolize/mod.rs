@@ -7,6 +7,7 @@ pub mod function_names;
 pub mod kernel_symbols;
 pub mod library_symbols;
 pub mod log_stream;
+pub mod native_lines;
 pub mod stack;
 
 pub use component::component_of;
@@ -16,4 +17,5 @@ pub use function_names::{FunctionNames, UNRESOLVED};
 pub use kernel_symbols::KernelSymbols;
 pub use library_symbols::LibrarySymbols;
 pub use log_stream::LogStreamNames;
+pub use native_lines::{SourceFrame, SourceLines};
 pub use stack::{DecodedFrame, NativeCode, StackDecoder, StackFrame};
