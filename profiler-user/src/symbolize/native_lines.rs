@@ -27,7 +27,7 @@ pub struct SourceFrame {
     pub line: u32,
 }
 
-/// The DWARF of one ELF, opened on first use.
+/// The DWARF of one ELF: the file mapped from the start, its DWARF parsed on first use.
 pub struct SourceLines {
     /// The file that has the DWARF.
     path: PathBuf,
@@ -35,7 +35,8 @@ pub struct SourceLines {
 }
 
 enum State {
-    Unopened,
+    /// Mapped, not read yet.
+    Mapped(Arc<ElfFile>),
     /// Opening or parsing failed (said once): every address resolves to nothing.
     Unreadable,
     Open(Box<Resolver>),
@@ -50,13 +51,17 @@ struct Resolver {
 }
 
 impl SourceLines {
-    /// `path` is only opened when an address is first looked up.
+    /// Maps `path` now, reading nothing of it: the file may only be reachable through the
+    /// process it was found for (`/proc/PID/root/...`), which is gone when `record` reports.
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), state: Mutex::new(State::Unopened) }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        let state = match ElfFile::open(path) {
+            Ok(elf) => State::Mapped(Arc::new(elf)),
+            Err(err) => {
+                unreadable(&format!("{:#}", anyhow::Error::from(err)));
+                State::Unreadable
+            }
+        };
+        Self { path: path.to_owned(), state: Mutex::new(state) }
     }
 
     /// The chain of functions at the link-time `address`, outermost first: the function the
@@ -65,18 +70,18 @@ impl SourceLines {
     /// where DWARF does not cover the address, or cannot be read.
     pub fn frames(&self, address: u64) -> Arc<[SourceFrame]> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*state, State::Unopened) {
-            *state = match Resolver::open(&self.path) {
+        if let State::Mapped(elf) = &*state {
+            *state = match Resolver::open(elf, &self.path) {
                 Ok(resolver) => State::Open(Box::new(resolver)),
                 Err(reason) => {
-                    output::note(format!("warning: {reason}; native frames are named by their symbols only"));
+                    unreadable(&reason);
                     State::Unreadable
                 }
             };
         }
         match &mut *state {
             State::Open(resolver) => resolver.frames(address),
-            State::Unopened | State::Unreadable => Arc::from([]),
+            State::Mapped(_) | State::Unreadable => Arc::from([]),
         }
     }
 
@@ -84,9 +89,14 @@ impl SourceLines {
     pub fn failed_lookups(&self) -> u64 {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Open(resolver) => resolver.failed,
-            State::Unopened | State::Unreadable => 0,
+            State::Mapped(_) | State::Unreadable => 0,
         }
     }
+}
+
+/// Says, once per file, why its DWARF is not used.
+fn unreadable(reason: &str) {
+    output::note(format!("warning: {reason}; native frames are named by their symbols only"));
 }
 
 impl fmt::Debug for SourceLines {
@@ -97,11 +107,10 @@ impl fmt::Debug for SourceLines {
 
 impl Resolver {
     /// Why not, in a message that names `path`.
-    fn open(path: &Path) -> Result<Self, String> {
-        let elf = Arc::new(ElfFile::open(path).map_err(|err| format!("{:#}", anyhow::Error::from(err)))?);
+    fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
-        let dwarf = gimli::Dwarf::load(|id| section(&elf, id).map(|bytes| EndianReader::new(bytes, endian)))
+        let dwarf = gimli::Dwarf::load(|id| section(elf, id).map(|bytes| EndianReader::new(bytes, endian)))
             .map_err(unreadable)?;
         let context = addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?;
         Ok(Self { context, resolved: HashMap::new(), failed: 0 })
@@ -247,16 +256,33 @@ mod tests {
         assert_eq!(lines.failed_lookups(), 0);
     }
 
-    /// A file that is not ELF, or is gone, is said once and resolves nothing.
+    /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and
+    /// resolves nothing.
     #[test]
     fn an_unreadable_debug_file_resolves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let corrupt = dir.path().join("zeek.debug");
-        std::fs::write(&corrupt, b"\x7fELF\x02\x01\x01 not really").unwrap();
-        for path in [corrupt, dir.path().join("gone.debug")] {
+        let not_elf = dir.path().join("zeek.debug");
+        std::fs::write(&not_elf, b"\x7fELF\x02\x01\x01 not really").unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0xff_u8; 4096]).unwrap();
+        let bad_dwarf = dir.path().join("bad-dwarf.debug");
+        let added = std::process::Command::new("objcopy")
+            .arg(format!("--add-section=.debug_info={}", garbage.display()))
+            .arg(format!("--add-section=.debug_abbrev={}", garbage.display()))
+            .arg(format!("--add-section=.debug_aranges={}", garbage.display()))
+            .arg("/bin/true")
+            .arg(&bad_dwarf)
+            .status()
+            .expect("objcopy (binutils) runs");
+        assert!(added.success());
+        for path in [not_elf, dir.path().join("gone.debug")] {
             let lines = SourceLines::new(&path);
             assert!(lines.frames(0x1000).is_empty());
             assert!(matches!(*lines.state.lock().unwrap(), State::Unreadable), "{path:?}");
         }
+        let lines = SourceLines::new(&bad_dwarf);
+        assert!((0x1000..0x1100).all(|address| lines.frames(address).is_empty()));
+        let said = matches!(*lines.state.lock().unwrap(), State::Unreadable);
+        assert!(said || lines.failed_lookups() > 0, "garbage DWARF noticed");
     }
 }
