@@ -113,7 +113,9 @@ fn add_native_totals(tally: &mut Tally, unwound: &[DecodedFrame], script_side: &
         script_side.iter().filter(|f| f.kind == FuncKind::Native).map(|f| f.frame.name.as_str()).collect();
     for f in unwound.iter().filter(|f| f.kind == FuncKind::Native) {
         if seen.insert(&f.frame.name) {
-            tally.function(&f.frame.name, FuncKind::Native).total_samples += samples;
+            let row = tally.function(&f.frame.name, FuncKind::Native);
+            row.total_samples += samples;
+            row.file = row.file.take().or_else(|| f.frame.file.clone());
         }
     }
 }

@@ -43,12 +43,37 @@ enum State {
 }
 
 struct Resolver {
-    context: addr2line::Context<Reader>,
+    elf: Arc<ElfFile>,
+    endian: RunTimeEndian,
+    units: Units,
     /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
     resolved: HashMap<u64, Arc<[SourceFrame]>>,
     /// Addresses whose lookup failed on bad DWARF.
     failed: u64,
 }
+
+/// How addresses find their compile unit.
+enum Units {
+    /// By `.debug_aranges` (GCC writes it): one `addr2line` context per compile unit, made of
+    /// that unit alone, so that only the units of sampled addresses are ever parsed. (A context
+    /// of the whole file parses every unit's abbreviations and line header up front: 80 MB for
+    /// a real Zeek's.)
+    ByRange { ranges: Vec<UnitRange>, contexts: HashMap<usize, addr2line::Context<Reader>> },
+    /// Without `.debug_aranges`, one context of the whole file.
+    Whole(Box<addr2line::Context<Reader>>),
+}
+
+/// Code addresses `begin..end` are compiled in the unit at `unit` in `.debug_info`.
+#[derive(Debug, Clone, Copy)]
+struct UnitRange {
+    begin: u64,
+    end: u64,
+    unit: usize,
+}
+
+/// Compile units parsed at once at most: each keeps its functions and lines, and a report
+/// resolves the addresses of one unit mostly together.
+const UNITS_KEPT: usize = 64;
 
 impl SourceLines {
     /// Maps `path` now, reading nothing of it: the file may only be reachable through the
@@ -110,17 +135,23 @@ impl Resolver {
     fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
-        let dwarf = gimli::Dwarf::load(|id| section(elf, id).map(|bytes| EndianReader::new(bytes, endian)))
-            .map_err(unreadable)?;
-        let context = addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?;
-        Ok(Self { context, resolved: HashMap::new(), failed: 0 })
+        let aranges = section(elf, SectionId::DebugAranges).map_err(unreadable)?;
+        let units = if aranges.is_empty() {
+            let dwarf = gimli::Dwarf::load(|id| section(elf, id).map(|bytes| EndianReader::new(bytes, endian)))
+                .map_err(unreadable)?;
+            Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
+        } else {
+            let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
+            Units::ByRange { ranges, contexts: HashMap::new() }
+        };
+        Ok(Self { elf: elf.clone(), endian, units, resolved: HashMap::new(), failed: 0 })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
         if let Some(frames) = self.resolved.get(&address) {
             return frames.clone();
         }
-        let frames: Arc<[SourceFrame]> = match chain(&self.context, address) {
+        let frames: Arc<[SourceFrame]> = match self.chain(address) {
             Ok(frames) => frames.into(),
             Err(_) => {
                 self.failed += 1;
@@ -130,6 +161,69 @@ impl Resolver {
         self.resolved.insert(address, frames.clone());
         frames
     }
+
+    fn chain(&mut self, address: u64) -> Result<Vec<SourceFrame>, gimli::Error> {
+        let (ranges, contexts) = match &mut self.units {
+            Units::Whole(context) => return chain(context, address),
+            Units::ByRange { ranges, contexts } => (ranges, contexts),
+        };
+        let i = ranges.partition_point(|r| r.begin <= address);
+        let Some(range) = i.checked_sub(1).map(|i| ranges[i]).filter(|r| address < r.end) else {
+            return Ok(Vec::new());
+        };
+        if !contexts.contains_key(&range.unit) {
+            if contexts.len() >= UNITS_KEPT {
+                contexts.clear();
+            }
+            contexts.insert(range.unit, unit_context(&self.elf, self.endian, range.unit)?);
+        }
+        match contexts.get(&range.unit) {
+            Some(context) => chain(context, address),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// `.debug_aranges`: which compile unit each code range is in, sorted by address.
+fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
+    let mut ranges = Vec::new();
+    let mut headers = gimli::DebugAranges::from(aranges).headers();
+    while let Some(header) = headers.next()? {
+        let unit = header.debug_info_offset().0;
+        let mut entries = header.entries();
+        while let Some(entry) = entries.next()? {
+            let range = entry.range();
+            if range.begin < range.end {
+                ranges.push(UnitRange { begin: range.begin, end: range.end, unit });
+            }
+        }
+    }
+    ranges.sort_unstable_by_key(|r| r.begin);
+    Ok(ranges)
+}
+
+/// An `addr2line` context of the compile unit at `unit` alone: `.debug_info` cut to it (its
+/// references within itself are relative to it), every other section whole.
+fn unit_context(
+    elf: &Arc<ElfFile>,
+    endian: RunTimeEndian,
+    unit: usize,
+) -> Result<addr2line::Context<Reader>, gimli::Error> {
+    let info = section(elf, SectionId::DebugInfo)?;
+    let header = gimli::DebugInfo::from(EndianReader::new(info.clone(), endian))
+        .header_from_offset(gimli::DebugInfoOffset(unit))?;
+    let end = unit.checked_add(header.length_including_self()).filter(|end| *end <= info.len());
+    let unit_info = end.map(|end| info.sub(unit..end)).ok_or(gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0)))?;
+    let dwarf = gimli::Dwarf::load(|id| {
+        let bytes = match id {
+            SectionId::DebugInfo => unit_info.clone(),
+            // The ranges were looked up already; a unit cut out has other offsets.
+            SectionId::DebugAranges => SectionBytes::Owned(Arc::from([])),
+            _ => section(elf, id)?,
+        };
+        Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
+    })?;
+    addr2line::Context::from_dwarf(dwarf)
 }
 
 /// `addr2line`'s frames at `address` (innermost first), outermost first.
@@ -176,6 +270,18 @@ enum SectionBytes {
     Mapped(Arc<ElfFile>, Range<usize>),
     /// Decompressed, or empty.
     Owned(Arc<[u8]>),
+}
+
+impl SectionBytes {
+    /// `range` of these bytes, as bytes of their own (`range` within them).
+    fn sub(&self, range: Range<usize>) -> Self {
+        match self {
+            Self::Mapped(elf, within) => {
+                Self::Mapped(elf.clone(), within.start + range.start..within.start + range.end)
+            }
+            Self::Owned(bytes) => Self::Owned(Arc::from(&bytes[range])),
+        }
+    }
 }
 
 impl Deref for SectionBytes {
@@ -229,31 +335,43 @@ mod tests {
 
     /// This test binary, built with debug information as `cargo test` builds: inside a
     /// function, some address is in the call inlined into it, which comes after it with its
-    /// own file and line; the function itself is named as its symbol is.
+    /// own file and line; the function itself is named as its symbol is. Found through
+    /// `.debug_aranges`, and without it (a copy of the binary that has none).
     #[test]
     fn resolves_a_function_and_the_call_inlined_into_it() {
         assert_eq!(caller_of_an_inlined_callee(1), (31 ^ 7) + 1);
         let (exe, start) = own_link_time_address(caller_of_an_inlined_callee as *const () as usize);
-        let lines = SourceLines::new(&exe);
         let functions = ElfFile::open(&exe).unwrap().symbols().functions();
-        let at_start = lines.frames(start);
-        let outermost = at_start.first().unwrap_or_else(|| panic!("{start:#x} resolved"));
-        assert_eq!(outermost.function, functions.lookup(start), "{at_start:?}");
-        assert!(outermost.function.as_deref().is_some_and(|f| f.contains("caller_of_an_inlined_callee")));
-        assert!(outermost.file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{at_start:?}");
-        assert!(outermost.line > 0, "{at_start:?}");
-        assert!(Arc::ptr_eq(&at_start, &lines.frames(start)), "resolved once");
+        let dir = tempfile::tempdir().unwrap();
+        let without_aranges = dir.path().join("no-aranges");
+        let removed = std::process::Command::new("objcopy")
+            .args(["--remove-section", ".debug_aranges"])
+            .arg(&exe)
+            .arg(&without_aranges)
+            .status()
+            .expect("objcopy (binutils) runs");
+        assert!(removed.success());
+        for file in [exe, without_aranges] {
+            let lines = SourceLines::new(&file);
+            let at_start = lines.frames(start);
+            let outermost = at_start.first().unwrap_or_else(|| panic!("{start:#x} resolved in {file:?}"));
+            assert_eq!(outermost.function, functions.lookup(start), "{at_start:?}");
+            assert!(outermost.function.as_deref().is_some_and(|f| f.contains("caller_of_an_inlined_callee")));
+            assert!(outermost.file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{at_start:?}");
+            assert!(outermost.line > 0, "{at_start:?}");
+            assert!(Arc::ptr_eq(&at_start, &lines.frames(start)), "resolved once");
 
-        let inlined = (start..start + 256)
-            .map(|address| lines.frames(address))
-            .find(|frames| frames.len() == 2)
-            .unwrap_or_else(|| panic!("an address in the inlined call"));
-        assert_eq!(inlined[0].function, outermost.function);
-        assert!(inlined[1].function.as_deref().is_some_and(|f| f.contains("inlined_callee")), "{inlined:?}");
-        assert!(inlined[1].file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{inlined:?}");
-        assert!(inlined[0].line > 0 && inlined[1].line > 0, "{inlined:?}");
-        assert!(lines.frames(u64::MAX - 16).is_empty(), "an address no unit covers");
-        assert_eq!(lines.failed_lookups(), 0);
+            let inlined = (start..start + 256)
+                .map(|address| lines.frames(address))
+                .find(|frames| frames.len() == 2)
+                .unwrap_or_else(|| panic!("an address in the inlined call in {file:?}"));
+            assert_eq!(inlined[0].function, outermost.function);
+            assert!(inlined[1].function.as_deref().is_some_and(|f| f.contains("inlined_callee")), "{inlined:?}");
+            assert!(inlined[1].file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{inlined:?}");
+            assert!(inlined[0].line > 0 && inlined[1].line > 0, "{inlined:?}");
+            assert!(lines.frames(u64::MAX - 16).is_empty(), "an address no unit covers");
+            assert_eq!(lines.failed_lookups(), 0);
+        }
     }
 
     /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and

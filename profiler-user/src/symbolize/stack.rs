@@ -233,31 +233,27 @@ fn is_invoke(frame: &DecodedFrame) -> bool {
     frame.kind == FuncKind::Native && !frame.frame.inlined && INVOKES.contains(&name)
 }
 
-/// Puts each script frame (outermost first) under the native `Invoke` frame that runs it (and
-/// under the calls inlined into that frame), pairing them outermost with outermost. Script
-/// frames left over go under the innermost `Invoke` (or, with none, under the native leaf);
-/// `Invoke` frames left over get none.
+/// Puts each script frame (outermost first) under the native `Invoke` frame that runs it,
+/// pairing them outermost with outermost, above the calls inlined into that `Invoke` (they run
+/// the script function's body). Script frames left over go under the innermost `Invoke` (or,
+/// with none, under the native leaf); `Invoke` frames left over get none.
 fn splice_script_frames(native: Vec<DecodedFrame>, script: Vec<DecodedFrame>) -> SplicedStack {
     let invokes = native.iter().filter(|f| is_invoke(f)).count();
     let mismatched = invokes != script.len();
     let mut script = script.into_iter();
     let mut frames = Vec::with_capacity(native.len() + script.len());
-    // `Invoke` frames seen, and whether the last one still waits for its script frames.
-    let (mut seen, mut waiting) = (0, false);
+    let mut seen = 0;
     for f in native {
-        if waiting && !f.frame.inlined {
-            waiting = false;
+        let invoke = is_invoke(&f);
+        frames.push(f);
+        if invoke {
+            seen += 1;
             if seen == invokes {
                 frames.extend(script.by_ref());
             } else {
                 frames.extend(script.next());
             }
         }
-        if is_invoke(&f) {
-            seen += 1;
-            waiting = true;
-        }
-        frames.push(f);
     }
     frames.extend(script);
     SplicedStack { frames, mismatched }
@@ -431,10 +427,10 @@ mod tests {
         );
     }
 
-    /// A call inlined into `Invoke` (where it calls the script body) is still `Invoke`'s
-    /// frame: the script frame goes under it. An inlined frame named like `Invoke` is not one.
+    /// The calls inlined into `Invoke` run the script function's body: they go under its
+    /// script frame. An inlined frame named like `Invoke` is not one.
     #[test]
-    fn script_frames_go_under_the_calls_inlined_into_their_invoke() {
+    fn script_frames_go_right_under_their_invoke_above_the_calls_inlined_into_it() {
         let inlined = |name: &str| DecodedFrame {
             frame: StackFrame { inlined: true, ..StackFrame::named(name) },
             ..native(name)
@@ -454,8 +450,8 @@ mod tests {
             [
                 "main",
                 SCRIPT_INVOKE,
-                "zeek::detail::StmtList::Exec",
                 "new_connection",
+                "zeek::detail::StmtList::Exec",
                 "zeek::detail::CallExpr::Eval",
                 SCRIPT_INVOKE,
                 "memcpy",
