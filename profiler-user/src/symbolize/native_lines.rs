@@ -43,12 +43,13 @@ enum State {
 }
 
 struct Resolver {
+    path: PathBuf,
     elf: Arc<ElfFile>,
     endian: RunTimeEndian,
     units: Units,
     /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
     resolved: HashMap<u64, Arc<[SourceFrame]>>,
-    /// Addresses whose lookup failed on bad DWARF.
+    /// Addresses whose lookup failed on bad DWARF (the first one said).
     failed: u64,
 }
 
@@ -111,7 +112,8 @@ impl SourceLines {
     }
 
     /// How many looked-up addresses had debug information that could not be read.
-    pub fn failed_lookups(&self) -> u64 {
+    #[cfg(test)]
+    fn failed_lookups(&self) -> u64 {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Open(resolver) => resolver.failed,
             State::Mapped(_) | State::Unreadable => 0,
@@ -135,16 +137,16 @@ impl Resolver {
     fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
-        let aranges = section(elf, SectionId::DebugAranges).map_err(unreadable)?;
+        let aranges = section(elf, SectionId::DebugAranges);
         let units = if aranges.is_empty() {
-            let dwarf = gimli::Dwarf::load(|id| section(elf, id).map(|bytes| EndianReader::new(bytes, endian)))
+            let dwarf = gimli::Dwarf::load(|id| Ok::<_, gimli::Error>(EndianReader::new(section(elf, id), endian)))
                 .map_err(unreadable)?;
             Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
         } else {
             let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
             Units::ByRange { ranges, contexts: HashMap::new() }
         };
-        Ok(Self { elf: elf.clone(), endian, units, resolved: HashMap::new(), failed: 0 })
+        Ok(Self { path: path.to_owned(), elf: elf.clone(), endian, units, resolved: HashMap::new(), failed: 0 })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
@@ -153,7 +155,13 @@ impl Resolver {
         }
         let frames: Arc<[SourceFrame]> = match self.chain(address) {
             Ok(frames) => frames.into(),
-            Err(_) => {
+            Err(err) => {
+                if self.failed == 0 {
+                    output::note(format!(
+                        "warning: {}: unreadable debug information at {address:#x} ({err}); such addresses are named by their symbols only",
+                        self.path.display()
+                    ));
+                }
                 self.failed += 1;
                 Arc::from([])
             }
@@ -209,7 +217,7 @@ fn unit_context(
     endian: RunTimeEndian,
     unit: usize,
 ) -> Result<addr2line::Context<Reader>, gimli::Error> {
-    let info = section(elf, SectionId::DebugInfo)?;
+    let info = section(elf, SectionId::DebugInfo);
     let header = gimli::DebugInfo::from(EndianReader::new(info.clone(), endian))
         .header_from_offset(gimli::DebugInfoOffset(unit))?;
     let end = unit.checked_add(header.length_including_self()).filter(|end| *end <= info.len());
@@ -219,7 +227,7 @@ fn unit_context(
             SectionId::DebugInfo => unit_info.clone(),
             // The ranges were looked up already; a unit cut out has other offsets.
             SectionId::DebugAranges => SectionBytes::Owned(Arc::from([])),
-            _ => section(elf, id)?,
+            _ => section(elf, id),
         };
         Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
     })?;
@@ -244,21 +252,22 @@ fn chain(context: &addr2line::Context<Reader>, address: u64) -> Result<Vec<Sourc
 
 /// The bytes of one DWARF section, borrowed from the mapped file where stored plain; empty
 /// when the file has none.
-fn section(elf: &Arc<ElfFile>, id: SectionId) -> Result<SectionBytes, gimli::Error> {
+fn section(elf: &Arc<ElfFile>, id: SectionId) -> SectionBytes {
     let file = elf.parsed();
-    let Some(section) = file.section_by_name(id.name()) else { return Ok(SectionBytes::Owned(Arc::from([]))) };
+    let Some(section) = file.section_by_name(id.name()) else { return SectionBytes::Owned(Arc::from([])) };
     let stored_plain = section.compressed_file_range().is_ok_and(|r| r.format == object::CompressionFormat::None);
     if stored_plain && let Some((offset, size)) = section.file_range() {
-        let range = usize::try_from(offset).ok().zip(usize::try_from(offset + size).ok());
+        let end = offset.checked_add(size).and_then(|end| usize::try_from(end).ok());
+        let range = usize::try_from(offset).ok().zip(end);
         if let Some((start, end)) = range.filter(|(_, end)| *end <= elf.data().len()) {
-            return Ok(SectionBytes::Mapped(elf.clone(), start..end));
+            return SectionBytes::Mapped(elf.clone(), start..end);
         }
     }
     match section.uncompressed_data() {
-        Ok(Cow::Borrowed(bytes)) => Ok(SectionBytes::Owned(Arc::from(bytes))),
-        Ok(Cow::Owned(bytes)) => Ok(SectionBytes::Owned(Arc::from(bytes))),
-        // Compressed in a way `object` is not built to read: the section is left out.
-        Err(_) => Ok(SectionBytes::Owned(Arc::from([]))),
+        Ok(Cow::Borrowed(bytes)) => SectionBytes::Owned(Arc::from(bytes)),
+        Ok(Cow::Owned(bytes)) => SectionBytes::Owned(Arc::from(bytes)),
+        // Compressed in a way `object` is not built to read, or cut short: left out.
+        Err(_) => SectionBytes::Owned(Arc::from([])),
     }
 }
 
