@@ -200,11 +200,13 @@ impl<'a> StackDecoder<'a> {
             let Some(mapping) = mappings::mapping_of(code.mappings, ip) else {
                 return vec![StackFrame::named(format!("{ip:#x}"))];
             };
-            let name = code.libraries.lookup(mapping, ip).unwrap_or_else(|| match mappings::file_name(mapping) {
+            if let Some(function) = code.libraries.lookup(mapping, ip) {
+                return inlined_chain(function.name, &function.chain);
+            }
+            vec![StackFrame::named(match mappings::file_name(mapping) {
                 library if library.starts_with('[') => library.to_owned(),
                 library => format!("[{library}]"),
-            });
-            vec![StackFrame::named(name)]
+            })]
         });
         frames.iter().map(|f| DecodedFrame { frame: f.clone(), kind: FuncKind::Native, zeek_name: None }).collect()
     }
