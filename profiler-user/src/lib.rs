@@ -12,7 +12,8 @@
 //!   unwound here from the binaries' `.eh_frame`, counted per distinct stack;
 //! - `profile`: aggregation of the maps' counts and samples into one process's profile,
 //!   through `symbolize` (name hashes, enum ordinals and stacks into the names people read;
-//!   unwound native frames with the script frames spliced in);
+//!   unwound native frames with the script frames spliced in, and the calls inlined into
+//!   them with their source lines, from DWARF read only when the samples are named);
 //! - `report` (the files and table `record` writes), `exporter` (Prometheus, for `attach`) and
 //!   `live_view` (`top`'s terminal view of each node's last interval).
 //!

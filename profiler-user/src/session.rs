@@ -153,6 +153,7 @@ impl Session {
             hz,
             code: NativeCode {
                 natives: &self.binary.native_symbols,
+                lines: self.binary.source_lines.as_deref(),
                 bias: self.bias,
                 mappings: &self.mappings,
                 libraries: &self.libraries,

@@ -391,6 +391,8 @@ pub mod pprof {
         pub sample_type: Vec<ValueType>,
         #[prost(message, repeated, tag = "2")]
         pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
         #[prost(message, repeated, tag = "5")]
         pub function: Vec<Function>,
         #[prost(string, repeated, tag = "6")]
@@ -425,6 +427,23 @@ pub mod pprof {
         pub str: i64,
     }
 
+    /// Its lines: the calls inlined there first, the machine frame's function last.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Location {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Line {
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
     #[derive(Clone, PartialEq, Message)]
     pub struct Function {
         #[prost(uint64, tag = "1")]
@@ -444,6 +463,24 @@ pub mod pprof {
     }
 
     impl Profile {
+        /// Each location's lines as (function name, file name, line), in the location's order.
+        pub fn location_lines(&self) -> Vec<Vec<(&str, &str, i64)>> {
+            let s = |i: i64| self.string_table[i as usize].as_str();
+            self.location
+                .iter()
+                .map(|location| {
+                    location
+                        .line
+                        .iter()
+                        .map(|line| {
+                            let f = self.function.iter().find(|f| f.id == line.function_id).expect("a line's function");
+                            (s(f.name), s(f.filename), line.line)
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+
         /// The value of a sample's label `key`.
         pub fn label(&self, sample: &Sample, key: &str) -> Option<&str> {
             let s = |i: i64| self.string_table[i as usize].as_str();

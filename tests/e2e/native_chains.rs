@@ -18,6 +18,10 @@ const ROUNDS: &str = "300";
 const LIBRARY: &str = "/libzeek_shaped_helpers.so";
 /// What perf puts for a frame's DSO when DWARF says the frame is an inlined call.
 const INLINED: &str = "inlined";
+/// How zeek-probe's folded stacks mark an inlined call.
+const INLINED_MARK: &str = " (inlined)";
+/// Where the chain functions are defined (native_chains.h, helpers/ for the library's).
+const FIXTURE_SOURCES: &str = "/tests/fixture/";
 
 /// One chain function as the fixture measured it (truth.h, "native_chain").
 struct Truth {
@@ -207,10 +211,13 @@ fn every_fixture_runs_the_same_native_chains_and_none_without_the_flag() {
     }
 }
 
-/// zeek-probe's own unwinder on the chains: every chain function that is not inlined has its
-/// inclusive share of the main thread within `POINTS` of the truth (from the folded stacks),
-/// and the Zeek components its frames belong to take the inclusive time of the chain's
-/// outermost function of each (`zeek_probe_component_seconds_total`, from summary.json).
+/// zeek-probe's own unwinder on the chains, of the fixture whose DWARF is in a separate debug
+/// file (`.gnu_debuglink`; the library has its own): every chain function has its inclusive share of
+/// the main thread within `POINTS` of the truth (from the folded stacks), the inlined ones as
+/// `name (inlined)` frames right under a caller the fixture gave them; pprof has them as lines
+/// inlined into their caller's location, with the fixture's source file and line; and the Zeek
+/// components its frames belong to take the inclusive time of the chain's outermost function
+/// of each (`zeek_probe_component_seconds_total`, from summary.json).
 #[test]
 fn zeek_probe_unwinds_the_native_chains_and_their_components() {
     if !privileged() {
@@ -222,7 +229,7 @@ fn zeek_probe_unwinds_the_native_chains_and_their_components() {
         .args(["record", "--hz", "999", "--out"])
         .arg(&out)
         .arg("--")
-        .arg(fixture("zeek-shaped-8.2"))
+        .arg(fixture("zeek-shaped-8.2-debuglink"))
         .args(["--native-chains", "--rounds", ROUNDS, "--truth"])
         .arg(&truth_path)
         .output()
@@ -244,8 +251,9 @@ fn zeek_probe_unwinds_the_native_chains_and_their_components() {
     let inclusive = |name: &str| {
         100.0 * stacks.iter().filter(|(s, _)| s.contains(&name)).map(|(_, n)| n).sum::<f64>() / main_samples
     };
-    for f in chain.iter().filter(|f| !f.inlined) {
-        let got = inclusive(&f.name);
+    for f in &chain {
+        let shown = if f.inlined { format!("{}{INLINED_MARK}", f.name) } else { f.name.clone() };
+        let got = inclusive(&shown);
         let bound = POINTS.max(crate::sampling::tolerance(f.inclusive_share, main_samples));
         assert!(
             (got - f.inclusive_share).abs() <= bound,
@@ -254,6 +262,17 @@ fn zeek_probe_unwinds_the_native_chains_and_their_components() {
             f.inclusive_share
         );
     }
+
+    for (stack, _) in &stacks {
+        for pair in stack.windows(2) {
+            // Other inlined calls (the fixture's timing, its busy work) are no chain function's.
+            let Some(inlined) = pair[1].strip_suffix(INLINED_MARK) else { continue };
+            let Some(truth) = chain.iter().find(|f| f.name == inlined) else { continue };
+            let caller = pair[0].strip_suffix(INLINED_MARK).unwrap_or(pair[0]);
+            assert!(truth.inlined && truth.callers.iter().any(|c| c == caller), "{caller} → {inlined}: {stack:?}");
+        }
+    }
+    inlined_calls_are_pprof_lines(&pprof::decode(&std::fs::read(out.join("profile.pb.gz")).unwrap()), &chain);
 
     let main = truth["main_thread_cpu_seconds"].as_f64().unwrap();
     let component = |name: &str| {
@@ -273,5 +292,23 @@ fn zeek_probe_unwinds_the_native_chains_and_their_components() {
         let (got, want) = (component(name), of(outermost));
         let bound = POINTS.max(crate::sampling::tolerance(want, main_samples));
         assert!((got - want).abs() <= bound, "{name}: {got:.2}% against {outermost}'s {want:.2}% (± {bound:.2})");
+    }
+}
+
+/// Each inlined chain function (the executable's and the library's) is a line of a location,
+/// inlined into (before) a caller the fixture gave it, both with a fixture source file and a
+/// line in it.
+fn inlined_calls_are_pprof_lines(profile: &pprof::Profile, chain: &[Truth]) {
+    let locations = profile.location_lines();
+    for f in chain.iter().filter(|f| f.inlined) {
+        let found = locations.iter().find_map(|lines| {
+            let at = lines.iter().position(|(name, _, _)| *name == f.name)?;
+            Some((lines[at], *lines.get(at + 1)?))
+        });
+        let Some((inlined, caller)) = found else { panic!("{}: no location has it inlined", f.name) };
+        assert!(f.callers.iter().any(|c| c == caller.0), "{} inlined into {}", f.name, caller.0);
+        for (name, file, line) in [inlined, caller] {
+            assert!(file.contains(FIXTURE_SOURCES) && line > 0, "{name}: {file}:{line}");
+        }
     }
 }

@@ -171,7 +171,7 @@ fn comparable(symbol: &str) -> String {
     }
 }
 
-/// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf, as native and kernel shares:
+/// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf function, as native and kernel shares:
 /// native where the leaf is no script frame (nor an event's C++ dispatch, `[dispatch]`).
 fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Shares, Shares) {
     let (mut native, mut kernel) = (Shares::new(), Shares::new());
@@ -180,7 +180,9 @@ fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Sh
         let (stack, count) = line.rsplit_once(' ').unwrap();
         let count: f64 = count.parse().unwrap();
         total += count;
-        let leaf = stack.rsplit(';').next().unwrap();
+        // perf names a sample by the symbol its address is in: the machine frame, not the calls
+        // DWARF says were inlined into it (`name (inlined)`).
+        let leaf = stack.rsplit(';').find(|f| !f.ends_with(" (inlined)")).unwrap();
         if let Some(function) = leaf.strip_prefix("[k] ") {
             // A module's functions carry their module, as kallsyms lists them; perf has it as the DSO.
             let function = function.split(' ').next().unwrap();

@@ -380,6 +380,20 @@ fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
     let writers =
         crate::native_stacks::thread_samples_through(&stacks, "zk.", "zeek::threading::BasicThread::launcher");
     assert!(writers > 0, "no writer thread sample unwound through BasicThread::launcher of {thread_samples}");
+
+    // Zeek's frames carry lines from its debug file: the run loop's in RunState.cc, and calls
+    // inlined into Zeek's functions as lines of their locations (pprof).
+    let profile = crate::common::pprof::decode(&std::fs::read(dir.path().join("report/profile.pb.gz")).unwrap());
+    let locations = profile.location_lines();
+    let run_loop: Vec<_> =
+        locations.iter().flatten().filter(|(f, _, _)| *f == "zeek::run_state::detail::run_loop").collect();
+    assert!(
+        !run_loop.is_empty() && run_loop.iter().all(|(_, file, line)| file.ends_with("src/RunState.cc") && *line > 0),
+        "{run_loop:?}"
+    );
+    let inlined =
+        locations.iter().filter(|lines| lines.len() > 1 && lines.iter().all(|(_, file, _)| !file.is_empty())).count();
+    assert!(inlined > 10, "{inlined} locations with inlined calls, each with its file");
 }
 
 fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::ffi::OsStr]) -> Value {

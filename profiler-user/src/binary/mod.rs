@@ -13,7 +13,10 @@ pub mod prologue;
 pub mod symbols;
 pub mod version;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 pub use elf::{ElfError, ElfFile};
 pub use file_id::FileId;
@@ -21,6 +24,8 @@ pub use layout::{AbiLayout, LayoutSource, Mismatch, RuntimeAddresses};
 pub use layout_cache::LayoutCache;
 pub use probe_points::{ProbePoint, ProbePointKind};
 pub use version::ZeekVersion;
+
+use crate::symbolize::SourceLines;
 
 /// A Zeek executable, inspected and ready to be probed.
 #[derive(Debug, Clone)]
@@ -49,6 +54,9 @@ pub struct ZeekBinary {
     pub frame_stack: Option<u64>,
     /// Function symbols, to name native instruction pointers.
     pub native_symbols: symbols::NativeSymbols,
+    /// The DWARF (the binary's or its debug file's), to expand native frames into the calls
+    /// inlined there and give them lines: opened on the first address asked for, not here.
+    pub source_lines: Option<Arc<SourceLines>>,
     /// Position-independent: runtime addresses are link-time addresses plus a load bias.
     pub is_pie: bool,
     /// First loadable segment: its link-time address and file offset, to find the load bias.
@@ -130,7 +138,8 @@ impl ZeekBinary {
         let mut layout = AbiLayout::for_version(&version)
             .map_err(|detail| BinaryError::Unsupported { path: shown_as.to_path_buf(), detail })?;
         let wanted = layout.dwarf_fields();
-        let (dwarf, dwarf_error, layout_cache) = dwarf_offsets(&elf, &wanted, &symbols);
+        let debug_source = dwarf::source(&elf);
+        let (dwarf, dwarf_error, layout_cache) = dwarf_offsets(&elf, debug_source.as_deref(), &wanted, &symbols);
         let layout_mismatches = dwarf.as_ref().map(|offsets| layout.apply_dwarf(offsets)).unwrap_or_default();
         let probe_points = probe_points::place(&elf, &symbols, shown_as)?;
         let (first_load_vaddr, first_load_offset) = elf.first_load_segment()?;
@@ -152,6 +161,7 @@ impl ZeekBinary {
             event_mgr: symbols.address(symbols::EVENT_MGR),
             frame_stack,
             native_symbols: symbols.functions(),
+            source_lines: debug_source.map(|path| Arc::new(SourceLines::new(&path))),
             is_pie: elf.is_pie(),
             first_load_vaddr,
             first_load_offset,
@@ -163,16 +173,17 @@ impl ZeekBinary {
 /// unreadable, and how the cache served.
 fn dwarf_offsets(
     elf: &ElfFile,
+    source: Option<&Path>,
     wanted: &[dwarf::Field],
     symbols: &symbols::SymbolIndex,
 ) -> (Option<dwarf::DwarfOffsets>, Option<String>, layout_cache::CacheUse) {
-    let Some(source) = dwarf::source(elf) else { return (None, None, layout_cache::CacheUse::Off) };
+    let Some(source) = source else { return (None, None, layout_cache::CacheUse::Off) };
     let read = || {
         let hints = dwarf::unit_hints(wanted, symbols);
-        dwarf::read(elf, &source, wanted, &hints).map_err(|err| format!("{:#}", anyhow::Error::from(err)))
+        dwarf::read(elf, source, wanted, &hints).map_err(|err| format!("{:#}", anyhow::Error::from(err)))
     };
     let (found, used) = match layout_cache::binary_key(elf.build_id().as_deref(), elf.path()) {
-        Some(key) => LayoutCache::from_env().dwarf(&key, &source, wanted, read),
+        Some(key) => LayoutCache::from_env().dwarf(&key, source, wanted, read),
         None => (read(), layout_cache::CacheUse::Off),
     };
     match found {

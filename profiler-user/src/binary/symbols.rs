@@ -178,7 +178,7 @@ pub const PLT_SUFFIX: &str = "@plt";
 /// `zeek::Connection::NextPacket(...)` style, without argument lists (they make flame graph
 /// frames unreadable and split one function into several by overload set). A PLT stub keeps
 /// its suffix after the demangled name.
-fn demangle(name: &str) -> String {
+pub fn demangle(name: &str) -> String {
     if let Some(called) = name.strip_suffix(PLT_SUFFIX) {
         return demangle(called) + PLT_SUFFIX;
     }

@@ -84,7 +84,7 @@ fn host_sampling(targets: &Targets) -> Option<(Sampling, String)> {
             let mut merged = Sampling { hz: many[0].1.hz, ..Sampling::default() };
             for (t, sampling) in many {
                 merged.native_stacks.add(&sampling.native_stacks);
-                let root = StackFrame { name: format!("{} (PID {})", t.node, t.pid), file: None, line: 0 };
+                let root = StackFrame::named(format!("{} (PID {})", t.node, t.pid));
                 merged.stacks.extend(sampling.stacks.iter().map(|s| {
                     let mut stack = s.clone();
                     stack.frames.insert(0, root.clone());

@@ -182,7 +182,7 @@ pub(crate) mod tests {
     #[test]
     fn long_dispatches_keep_their_order_and_where_they_spent_most() {
         let mut p = profile(7, "worker-1", Vec::new());
-        let frame = |name: &str| StackFrame { name: name.into(), file: None, line: 0 };
+        let frame = |name: &str| StackFrame::named(name);
         let row = |seq, seconds, leaf: &str| LongDispatchRow {
             event: "ssl_established".into(),
             seq,

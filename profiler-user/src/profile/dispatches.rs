@@ -141,7 +141,7 @@ mod tests {
 
         let names = FunctionNames::new(&snap.funcs, named_hashes(&snap, 5));
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode::symbols_only(&natives, &libraries, &kernel);
         let mut decoder = StackDecoder::new(&names, code);
         let d = long_dispatches(&snap, 5, 1000, &names, &mut decoder);
 

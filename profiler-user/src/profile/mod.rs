@@ -185,7 +185,7 @@ mod tests {
             (SampleKey { pid: 3, _pad: 0, stack: 99 }, 1),
         ];
         let (natives, libraries, kernel) = (NativeSymbols::default(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode::symbols_only(&natives, &libraries, &kernel);
         let ctx = SampleContext { hz: 10, code, native_stacks: false, thread_stacks: false };
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let f = |name: &str| p.functions.iter().find(|f| f.name == name).unwrap();
@@ -219,7 +219,7 @@ mod tests {
         symbols.insert(SCRIPT_FUNC_INVOKE, function(0x2000, 0x100));
         symbols.insert("_ZN4zeek6detail8StmtList4ExecEv", function(0x3000, 0x100));
         let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode::symbols_only(&natives, &libraries, &kernel);
         let profile = |snap: &MapSnapshot| {
             let ctx = SampleContext { hz: 10, code, native_stacks: true, thread_stacks: true };
             Profile::build(target(3), snap, &LogStreamNames::default(), Some(ctx))
@@ -282,7 +282,7 @@ mod tests {
         symbols.insert("start_thread", function(0x1000, 0x100));
         symbols.insert("_ZN4zeek7logging6writer6detail5Ascii7DoWriteEv", function(0x2000, 0x100));
         let (natives, libraries, kernel) = (symbols.functions(), LibrarySymbols::new(0), KernelSymbols::default());
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode::symbols_only(&natives, &libraries, &kernel);
         // 20 of the 30 unwound: 15 to the thread's start, 5 cut short (no start_thread).
         for _ in 0..15 {
             snap.native_stacks.add(3, 1, vec![0x1010, 0x2010]);
@@ -327,7 +327,7 @@ mod tests {
             vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 20), (SampleKey { pid: 3, _pad: 0, stack: 2 }, 10)];
         let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
         let kernel = KernelSymbols::parse("ffffffff81001000 t do_syscall_64\nffffffff81002000 t vfs_write\n");
-        let code = NativeCode { natives: &natives, bias: 0, mappings: &[], libraries: &libraries, kernel: &kernel };
+        let code = NativeCode::symbols_only(&natives, &libraries, &kernel);
         let p = Profile::build(
             target(3),
             &snap,

@@ -79,7 +79,8 @@ pub(super) fn count_samples(
             *stacks.entry(spliced.frames.into_iter().map(|f| f.frame).collect()).or_default() += n;
         }
         let Some(leaf) = frames.last() else { continue };
-        if let Some(file) = &leaf.frame.file {
+        // Script files only: a native leaf's file is C++ source (DWARF).
+        if let Some(file) = leaf.frame.file.as_ref().filter(|_| leaf.kind != FuncKind::Native) {
             *leaf_samples.entry(file.clone()).or_default() += samples;
         }
         add_to_functions(tally, &frames, *samples);
@@ -117,9 +118,11 @@ fn add_to_components(components: &mut BTreeMap<String, u64>, frames: &[DecodedFr
 fn add_native_totals(tally: &mut Tally, unwound: &[DecodedFrame], script_side: &[DecodedFrame], samples: u64) {
     let mut seen: HashSet<&str> =
         script_side.iter().filter(|f| f.kind == FuncKind::Native).map(|f| f.frame.name.as_str()).collect();
-    for f in unwound.iter().filter(|f| f.kind == FuncKind::Native) {
+    for f in unwound.iter().filter(|f| f.kind == FuncKind::Native && !f.frame.inlined) {
         if seen.insert(&f.frame.name) {
-            tally.function(&f.frame.name, FuncKind::Native).total_samples += samples;
+            let row = tally.function(&f.frame.name, FuncKind::Native);
+            row.total_samples += samples;
+            row.file = row.file.take().or_else(|| f.frame.file.clone());
         }
     }
 }
@@ -136,12 +139,14 @@ fn reaches_root(frames: &[DecodedFrame], thread: bool) -> bool {
 const THREAD_ROOTS: [&str; 3] = ["start_thread", "clone3", "clone"];
 
 /// Self samples to the leaf; total samples to every function on the stack, once however often
-/// recursion repeats it. A function first seen here takes the frame's file and Zeek name.
+/// recursion repeats it. A function first seen here takes the frame's file and Zeek name. The
+/// rows are machine frames' functions, as their symbols name them: a call inlined into one is
+/// its time (as in perf without `--inline`), shown on its own in the stacks only.
 fn add_to_functions(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
-    let Some(leaf) = frames.last() else { return };
+    let Some(leaf) = frames.iter().rfind(|f| !f.frame.inlined) else { return };
     tally.function(&leaf.frame.name, leaf.kind).self_samples += samples;
     let mut seen = HashSet::new();
-    for f in frames {
+    for f in frames.iter().filter(|f| !f.frame.inlined) {
         if seen.insert((&f.frame.name, f.kind)) {
             let row = tally.function(&f.frame.name, f.kind);
             row.total_samples += samples;
@@ -171,5 +176,33 @@ fn add_to_edges(tally: &mut Tally, frames: &[DecodedFrame], samples: u64) {
         if i + 1 == frames.len() && kernel.is_empty() {
             row.self_samples += samples;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn native(name: &str, inlined: bool) -> DecodedFrame {
+        DecodedFrame {
+            frame: StackFrame { inlined, ..StackFrame::named(name) },
+            kind: FuncKind::Native,
+            zeek_name: None,
+        }
+    }
+
+    /// A call inlined into the leaf's function is that function's self time; it has no row.
+    #[test]
+    fn inlined_calls_are_their_machine_frames_time_in_the_rows() {
+        let mut tally = Tally::default();
+        // The leaf as `decode` expands it, and the whole stack as `splice` unwinds it.
+        let leaf = [native("zeek::Run", false), native("std::vector::operator[]", true)];
+        let unwound = [native("main", false), native("zeek::Run", false), native("std::vector::operator[]", true)];
+        add_to_functions(&mut tally, &leaf, 3);
+        add_native_totals(&mut tally, &unwound, &leaf, 3);
+        let (rows, _) = tally.into_rows(|samples| samples as f64);
+        let shown: Vec<(&str, f64, f64)> =
+            rows.iter().map(|r| (r.name.as_str(), r.self_seconds, r.total_seconds)).collect();
+        assert_eq!(shown, [("main", 0.0, 3.0), ("zeek::Run", 3.0, 3.0)]);
     }
 }

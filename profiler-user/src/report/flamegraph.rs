@@ -85,7 +85,7 @@ mod tests {
     use crate::profile::{SampledStack, StackFrame};
 
     fn stack(names: &[&str], samples: u64) -> SampledStack {
-        let frames = names.iter().map(|n| StackFrame { name: (*n).into(), file: None, line: 0 }).collect();
+        let frames = names.iter().map(|n| StackFrame::named(*n)).collect();
         SampledStack { frames, samples }
     }
 

@@ -33,11 +33,14 @@ pub fn write(dir: &Path, sampling: &Sampling) -> io::Result<()> {
     fs::write(dir.join(FILE_NAME), render(sampling))
 }
 
+/// Marks a call inlined into the frame before it (DWARF), as perf marks one.
+pub const INLINED_MARK: &str = " (inlined)";
+
 /// The frame's name as it can stand in a folded line: `;` separates frames and a line ends at a
 /// newline, so those become `:` and spaces. Spaces themselves are fine, as the count is read from
-/// after the last one.
+/// after the last one. An inlined call is marked so.
 fn folded_name(frame: &StackFrame) -> String {
-    frame
+    let name: String = frame
         .name
         .chars()
         .map(|c| {
@@ -49,7 +52,8 @@ fn folded_name(frame: &StackFrame) -> String {
                 c
             }
         })
-        .collect()
+        .collect();
+    if frame.inlined { name + INLINED_MARK } else { name }
 }
 
 #[cfg(test)]
@@ -58,7 +62,7 @@ mod tests {
     use crate::profile::SampledStack;
 
     fn frame(name: &str) -> StackFrame {
-        StackFrame { name: name.into(), file: None, line: 0 }
+        StackFrame::named(name)
     }
 
     fn stack(names: &[&str], samples: u64) -> SampledStack {
@@ -91,6 +95,16 @@ mod tests {
     fn separators_and_control_characters_are_replaced() {
         let text = render(&sampling(vec![stack(&["zeek", "a;b\nc\td", "zeek::Foo::bar(int, char)"], 7)]));
         assert_eq!(text, "zeek;a:b c d;zeek::Foo::bar(int, char) 7\n");
+    }
+
+    #[test]
+    fn inlined_calls_are_marked_and_lines_merged() {
+        let mut at_one_line = stack(&["main", "zeek::Run", "zeek::Step"], 2);
+        at_one_line.frames[2].inlined = true;
+        let mut at_another = at_one_line.clone();
+        (at_another.frames[2].at_line, at_another.samples) = (17, 3);
+        let text = render(&sampling(vec![at_one_line, at_another]));
+        assert_eq!(text, "main;zeek::Run;zeek::Step (inlined) 5\n");
     }
 
     #[test]

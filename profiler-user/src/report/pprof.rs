@@ -27,6 +27,7 @@ pub struct ProcessSamples<'a> {
 pub fn encode(processes: &[ProcessSamples], duration_nanos: i64) -> Vec<u8> {
     let mut strings = StringTable::default();
     let mut functions = FunctionTable::default();
+    let mut locations = LocationTable::default();
     let (node_key, pid_key) = (strings.index("node"), strings.index("pid"));
     let mut sample = Vec::new();
     for process in processes {
@@ -36,8 +37,7 @@ pub fn encode(processes: &[ProcessSamples], duration_nanos: i64) -> Vec<u8> {
         ];
         let period = period_nanos(process.sampling);
         sample.extend(process.sampling.stacks.iter().map(|stack| proto::Sample {
-            // pprof lists a sample's locations leaf first; ours are root first.
-            location_id: stack.frames.iter().rev().map(|frame| functions.id(frame, &mut strings)).collect(),
+            location_id: locations.ids(&stack.frames, &mut functions, &mut strings),
             value: vec![saturating_i64(stack.samples), saturating_i64(stack.samples.saturating_mul(period))],
             label: labels.clone(),
         }));
@@ -49,7 +49,7 @@ pub fn encode(processes: &[ProcessSamples], duration_nanos: i64) -> Vec<u8> {
         period: saturating_i64(processes.first().map_or(0, |p| period_nanos(p.sampling))),
         duration_nanos,
         sample,
-        location: functions.locations(),
+        location: locations.locations,
         function: functions.functions,
         string_table: strings.strings,
     };
@@ -98,16 +98,18 @@ impl StringTable {
     }
 }
 
-/// One pprof function per distinct frame, numbered from 1 in order of first appearance.
+/// One pprof function per distinct name, file and first line (what lines of a native
+/// function, or inlined copies of it, share), numbered from 1 in order of first appearance.
 #[derive(Default)]
 struct FunctionTable<'a> {
     functions: Vec<proto::Function>,
-    id_of: HashMap<&'a StackFrame, u64>,
+    id_of: HashMap<(&'a str, Option<&'a str>, u32), u64>,
 }
 
 impl<'a> FunctionTable<'a> {
     fn id(&mut self, frame: &'a StackFrame, strings: &mut StringTable) -> u64 {
-        if let Some(&id) = self.id_of.get(frame) {
+        let key = (frame.name.as_str(), frame.file.as_deref(), frame.line);
+        if let Some(&id) = self.id_of.get(&key) {
             return id;
         }
         let id = self.functions.len() as u64 + 1;
@@ -120,16 +122,58 @@ impl<'a> FunctionTable<'a> {
             filename: frame.file.as_deref().map_or(0, |file| strings.index(file)),
             start_line: i64::from(frame.line),
         });
-        self.id_of.insert(frame, id);
+        self.id_of.insert(key, id);
         id
     }
+}
 
-    /// One location per function, with the same id: a frame is a function, not an address.
-    fn locations(&self) -> Vec<proto::Location> {
-        self.functions
-            .iter()
-            .map(|f| proto::Location { id: f.id, line: vec![proto::Line { function_id: f.id, line: f.start_line }] })
-            .collect()
+/// One pprof location per distinct machine frame: a function, or (DWARF) a function and the
+/// calls inlined into it there, each a line, callee first as pprof wants them ("the last
+/// entry represents the caller into which the preceding entries were inlined"). Numbered
+/// from 1 in order of first appearance.
+#[derive(Default)]
+struct LocationTable {
+    locations: Vec<proto::Location>,
+    id_of: HashMap<Vec<(u64, i64)>, u64>,
+}
+
+impl LocationTable {
+    /// The locations of a stack (frames root first), leaf first as pprof lists them.
+    fn ids<'a>(
+        &mut self,
+        frames: &'a [StackFrame],
+        functions: &mut FunctionTable<'a>,
+        strings: &mut StringTable,
+    ) -> Vec<u64> {
+        let mut ids = Vec::new();
+        let mut start = 0;
+        while start < frames.len() {
+            let end = start + 1 + frames[start + 1..].iter().take_while(|f| f.inlined).count();
+            let lines: Vec<(u64, i64)> = frames[start..end]
+                .iter()
+                .rev()
+                .map(|frame| {
+                    // A script function's line is its first; a native frame's, the one it runs.
+                    let line = if frame.at_line > 0 { frame.at_line } else { frame.line };
+                    (functions.id(frame, strings), i64::from(line))
+                })
+                .collect();
+            ids.push(self.id(lines));
+            start = end;
+        }
+        ids.reverse();
+        ids
+    }
+
+    fn id(&mut self, lines: Vec<(u64, i64)>) -> u64 {
+        if let Some(&id) = self.id_of.get(&lines) {
+            return id;
+        }
+        let id = self.locations.len() as u64 + 1;
+        let line = lines.iter().map(|&(function_id, line)| proto::Line { function_id, line }).collect();
+        self.locations.push(proto::Location { id, line });
+        self.id_of.insert(lines, id);
+        id
     }
 }
 
@@ -231,7 +275,7 @@ mod tests {
     use crate::profile::SampledStack;
 
     fn frame(name: &str, file: Option<&str>, line: u32) -> StackFrame {
-        StackFrame { name: name.into(), file: file.map(Into::into), line }
+        StackFrame { file: file.map(Into::into), line, ..StackFrame::named(name) }
     }
 
     fn decode(gzipped: &[u8]) -> proto::Profile {
@@ -337,6 +381,51 @@ mod tests {
         assert_eq!(p.location.len(), 3);
         assert_eq!(p.function.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(p.sample[0].location_id[1..], p.sample[1].location_id[..]);
+    }
+
+    /// A native frame with a call inlined into it is one location of two lines, the inlined
+    /// callee first; lines of one function at two places share its function; script frames
+    /// keep their first line.
+    #[test]
+    fn inlined_calls_are_lines_of_their_callers_location() {
+        let native = |name: &str, at_line, inlined| StackFrame {
+            file: Some("/src/zeek/Conn.cc".into()),
+            at_line,
+            inlined,
+            ..StackFrame::named(name)
+        };
+        let handler = frame("new_connection", Some("base/init.zeek"), 12);
+        let stacks = vec![
+            SampledStack {
+                frames: vec![native("main", 40, false), native("zeek::Run", 7, true), handler.clone()],
+                samples: 2,
+            },
+            SampledStack { frames: vec![native("main", 41, false), handler], samples: 1 },
+        ];
+        let p = decode(&encode_one(&Sampling { hz: 99, native_stacks: Default::default(), stacks }, 0));
+        let lines = |id: u64| -> Vec<(String, String, i64)> {
+            let location = p.location.iter().find(|l| l.id == id).unwrap();
+            location
+                .line
+                .iter()
+                .map(|line| {
+                    let f = p.function.iter().find(|f| f.id == line.function_id).unwrap();
+                    (string(&p, f.name).to_owned(), string(&p, f.filename).to_owned(), line.line)
+                })
+                .collect()
+        };
+        let owned = |name: &str, file: &str, line| (name.to_owned(), file.to_owned(), line);
+        let first: Vec<_> = p.sample[0].location_id.iter().map(|id| lines(*id)).collect();
+        assert_eq!(
+            first,
+            [
+                vec![owned("new_connection", "base/init.zeek", 12)],
+                vec![owned("zeek::Run", "/src/zeek/Conn.cc", 7), owned("main", "/src/zeek/Conn.cc", 40)],
+            ]
+        );
+        assert_eq!(lines(p.sample[1].location_id[1]), [owned("main", "/src/zeek/Conn.cc", 41)]);
+        assert_eq!(p.function.len(), 3, "main is one function at both lines");
+        assert_eq!(p.location.len(), 3);
     }
 
     #[test]

@@ -201,7 +201,7 @@ mod tests {
     }
 
     fn profile(calls_counted: bool, sampled: bool) -> Profile {
-        let frame = |name: &str| StackFrame { name: name.into(), file: None, line: 0 };
+        let frame = |name: &str| StackFrame::named(name);
         Profile {
             target: TargetSummary {
                 pid: 42,
@@ -256,7 +256,7 @@ mod tests {
                 seq: 3,
                 seconds: 0.08,
                 samples: 80,
-                top_stack: frames.iter().map(|n| StackFrame { name: (*n).into(), file: None, line: 0 }).collect(),
+                top_stack: frames.iter().map(|n| StackFrame::named(*n)).collect(),
                 top_stack_samples: 70,
             }],
         });

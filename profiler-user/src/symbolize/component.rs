@@ -95,7 +95,7 @@ mod tests {
     use crate::symbolize::StackFrame;
 
     fn decoded(name: &str, kind: FuncKind) -> DecodedFrame {
-        DecodedFrame { frame: StackFrame { name: name.to_owned(), file: None, line: 0 }, kind, zeek_name: None }
+        DecodedFrame { frame: StackFrame::named(name), kind, zeek_name: None }
     }
 
     fn native(name: &str) -> Option<String> {

@@ -15,8 +15,9 @@ use std::{
     sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
 
+use super::{SourceFrame, SourceLines};
 use crate::{
-    binary::{ElfFile, FileId, elf::LoadSegment, symbols::NativeSymbols},
+    binary::{ElfFile, FileId, dwarf, elf::LoadSegment, symbols::NativeSymbols},
     target::mappings::{self, Mapping},
 };
 
@@ -27,6 +28,17 @@ const VDSO: &str = "[vdso]";
 struct Library {
     functions: NativeSymbols,
     segments: Vec<LoadSegment>,
+    /// Its DWARF (its own or its debug file's), for the calls inlined at an address.
+    lines: Option<SourceLines>,
+}
+
+/// A library's function at an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryFunction {
+    /// Its symbol's name, demangled.
+    pub name: String,
+    /// DWARF's chain at the address (`SourceLines::frames`); empty without DWARF.
+    pub chain: Arc<[SourceFrame]>,
 }
 
 impl Library {
@@ -63,13 +75,16 @@ impl Library {
         if let Some(debug) = elf.separate_debug_file().and_then(|p| ElfFile::open(&p).ok()) {
             index.extend(debug.symbols());
         }
-        Some(Self { functions: index.functions(), segments: elf.load_segments() })
+        let lines = dwarf::source(elf).map(|path| SourceLines::new(&path));
+        Some(Self { functions: index.functions(), segments: elf.load_segments(), lines })
     }
 
     /// The function at file offset `offset`.
-    fn name_at(&self, offset: u64) -> Option<String> {
+    fn function_at(&self, offset: u64) -> Option<LibraryFunction> {
         let address = self.segments.iter().find_map(|s| s.address_of(offset))?;
-        self.functions.lookup(address)
+        let name = self.functions.lookup(address)?;
+        let chain = self.lines.as_ref().map(|lines| lines.frames(address)).unwrap_or_default();
+        Some(LibraryFunction { name, chain })
     }
 }
 
@@ -106,7 +121,7 @@ impl LibrarySymbols {
     }
 
     /// The function at `ip` in the library `mapping` maps, if its symbols name it.
-    pub fn lookup(&self, mapping: &Mapping, ip: u64) -> Option<String> {
+    pub fn lookup(&self, mapping: &Mapping, ip: u64) -> Option<LibraryFunction> {
         if !mapping.path.starts_with('/') && mapping.path != VDSO {
             return None;
         }
@@ -114,7 +129,7 @@ impl LibrarySymbols {
             return None;
         }
         let library = self.library(&mapping.path)?;
-        library.name_at(ip.checked_sub(mapping.start)? + mapping.offset)
+        library.function_at(ip.checked_sub(mapping.start)? + mapping.offset)
     }
 
     /// Reads every library of `mappings` not read yet (but the executable).
@@ -164,14 +179,14 @@ mod tests {
         let libraries = LibrarySymbols::new(std::process::id());
         let getpid = libc::getpid as *const () as usize as u64;
         let mapping = mapping_of(getpid);
-        let name = libraries.lookup(mapping, getpid + 1);
+        let name = libraries.lookup(mapping, getpid + 1).map(|f| f.name);
         assert!(name.as_deref().is_some_and(|n| n.ends_with("getpid")), "{name:?} in {mapping:?}");
         assert_eq!(libraries.lookup(mapping, mapping.start.saturating_sub(1)), None);
 
         let memset = libc::memset as *const () as usize as u64;
         let mapping = mapping_of(memset);
         let has_debug_file = ElfFile::open(mapping.path.as_ref()).unwrap().separate_debug_file().is_some();
-        let name = libraries.lookup(mapping, memset).unwrap_or_default();
+        let name = libraries.lookup(mapping, memset).map(|f| f.name).unwrap_or_default();
         if has_debug_file {
             assert!(name.starts_with("__memset_"), "memset's IFUNC variant named from the debug file: {name}");
         } else {
@@ -204,7 +219,7 @@ mod tests {
         // Where the symbol is at run time, in a mapping elsewhere (another process's).
         let elsewhere = Mapping { start: 0x7fff_0000_0000, end: 0x7fff_0001_0000, offset: 0, path: VDSO.into() };
         let ip = elsewhere.start + symbol.address - segment.address + segment.offset + 4;
-        let name = LibrarySymbols::new(std::process::id()).lookup(&elsewhere, ip);
+        let name = LibrarySymbols::new(std::process::id()).lookup(&elsewhere, ip).map(|f| f.name);
         assert!(name.as_deref().is_some_and(|n| n.ends_with("clock_gettime")), "{name:?}");
     }
 }

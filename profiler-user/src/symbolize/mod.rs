@@ -8,6 +8,7 @@ pub mod kernel_symbols;
 pub mod library_prefetch;
 pub mod library_symbols;
 pub mod log_stream;
+pub mod native_lines;
 pub mod stack;
 
 pub use component::component_of;
@@ -18,4 +19,5 @@ pub use kernel_symbols::KernelSymbols;
 pub use library_prefetch::LibraryPrefetch;
 pub use library_symbols::LibrarySymbols;
 pub use log_stream::LogStreamNames;
+pub use native_lines::{SourceFrame, SourceLines};
 pub use stack::{DecodedFrame, NativeCode, StackDecoder, StackFrame};

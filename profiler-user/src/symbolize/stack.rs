@@ -1,12 +1,15 @@
 //! Sampled stacks → frames people read: script functions by name (lambdas by where they are
 //! defined), native code by demangled symbol (the executable's, a library's), other threads by
 //! thread name, and under any of them the kernel functions the sample interrupted.
-use std::collections::{HashMap, hash_map::Entry};
+use std::collections::HashMap;
 
 use profiler_common::{StackKind, StackTrace};
 use serde::Serialize;
 
-use super::{FuncKind, FunctionNames, KernelSymbols, LibrarySymbols, UNRESOLVED, kernel_symbols::KERNEL_UNNAMED};
+use super::{
+    FuncKind, FunctionNames, KernelSymbols, LibrarySymbols, SourceFrame, SourceLines, UNRESOLVED,
+    kernel_symbols::KERNEL_UNNAMED,
+};
 use crate::{
     binary::symbols::NativeSymbols,
     target::mappings::{self, Mapping},
@@ -14,6 +17,8 @@ use crate::{
 
 /// Root of every native stack, so native time adds up in one place of a flame graph.
 pub const NATIVE_ROOT: &str = "[native]";
+/// An inlined call DWARF does not name.
+pub const INLINED_UNNAMED: &str = "[inlined]";
 /// Leaf under an event whose C++ dispatch (no script body) was sampled.
 pub const DISPATCH_LEAF: &str = "[dispatch]";
 /// The native functions every script call runs through (zeek-abi.md §1), as demangled: one
@@ -34,10 +39,32 @@ pub struct StackFrame {
     /// Script function/event/hook/BIF name, `lambda@file:line`, a demangled native function,
     /// or a thread name.
     pub name: String,
-    /// Source file of a script function, where known.
+    /// Source file of a script function, or of the line `at_line` of a native frame.
     pub file: Option<String>,
-    /// First line in `file` (0 when unknown).
+    /// First line in `file` of a script function (0 when unknown, and for native frames).
     pub line: u32,
+    /// The line a native frame runs in `file`, from DWARF: the sampled one in the leaf, the
+    /// call into the next frame in the others (0 when unknown).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub at_line: u32,
+    /// A call DWARF says was inlined into the frame above it: it has no machine frame of its own.
+    #[serde(skip_serializing_if = "is_false")]
+    pub inlined: bool,
+}
+
+impl StackFrame {
+    /// A frame that is only a name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: name.into(), file: None, line: 0, at_line: 0, inlined: false }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One decoded frame: the frame people read, and what the profile's rows add up by.
@@ -51,7 +78,7 @@ pub struct DecodedFrame {
 
 /// A frame that is only a name: native code, a thread, the kernel.
 fn frame(name: String, kind: FuncKind) -> DecodedFrame {
-    DecodedFrame { frame: StackFrame { name, file: None, line: 0 }, kind, zeek_name: None }
+    DecodedFrame { frame: StackFrame::named(name), kind, zeek_name: None }
 }
 
 /// What names one process's native code.
@@ -59,6 +86,8 @@ fn frame(name: String, kind: FuncKind) -> DecodedFrame {
 pub struct NativeCode<'a> {
     /// The executable's functions, at link-time addresses: runtime minus `bias`.
     pub natives: &'a NativeSymbols,
+    /// The executable's DWARF, where it has some: the calls inlined at an address, and lines.
+    pub lines: Option<&'a SourceLines>,
     pub bias: u64,
     /// The process's mappings, to find the library of any other address...
     pub mappings: &'a [Mapping],
@@ -67,17 +96,26 @@ pub struct NativeCode<'a> {
     pub kernel: &'a KernelSymbols,
 }
 
+#[cfg(test)]
+impl<'a> NativeCode<'a> {
+    /// The executable's symbols alone, loaded at its link-time addresses: no DWARF, no mappings.
+    pub fn symbols_only(natives: &'a NativeSymbols, libraries: &'a LibrarySymbols, kernel: &'a KernelSymbols) -> Self {
+        Self { natives, lines: None, bias: 0, mappings: &[], libraries, kernel }
+    }
+}
+
 /// Decodes the stacks of one process, caching native symbol lookups.
 pub struct StackDecoder<'a> {
     funcs: &'a FunctionNames,
     code: NativeCode<'a>,
-    native_names: HashMap<u64, String>,
+    /// Per address, its frames: the function, then the calls inlined into it.
+    native_frames: HashMap<u64, Vec<StackFrame>>,
     kernel_names: HashMap<u64, String>,
 }
 
 impl<'a> StackDecoder<'a> {
     pub fn new(funcs: &'a FunctionNames, code: NativeCode<'a>) -> Self {
-        Self { funcs, code, native_names: HashMap::new(), kernel_names: HashMap::new() }
+        Self { funcs, code, native_frames: HashMap::new(), kernel_names: HashMap::new() }
     }
 
     /// Frames root first; `None` for a malformed trace. Native code is named by its leaf
@@ -112,8 +150,7 @@ impl<'a> StackDecoder<'a> {
             StackKind::EventDispatch => vec![self.script_frame(trace.leaf)],
             StackKind::Native | StackKind::Thread => Vec::new(),
         };
-        let native: Vec<DecodedFrame> =
-            native.iter().map(|address| frame(self.native_name(*address), FuncKind::Native)).collect();
+        let native: Vec<DecodedFrame> = native.iter().flat_map(|address| self.native_at(*address)).collect();
         let mut spliced = splice_script_frames(native, script);
         if trace.kind == StackKind::Thread as u32 {
             spliced.frames.insert(0, thread_frame(trace));
@@ -125,8 +162,7 @@ impl<'a> StackDecoder<'a> {
     /// Native frames root first: the user-space ones (root first, the leaf last), then the
     /// kernel's (given innermost first, as the kernel's unwinder returns them).
     fn native_frames(&mut self, user_ips: &[u64], kernel_ips: &[u64]) -> Vec<DecodedFrame> {
-        let mut frames: Vec<DecodedFrame> =
-            user_ips.iter().map(|ip| frame(self.native_name(*ip), FuncKind::Native)).collect();
+        let mut frames: Vec<DecodedFrame> = user_ips.iter().flat_map(|ip| self.native_at(*ip)).collect();
         if kernel_ips.is_empty() {
             return frames;
         }
@@ -147,36 +183,39 @@ impl<'a> StackDecoder<'a> {
     fn script_frame(&self, hash: u64) -> DecodedFrame {
         match self.funcs.resolve(hash) {
             Some(f) => DecodedFrame {
-                frame: StackFrame { name: f.name.clone(), file: f.file.clone(), line: f.line },
+                frame: StackFrame { file: f.file.clone(), line: f.line, ..StackFrame::named(f.name.clone()) },
                 kind: f.kind,
                 zeek_name: f.zeek_name.clone(),
             },
             None => DecodedFrame {
-                frame: StackFrame { name: UNRESOLVED.to_owned(), file: None, line: 0 },
+                frame: StackFrame::named(UNRESOLVED.to_owned()),
                 kind: FuncKind::Function,
                 zeek_name: None,
             },
         }
     }
 
-    fn native_name(&mut self, ip: u64) -> String {
-        match self.native_names.entry(ip) {
-            Entry::Occupied(name) => name.get().clone(),
-            Entry::Vacant(slot) => {
-                let code = self.code;
-                let name = code.natives.lookup(ip.wrapping_sub(code.bias)).unwrap_or_else(|| {
-                    let Some(mapping) = mappings::mapping_of(code.mappings, ip) else { return format!("{ip:#x}") };
-                    if let Some(function) = code.libraries.lookup(mapping, ip) {
-                        return function;
-                    }
-                    match mappings::file_name(mapping) {
-                        library if library.starts_with('[') => library.to_owned(),
-                        library => format!("[{library}]"),
-                    }
-                });
-                slot.insert(name).clone()
+    /// The frames at a native address: its function, then the calls inlined into it there.
+    fn native_at(&mut self, ip: u64) -> Vec<DecodedFrame> {
+        let code = self.code;
+        let frames = self.native_frames.entry(ip).or_insert_with(|| {
+            let address = ip.wrapping_sub(code.bias);
+            if let Some(function) = code.natives.lookup(address) {
+                let chain = code.lines.map(|lines| lines.frames(address)).unwrap_or_default();
+                return inlined_chain(function, &chain);
             }
-        }
+            let Some(mapping) = mappings::mapping_of(code.mappings, ip) else {
+                return vec![StackFrame::named(format!("{ip:#x}"))];
+            };
+            if let Some(function) = code.libraries.lookup(mapping, ip) {
+                return inlined_chain(function.name, &function.chain);
+            }
+            vec![StackFrame::named(match mappings::file_name(mapping) {
+                library if library.starts_with('[') => library.to_owned(),
+                library => format!("[{library}]"),
+            })]
+        });
+        frames.iter().map(|f| DecodedFrame { frame: f.clone(), kind: FuncKind::Native, zeek_name: None }).collect()
     }
 }
 
@@ -187,15 +226,33 @@ fn thread_frame(trace: &StackTrace) -> DecodedFrame {
     frame(format!("[thread] {comm}"), FuncKind::Thread)
 }
 
+/// The frame of the function named `symbol`, then the calls DWARF's `chain` (outermost first,
+/// the function itself first) says are inlined at the address, each with its file and line.
+/// The function keeps its symbol's name, which the rows and the `Invoke` matching go by.
+fn inlined_chain(symbol: String, chain: &[SourceFrame]) -> Vec<StackFrame> {
+    let at = |f: &SourceFrame, name: String, inlined: bool| StackFrame {
+        name,
+        file: f.file.clone(),
+        line: 0,
+        at_line: f.line,
+        inlined,
+    };
+    let Some((function, inlined)) = chain.split_first() else { return vec![StackFrame::named(symbol)] };
+    std::iter::once(at(function, symbol, false))
+        .chain(inlined.iter().map(|f| at(f, f.function.clone().unwrap_or_else(|| INLINED_UNNAMED.to_owned()), true)))
+        .collect()
+}
+
 /// Whether a native frame is one of the `Invoke`s.
 fn is_invoke(frame: &DecodedFrame) -> bool {
     let name = frame.frame.name.strip_suffix(" const").unwrap_or(&frame.frame.name);
-    frame.kind == FuncKind::Native && INVOKES.contains(&name)
+    frame.kind == FuncKind::Native && !frame.frame.inlined && INVOKES.contains(&name)
 }
 
 /// Puts each script frame (outermost first) under the native `Invoke` frame that runs it,
-/// pairing them outermost with outermost. Script frames left over go under the innermost
-/// `Invoke` (or, with none, under the native leaf); `Invoke` frames left over get none.
+/// pairing them outermost with outermost, above the calls inlined into that `Invoke` (they run
+/// the script function's body). Script frames left over go under the innermost `Invoke` (or,
+/// with none, under the native leaf); `Invoke` frames left over get none.
 fn splice_script_frames(native: Vec<DecodedFrame>, script: Vec<DecodedFrame>) -> SplicedStack {
     let invokes = native.iter().filter(|f| is_invoke(f)).count();
     let mismatched = invokes != script.len();
@@ -254,7 +311,7 @@ mod tests {
         let (natives, libraries) = (NativeSymbols::default(), LibrarySymbols::new(0));
         test(StackDecoder::new(
             funcs,
-            NativeCode { natives: &natives, bias: 0, mappings, libraries: &libraries, kernel },
+            NativeCode { natives: &natives, lines: None, bias: 0, mappings, libraries: &libraries, kernel },
         ))
     }
 
@@ -384,6 +441,64 @@ mod tests {
                 "memcpy",
             ]
         );
+    }
+
+    /// The calls inlined into `Invoke` run the script function's body: they go under its
+    /// script frame. An inlined frame named like `Invoke` is not one.
+    #[test]
+    fn script_frames_go_right_under_their_invoke_above_the_calls_inlined_into_it() {
+        let inlined = |name: &str| DecodedFrame {
+            frame: StackFrame { inlined: true, ..StackFrame::named(name) },
+            ..native(name)
+        };
+        let stack = vec![
+            native("main"),
+            native(SCRIPT_INVOKE),
+            inlined("zeek::detail::StmtList::Exec"),
+            native("zeek::detail::CallExpr::Eval"),
+            inlined(SCRIPT_INVOKE),
+            native("memcpy"),
+        ];
+        let spliced = splice_script_frames(stack, vec![script("new_connection")]);
+        assert!(!spliced.mismatched);
+        assert_eq!(
+            names(spliced.frames),
+            [
+                "main",
+                SCRIPT_INVOKE,
+                "new_connection",
+                "zeek::detail::StmtList::Exec",
+                "zeek::detail::CallExpr::Eval",
+                SCRIPT_INVOKE,
+                "memcpy",
+            ]
+        );
+    }
+
+    /// DWARF's chain at an address: the function under its symbol's name with the line it
+    /// calls from, then each inlined call marked so; without DWARF, the symbol alone.
+    #[test]
+    fn a_native_frame_expands_into_the_calls_inlined_there() {
+        let at = |function: &str, line| SourceFrame {
+            function: Some(function.to_owned()),
+            file: Some("/src/zeek/Conn.cc".to_owned()),
+            line,
+        };
+        let chain = [at("zeek::Connection::NextPacket", 10), at("zeek::Connection::Deliver", 20), at("zeek::Step", 30)];
+        let frames = inlined_chain("zeek::Connection::NextPacket".to_owned(), &chain);
+        let shown: Vec<(&str, u32, bool)> = frames.iter().map(|f| (f.name.as_str(), f.at_line, f.inlined)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("zeek::Connection::NextPacket", 10, false),
+                ("zeek::Connection::Deliver", 20, true),
+                ("zeek::Step", 30, true)
+            ]
+        );
+        assert!(frames.iter().all(|f| f.file.as_deref() == Some("/src/zeek/Conn.cc") && f.line == 0));
+        assert_eq!(inlined_chain("main".to_owned(), &[]), [StackFrame::named("main")]);
+        let unnamed = SourceFrame { function: None, file: None, line: 0 };
+        assert_eq!(inlined_chain("main".to_owned(), &[at("main", 1), unnamed])[1].name, INLINED_UNNAMED);
     }
 
     #[test]

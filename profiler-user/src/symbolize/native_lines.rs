@@ -1,0 +1,415 @@
+//! Native addresses → the functions inlined there and their source lines, from an ELF's DWARF
+//! (the binary's own, or its separate debug file). A real Zeek's debug file is hundreds of
+//! megabytes: nothing of it is read until the first sampled address is asked for (at report
+//! time, not at attach), the file is mapped rather than read, only the compile units holding
+//! sampled addresses are parsed (by `addr2line`), and each distinct address is resolved once.
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt,
+    ops::{Deref, Range},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use gimli::{EndianReader, RunTimeEndian, SectionId};
+use object::{Object as _, ObjectSection as _};
+
+use crate::{binary::elf::ElfFile, output};
+
+/// One level of the inlined chain at an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFrame {
+    /// Demangled like the symbols (`binary::symbols::demangle`); `None` when DWARF names none.
+    pub function: Option<String>,
+    pub file: Option<String>,
+    /// 0 when unknown.
+    pub line: u32,
+}
+
+/// The DWARF of one ELF: the file mapped from the start, its DWARF parsed on first use.
+pub struct SourceLines {
+    /// The file that has the DWARF.
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+enum State {
+    /// Mapped, not read yet.
+    Mapped(Arc<ElfFile>),
+    /// Opening or parsing failed (said once): every address resolves to nothing.
+    Unreadable,
+    Open(Box<Resolver>),
+}
+
+struct Resolver {
+    path: PathBuf,
+    elf: Arc<ElfFile>,
+    endian: RunTimeEndian,
+    units: Units,
+    /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
+    resolved: HashMap<u64, Arc<[SourceFrame]>>,
+    /// Addresses whose lookup failed on bad DWARF (the first one said).
+    failed: u64,
+}
+
+/// How addresses find their compile unit.
+enum Units {
+    /// By `.debug_aranges` (GCC writes it): one `addr2line` context per compile unit, made of
+    /// that unit alone, so that only the units of sampled addresses are ever parsed. (A context
+    /// of the whole file parses every unit's abbreviations and line header up front: 80 MB for
+    /// a real Zeek's.)
+    ByRange { ranges: Vec<UnitRange>, contexts: HashMap<usize, addr2line::Context<Reader>> },
+    /// Without `.debug_aranges`, one context of the whole file.
+    Whole(Box<addr2line::Context<Reader>>),
+}
+
+/// Code addresses `begin..end` are compiled in the unit at `unit` in `.debug_info`.
+#[derive(Debug, Clone, Copy)]
+struct UnitRange {
+    begin: u64,
+    end: u64,
+    unit: usize,
+}
+
+/// Compile units parsed at once at most: each keeps its functions and lines, and a report
+/// resolves the addresses of one unit mostly together.
+const UNITS_KEPT: usize = 64;
+
+impl SourceLines {
+    /// Maps `path` now, reading nothing of it: the file may only be reachable through the
+    /// process it was found for (`/proc/PID/root/...`), which is gone when `record` reports.
+    pub fn new(path: &Path) -> Self {
+        let state = match ElfFile::open(path) {
+            Ok(elf) => State::Mapped(Arc::new(elf)),
+            Err(err) => {
+                unreadable(&format!("{:#}", anyhow::Error::from(err)));
+                State::Unreadable
+            }
+        };
+        Self { path: path.to_owned(), state: Mutex::new(state) }
+    }
+
+    /// The chain of functions at the link-time `address`, outermost first: the function the
+    /// code belongs to, then each call inlined into it down to the innermost, each with the
+    /// line being run in it (for all but the innermost, the line of the inlined call). Empty
+    /// where DWARF does not cover the address, or cannot be read.
+    pub fn frames(&self, address: u64) -> Arc<[SourceFrame]> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let State::Mapped(elf) = &*state {
+            *state = match Resolver::open(elf, &self.path) {
+                Ok(resolver) => State::Open(Box::new(resolver)),
+                Err(reason) => {
+                    unreadable(&reason);
+                    State::Unreadable
+                }
+            };
+        }
+        match &mut *state {
+            State::Open(resolver) => resolver.frames(address),
+            State::Mapped(_) | State::Unreadable => Arc::from([]),
+        }
+    }
+
+    /// How many looked-up addresses had debug information that could not be read.
+    #[cfg(test)]
+    fn failed_lookups(&self) -> u64 {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Open(resolver) => resolver.failed,
+            State::Mapped(_) | State::Unreadable => 0,
+        }
+    }
+}
+
+/// Says, once per file, why its DWARF is not used.
+fn unreadable(reason: &str) {
+    output::note(format!("warning: {reason}; native frames are named by their symbols only"));
+}
+
+impl fmt::Debug for SourceLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceLines").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    /// Why not, in a message that names `path`.
+    fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
+        let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
+        let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
+        let aranges = section(elf, SectionId::DebugAranges);
+        let units = if aranges.is_empty() {
+            let dwarf = gimli::Dwarf::load(|id| Ok::<_, gimli::Error>(EndianReader::new(section(elf, id), endian)))
+                .map_err(unreadable)?;
+            Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
+        } else {
+            let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
+            Units::ByRange { ranges, contexts: HashMap::new() }
+        };
+        Ok(Self { path: path.to_owned(), elf: elf.clone(), endian, units, resolved: HashMap::new(), failed: 0 })
+    }
+
+    fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
+        if let Some(frames) = self.resolved.get(&address) {
+            return frames.clone();
+        }
+        let frames: Arc<[SourceFrame]> = match self.chain(address) {
+            Ok(frames) => frames.into(),
+            Err(err) => {
+                if self.failed == 0 {
+                    output::note(format!(
+                        "warning: {}: unreadable debug information at {address:#x} ({err}); such addresses are named by their symbols only",
+                        self.path.display()
+                    ));
+                }
+                self.failed += 1;
+                Arc::from([])
+            }
+        };
+        self.resolved.insert(address, frames.clone());
+        frames
+    }
+
+    fn chain(&mut self, address: u64) -> Result<Vec<SourceFrame>, gimli::Error> {
+        let (ranges, contexts) = match &mut self.units {
+            Units::Whole(context) => return chain(context, address),
+            Units::ByRange { ranges, contexts } => (ranges, contexts),
+        };
+        let i = ranges.partition_point(|r| r.begin <= address);
+        let Some(range) = i.checked_sub(1).map(|i| ranges[i]).filter(|r| address < r.end) else {
+            return Ok(Vec::new());
+        };
+        if !contexts.contains_key(&range.unit) {
+            if contexts.len() >= UNITS_KEPT {
+                contexts.clear();
+            }
+            contexts.insert(range.unit, unit_context(&self.elf, self.endian, range.unit)?);
+        }
+        match contexts.get(&range.unit) {
+            Some(context) => chain(context, address),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// `.debug_aranges`: which compile unit each code range is in, sorted by address.
+fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
+    let mut ranges = Vec::new();
+    let mut headers = gimli::DebugAranges::from(aranges).headers();
+    while let Some(header) = headers.next()? {
+        let unit = header.debug_info_offset().0;
+        let mut entries = header.entries();
+        while let Some(entry) = entries.next()? {
+            let range = entry.range();
+            if range.begin < range.end {
+                ranges.push(UnitRange { begin: range.begin, end: range.end, unit });
+            }
+        }
+    }
+    ranges.sort_unstable_by_key(|r| r.begin);
+    Ok(ranges)
+}
+
+/// An `addr2line` context of the compile unit at `unit` alone: `.debug_info` cut to it (its
+/// references within itself are relative to it), every other section whole.
+fn unit_context(
+    elf: &Arc<ElfFile>,
+    endian: RunTimeEndian,
+    unit: usize,
+) -> Result<addr2line::Context<Reader>, gimli::Error> {
+    let info = section(elf, SectionId::DebugInfo);
+    let header = gimli::DebugInfo::from(EndianReader::new(info.clone(), endian))
+        .header_from_offset(gimli::DebugInfoOffset(unit))?;
+    let end = unit.checked_add(header.length_including_self()).filter(|end| *end <= info.len());
+    let unit_info = end.map(|end| info.sub(unit..end)).ok_or(gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0)))?;
+    let dwarf = gimli::Dwarf::load(|id| {
+        let bytes = match id {
+            SectionId::DebugInfo => unit_info.clone(),
+            // The ranges were looked up already; a unit cut out has other offsets.
+            SectionId::DebugAranges => SectionBytes::Owned(Arc::from([])),
+            _ => section(elf, id),
+        };
+        Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
+    })?;
+    addr2line::Context::from_dwarf(dwarf)
+}
+
+/// `addr2line`'s frames at `address` (innermost first), outermost first.
+fn chain(context: &addr2line::Context<Reader>, address: u64) -> Result<Vec<SourceFrame>, gimli::Error> {
+    let mut iter = context.find_frames(address).skip_all_loads()?;
+    let mut frames = Vec::new();
+    while let Some(frame) = iter.next()? {
+        let function = match &frame.function {
+            Some(name) => Some(crate::binary::symbols::demangle(&name.raw_name()?)),
+            None => None,
+        };
+        let (file, line) = frame.location.map_or((None, 0), |at| (at.file.map(str::to_owned), at.line.unwrap_or(0)));
+        frames.push(SourceFrame { function, file, line });
+    }
+    frames.reverse();
+    Ok(frames)
+}
+
+/// The bytes of one DWARF section, borrowed from the mapped file where stored plain; empty
+/// when the file has none.
+fn section(elf: &Arc<ElfFile>, id: SectionId) -> SectionBytes {
+    let file = elf.parsed();
+    let Some(section) = file.section_by_name(id.name()) else { return SectionBytes::Owned(Arc::from([])) };
+    let stored_plain = section.compressed_file_range().is_ok_and(|r| r.format == object::CompressionFormat::None);
+    if stored_plain && let Some((offset, size)) = section.file_range() {
+        let end = offset.checked_add(size).and_then(|end| usize::try_from(end).ok());
+        let range = usize::try_from(offset).ok().zip(end);
+        if let Some((start, end)) = range.filter(|(_, end)| *end <= elf.data().len()) {
+            return SectionBytes::Mapped(elf.clone(), start..end);
+        }
+    }
+    match section.uncompressed_data() {
+        Ok(Cow::Borrowed(bytes)) => SectionBytes::Owned(Arc::from(bytes)),
+        Ok(Cow::Owned(bytes)) => SectionBytes::Owned(Arc::from(bytes)),
+        // Compressed in a way `object` is not built to read, or cut short: left out.
+        Err(_) => SectionBytes::Owned(Arc::from([])),
+    }
+}
+
+type Reader = EndianReader<RunTimeEndian, SectionBytes>;
+
+/// A section's bytes that keep the mapping they are in alive, as gimli's owning reader needs.
+#[derive(Clone)]
+enum SectionBytes {
+    Mapped(Arc<ElfFile>, Range<usize>),
+    /// Decompressed, or empty.
+    Owned(Arc<[u8]>),
+}
+
+impl SectionBytes {
+    /// `range` of these bytes, as bytes of their own (`range` within them).
+    fn sub(&self, range: Range<usize>) -> Self {
+        match self {
+            Self::Mapped(elf, within) => {
+                Self::Mapped(elf.clone(), within.start + range.start..within.start + range.end)
+            }
+            Self::Owned(bytes) => Self::Owned(Arc::from(&bytes[range])),
+        }
+    }
+}
+
+impl Deref for SectionBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(elf, range) => &elf.data()[range.clone()],
+            Self::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl fmt::Debug for SectionBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SectionBytes({} bytes)", self.len())
+    }
+}
+
+// SAFETY: the bytes are a mapping or an `Arc`'s allocation, which stay where they are for as
+// long as the `Arc` this value holds; moving or cloning the value does not move them.
+unsafe impl stable_deref_trait::StableDeref for SectionBytes {}
+// SAFETY: a clone holds the same `Arc`, so it derefs to the same bytes.
+unsafe impl stable_deref_trait::CloneStableDeref for SectionBytes {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::mappings;
+
+    /// This test binary's ELF, and the link-time address of one of its functions.
+    fn own_link_time_address(function: usize) -> (PathBuf, u64) {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let ip = function as u64;
+        let maps = mappings::read(std::process::id());
+        let mapping = maps.iter().find(|m| (m.start..m.end).contains(&ip)).expect("mapped");
+        let segments = ElfFile::open(&exe).unwrap().load_segments();
+        let address = segments.iter().find_map(|s| s.address_of(ip - mapping.start + mapping.offset)).unwrap();
+        (exe, address)
+    }
+
+    #[inline(always)]
+    fn inlined_callee(x: u64) -> u64 {
+        std::hint::black_box(x).wrapping_mul(31) ^ 7
+    }
+
+    #[inline(never)]
+    fn caller_of_an_inlined_callee(x: u64) -> u64 {
+        inlined_callee(std::hint::black_box(x)) + 1
+    }
+
+    /// This test binary, built with debug information as `cargo test` builds: inside a
+    /// function, some address is in the call inlined into it, which comes after it with its
+    /// own file and line; the function itself is named as its symbol is. Found through
+    /// `.debug_aranges`, and without it (a copy of the binary that has none).
+    #[test]
+    fn resolves_a_function_and_the_call_inlined_into_it() {
+        assert_eq!(caller_of_an_inlined_callee(1), (31 ^ 7) + 1);
+        let (exe, start) = own_link_time_address(caller_of_an_inlined_callee as *const () as usize);
+        let functions = ElfFile::open(&exe).unwrap().symbols().functions();
+        let dir = tempfile::tempdir().unwrap();
+        let without_aranges = dir.path().join("no-aranges");
+        let removed = std::process::Command::new("objcopy")
+            .args(["--remove-section", ".debug_aranges"])
+            .arg(&exe)
+            .arg(&without_aranges)
+            .status()
+            .expect("objcopy (binutils) runs");
+        assert!(removed.success());
+        for file in [exe, without_aranges] {
+            let lines = SourceLines::new(&file);
+            let at_start = lines.frames(start);
+            let outermost = at_start.first().unwrap_or_else(|| panic!("{start:#x} resolved in {file:?}"));
+            assert_eq!(outermost.function, functions.lookup(start), "{at_start:?}");
+            assert!(outermost.function.as_deref().is_some_and(|f| f.contains("caller_of_an_inlined_callee")));
+            assert!(outermost.file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{at_start:?}");
+            assert!(outermost.line > 0, "{at_start:?}");
+            assert!(Arc::ptr_eq(&at_start, &lines.frames(start)), "resolved once");
+
+            let inlined = (start..start + 256)
+                .map(|address| lines.frames(address))
+                .find(|frames| frames.len() == 2)
+                .unwrap_or_else(|| panic!("an address in the inlined call in {file:?}"));
+            assert_eq!(inlined[0].function, outermost.function);
+            assert!(inlined[1].function.as_deref().is_some_and(|f| f.contains("inlined_callee")), "{inlined:?}");
+            assert!(inlined[1].file.as_deref().is_some_and(|f| f.ends_with("native_lines.rs")), "{inlined:?}");
+            assert!(inlined[0].line > 0 && inlined[1].line > 0, "{inlined:?}");
+            assert!(lines.frames(u64::MAX - 16).is_empty(), "an address no unit covers");
+            assert_eq!(lines.failed_lookups(), 0);
+        }
+    }
+
+    /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and
+    /// resolves nothing.
+    #[test]
+    fn an_unreadable_debug_file_resolves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_elf = dir.path().join("zeek.debug");
+        std::fs::write(&not_elf, b"\x7fELF\x02\x01\x01 not really").unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0xff_u8; 4096]).unwrap();
+        let bad_dwarf = dir.path().join("bad-dwarf.debug");
+        let added = std::process::Command::new("objcopy")
+            .arg(format!("--add-section=.debug_info={}", garbage.display()))
+            .arg(format!("--add-section=.debug_abbrev={}", garbage.display()))
+            .arg(format!("--add-section=.debug_aranges={}", garbage.display()))
+            .arg("/bin/true")
+            .arg(&bad_dwarf)
+            .status()
+            .expect("objcopy (binutils) runs");
+        assert!(added.success());
+        for path in [not_elf, dir.path().join("gone.debug")] {
+            let lines = SourceLines::new(&path);
+            assert!(lines.frames(0x1000).is_empty());
+            assert!(matches!(*lines.state.lock().unwrap(), State::Unreadable), "{path:?}");
+        }
+        let lines = SourceLines::new(&bad_dwarf);
+        assert!((0x1000..0x1100).all(|address| lines.frames(address).is_empty()));
+        let said = matches!(*lines.state.lock().unwrap(), State::Unreadable);
+        assert!(said || lines.failed_lookups() > 0, "garbage DWARF noticed");
+    }
+}
