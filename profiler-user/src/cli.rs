@@ -79,17 +79,23 @@ pub struct ProbeArgs {
     /// the main thread's with the script frames spliced in, the other threads' where the
     /// kernel's BTF tells where their stacks end; `off` names native code by its leaf alone
     /// (cheaper: no stack copied per sample).
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = NativeStacks::On)]
-    pub native_stacks: NativeStacks,
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Switch::On)]
+    pub native_stacks: Switch,
     /// User stack bytes copied per sample (measurements).
     #[arg(long, hide = true, default_value_t = native_stacks::DEFAULT_STACK_BYTES,
           value_parser = clap::value_parser!(u32).range(1024..=native_stacks::USER_STACK_MAX as i64))]
     pub native_stack_bytes: u32,
+    /// The calls inlined at native frames and their source lines, from DWARF (the binary's, a
+    /// library's, or their debug files'), in flame graphs, folded stacks and pprof. On by
+    /// default for `record`; off by default for `attach` and `top`, where the debug information
+    /// parsed (tens of MB for a real Zeek) would stay resident in a long-running exporter.
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub source_lines: Option<Switch>,
 }
 
-/// `--native-stacks`.
+/// `--native-stacks`, `--source-lines`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NativeStacks {
+pub enum Switch {
     Off,
     On,
 }

@@ -91,7 +91,8 @@ impl Session {
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
-        let libraries = Arc::new(LibrarySymbols::new(pid).skipping(&process.exe_link));
+        let libraries =
+            Arc::new(LibrarySymbols::new(pid).skipping(&process.exe_link).with_source_lines(plan.source_lines));
         Ok(Self {
             process,
             binary,
@@ -153,7 +154,7 @@ impl Session {
             hz,
             code: NativeCode {
                 natives: &self.binary.native_symbols,
-                lines: self.binary.source_lines.as_deref(),
+                lines: self.binary.source_lines.as_deref().filter(|_| self.plan.source_lines),
                 bias: self.bias,
                 mappings: &self.mappings,
                 libraries: &self.libraries,

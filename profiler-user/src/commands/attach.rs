@@ -144,7 +144,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<i32> {
     let feeds = Arc::new(ZmqFeeds::start(&args.zmq)?);
     let series =
         SeriesLimits { callers: args.caller_metrics.then_some(args.caller_series), sources: args.source_series };
-    let (targets, host) = live_targets::open(Probes::load(args.probes.plan(args.hz))?, &args.targets)?;
+    let (targets, host) = live_targets::open(Probes::load(args.probes.plan(args.hz, false))?, &args.targets)?;
     let (targets, host) = (Arc::new(Mutex::new(targets)), Arc::new(host));
 
     let runtime =

@@ -26,7 +26,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let (probes, inspected) = std::thread::scope(|scope| {
         let pid = tracee.pid();
         let inspection = scope.spawn(move || Session::inspect(pid));
-        (Probes::load(args.probes.plan(args.hz)), inspection.join())
+        (Probes::load(args.probes.plan(args.hz, true)), inspection.join())
     });
     let attached = probes.map_err(anyhow::Error::from).and_then(|mut probes| {
         let (process, binary) = inspected.map_err(|_| anyhow::anyhow!("the inspection of the binary failed"))??;

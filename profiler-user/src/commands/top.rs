@@ -27,7 +27,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<i32> {
         );
         return Ok(2);
     }
-    let (targets, host) = live_targets::open(Probes::load(args.probes.plan(args.hz))?, &args.targets)?;
+    let (targets, host) = live_targets::open(Probes::load(args.probes.plan(args.hz, false))?, &args.targets)?;
     // In raw mode Ctrl-C is a key; these come from outside (kill, systemd, a closed ssh session).
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {

@@ -32,6 +32,8 @@ pub struct AttachPlan {
     pub map_budget_mib: u32,
     /// User stack bytes copied per sample for unwinding (0: none, leaf only).
     pub native_stack_bytes: u32,
+    /// Whether native frames get their inlined calls and source lines from DWARF.
+    pub source_lines: bool,
 }
 
 impl AttachPlan {

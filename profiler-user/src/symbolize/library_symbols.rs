@@ -80,10 +80,11 @@ impl Library {
     }
 
     /// The function at file offset `offset`.
-    fn function_at(&self, offset: u64) -> Option<LibraryFunction> {
+    fn function_at(&self, offset: u64, source_lines: bool) -> Option<LibraryFunction> {
         let address = self.segments.iter().find_map(|s| s.address_of(offset))?;
         let name = self.functions.lookup(address)?;
-        let chain = self.lines.as_ref().map(|lines| lines.frames(address)).unwrap_or_default();
+        let lines = self.lines.as_ref().filter(|_| source_lines);
+        let chain = lines.map(|lines| lines.frames(address)).unwrap_or_default();
         Some(LibraryFunction { name, chain })
     }
 }
@@ -106,11 +107,19 @@ pub struct LibrarySymbols {
     executable: Option<String>,
     /// `None` for a library that cannot be read (gone, not ELF): asked once.
     libraries: Mutex<HashMap<String, Option<Arc<Library>>>>,
+    /// Whether lookups give DWARF's inlined chain (which parses the library's DWARF).
+    source_lines: bool,
 }
 
 impl LibrarySymbols {
     pub fn new(pid: u32) -> Self {
-        Self { root: format!("/proc/{pid}/root"), executable: None, libraries: Mutex::default() }
+        Self { root: format!("/proc/{pid}/root"), executable: None, libraries: Mutex::default(), source_lines: true }
+    }
+
+    /// Names by symbols alone when `source_lines` is false: no DWARF is parsed.
+    pub fn with_source_lines(mut self, source_lines: bool) -> Self {
+        self.source_lines = source_lines;
+        self
     }
 
     /// Never reads `executable`: an address of it that its own symbols do not name (a PLT
@@ -129,7 +138,7 @@ impl LibrarySymbols {
             return None;
         }
         let library = self.library(&mapping.path)?;
-        library.function_at(ip.checked_sub(mapping.start)? + mapping.offset)
+        library.function_at(ip.checked_sub(mapping.start)? + mapping.offset, self.source_lines)
     }
 
     /// Reads every library of `mappings` not read yet (but the executable).
