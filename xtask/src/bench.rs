@@ -554,28 +554,37 @@ fn startup() -> Result<()> {
 
 const TRIVIAL_RUN: [&str; 3] = ["-b", "-e", "event zeek_init() { }"];
 
-fn record_trivial(zeek: &Path) -> Command {
+fn record_trivial(zeek: &Path, source_lines: &str) -> Command {
     let mut record = Command::new(run::workspace_root().join("target/release/zeek-probe"));
-    record.args(["record", "--out"]).arg(run::workspace_root().join("target/bench-startup"));
+    record
+        .args(["record", "--source-lines", source_lines, "--out"])
+        .arg(run::workspace_root().join("target/bench-startup"));
     record.arg("--").arg(zeek).args(TRIVIAL_RUN);
     record
 }
 
 /// A trivial run, alone and under `record` (the layout cache warm, as on a host that ran it
-/// before), in alternated pairs.
+/// before), with and without source lines (which parse the debug file's units that samples
+/// land in), in alternated rounds.
 fn record_startup(zeek: &Path) -> Result<()> {
-    let (mut alone, mut recorded) = (Vec::new(), Vec::new());
+    let (mut alone, mut with_lines, mut without_lines) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let mut plain = Command::new(zeek);
         plain.args(TRIVIAL_RUN);
         alone.push(timed(plain)?.0);
-        recorded.push(timed(record_trivial(zeek))?.0);
+        with_lines.push(timed(record_trivial(zeek, "on"))?.0);
+        without_lines.push(timed(record_trivial(zeek, "off"))?.0);
     }
-    let (alone, recorded) = (median(&mut alone), median(&mut recorded));
-    println!(
-        "  record of a trivial Zeek run: {recorded:.3} s against {alone:.3} s alone ({:.2}x; target 1.5x)",
-        recorded / alone
-    );
+    let alone = median(&mut alone);
+    for (label, runs) in
+        [("source lines on (the default)", &mut with_lines), ("--source-lines off", &mut without_lines)]
+    {
+        let recorded = median(runs);
+        println!(
+            "  record of a trivial Zeek run, {label}: {recorded:.3} s against {alone:.3} s alone ({:.2}x; target 1.5x)",
+            recorded / alone
+        );
+    }
     Ok(())
 }
 
