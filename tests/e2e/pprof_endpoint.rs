@@ -131,6 +131,10 @@ fn pprof_profile_is_the_sampled_cpu_of_its_window_per_node() {
     let fib = all.string_table.iter().position(|s| s == "fib").expect("fib named") as i64;
     let fib = all.function.iter().find(|f| f.name == fib).expect("fib is a function");
     assert!(all.string_table[fib.filename as usize].ends_with("site/packages/math/fib.zeek"));
+    // attach leaves the fixture's inlined calls out by default (`--source-lines on` adds them,
+    // as the TLS test below asks): the parsed DWARF would stay resident in the exporter.
+    let inlined = all.location_lines().iter().filter(|lines| lines.len() > 1).count();
+    assert_eq!(inlined, 0, "locations with inlined calls without --source-lines on");
 
     let one = pprof::decode(&fs::read(&one).unwrap());
     let selected = profiled_nanos(&one);
@@ -204,6 +208,7 @@ fn pprof_profile_over_tls_with_basic_auth() {
     let mut cmd = Command::new(zeek_probe());
     cmd.args(["attach", "--hz", &HZ.to_string(), "--listen", "127.0.0.1:0", "--duration", "120", "--pid"])
         .arg(node.0.id().to_string())
+        .args(["--source-lines", "on"])
         .arg("--web-config")
         .arg(&web_config);
     let exporter = Exporter::start(cmd, "https");
@@ -218,6 +223,11 @@ fn pprof_profile_over_tls_with_basic_auth() {
     assert_eq!(profiled.keys().collect::<Vec<_>>(), ["pprof-tls"]);
     // Two seconds of a busy process, well below the CPU a loaded machine still gives it.
     assert!(profiled["pprof-tls"] > 100_000_000, "{profiled:?}");
+    // Asked for, the fixture's inlined calls (its script bodies run through std::function)
+    // are lines of their callers' locations, with their source files.
+    let inlined: Vec<_> = profile.location_lines().into_iter().filter(|lines| lines.len() > 1).collect();
+    let with_files = inlined.iter().filter(|lines| lines.iter().all(|(_, file, _)| !file.is_empty())).count();
+    assert!(with_files > 0, "no location with inlined calls and their files under --source-lines on: {inlined:?}");
 
     let wrong = format!("https://parca:wrong@localhost:{port}/debug/pprof/profile?seconds=1");
     let refused = go_pprof(dir.path(), ca, &wrong, &dir.path().join("no.pb.gz")).wait_with_output().unwrap();
