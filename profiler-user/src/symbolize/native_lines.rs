@@ -383,6 +383,51 @@ mod tests {
         }
     }
 
+    /// Debian's debug packages (`libc6-dbg`, the `-dbgsym` ones) store their DWARF compressed
+    /// (`SHF_COMPRESSED`): a program's lines read the same from copies compressed with zlib
+    /// and with zstd as from the plain file.
+    #[test]
+    fn reads_debug_sections_stored_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("compressed.c");
+        std::fs::write(
+            &source,
+            "static inline __attribute__((always_inline)) int callee(int x) { return (x * 31) ^ 7; }\n\
+             __attribute__((noinline)) int caller(int x) { return callee(x) + 1; }\n\
+             int main(int argc, char **argv) { (void)argv; return caller(argc); }\n",
+        )
+        .unwrap();
+        let plain = dir.path().join("plain");
+        let built = std::process::Command::new("gcc")
+            .args(["-g", "-O2", "-o"])
+            .arg(&plain)
+            .arg(&source)
+            .status()
+            .expect("gcc runs");
+        assert!(built.success());
+        let caller = ElfFile::open(&plain).unwrap().symbols().get("caller").expect("caller's symbol");
+        let resolved = |file: &Path| {
+            let lines = SourceLines::new(file);
+            (caller.address..caller.address + caller.size.max(1)).map(|a| lines.frames(a).to_vec()).collect::<Vec<_>>()
+        };
+        let expected = resolved(&plain);
+        assert!(expected.iter().any(|frames| frames.len() == 2), "the inlined call is seen: {expected:?}");
+        for format in ["zlib", "zstd"] {
+            let compressed = dir.path().join(format);
+            let copied = std::process::Command::new("objcopy")
+                .arg(format!("--compress-debug-sections={format}"))
+                .arg(&plain)
+                .arg(&compressed)
+                .status()
+                .expect("objcopy (binutils) runs");
+            assert!(copied.success());
+            let elf = ElfFile::open(&compressed).unwrap();
+            let info = elf.parsed().section_by_name(".debug_info").map(|s| s.compressed_file_range().unwrap().format);
+            assert!(info.is_some_and(|f| f != object::CompressionFormat::None), "{format}: stored compressed");
+            assert_eq!(resolved(&compressed), expected, "{format}");
+        }
+    }
+
     /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and
     /// resolves nothing.
     #[test]
