@@ -29,7 +29,15 @@ pub fn track_dispatch(pid: u32, layout: &TargetLayout, stack: u64) {
     if period_ns == 0 || layout.event_mgr == 0 || layout.event_mgr_current == 0 || layout.event_mgr_dispatched == 0 {
         return;
     }
-    let running = running_dispatch(layout);
+    let running = match running_dispatch(layout) {
+        Dispatching::Running { seq, event } => Some((seq, event)),
+        Dispatching::Idle => None,
+        // The event manager could not be read (the kernel refuses user reads in some windows,
+        // e.g. while the thread's address space is being switched): this sample says nothing
+        // of the dispatch, which must not end for it. Ending it would start it again at the
+        // next sample, and list its rest as the whole.
+        Dispatching::Unreadable => return,
+    };
     let Some(state) = state_of(pid) else { return };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -57,13 +65,31 @@ pub fn track_dispatch(pid: u32, layout: &TargetLayout, stack: u64) {
     }
 }
 
-/// The dispatch counter and the `Event*` while an event is being dispatched, else `None`.
-/// Zeek increments the counter after each dispatched event, so it holds still during one.
+/// What the event manager is doing, as one sample reads it.
+enum Dispatching {
+    /// Dispatching the event `event` (an `Event*`); the dispatch counter reads `seq`. Zeek
+    /// increments the counter after each dispatched event, so it holds still during one.
+    Running {
+        seq: u64,
+        event: u64,
+    },
+    /// No event is being dispatched.
+    Idle,
+    Unreadable,
+}
+
 #[inline(always)]
-fn running_dispatch(layout: &TargetLayout) -> Option<(u64, u64)> {
-    let event = read_global::<u64>(layout.event_mgr + layout.event_mgr_current as u64).filter(|e| *e != 0)?;
-    let seq = read_global::<u64>(layout.event_mgr + layout.event_mgr_dispatched as u64)?;
-    Some((seq, event))
+fn running_dispatch(layout: &TargetLayout) -> Dispatching {
+    let Some(event) = read_global::<u64>(layout.event_mgr + layout.event_mgr_current as u64) else {
+        return Dispatching::Unreadable;
+    };
+    if event == 0 {
+        return Dispatching::Idle;
+    }
+    match read_global::<u64>(layout.event_mgr + layout.event_mgr_dispatched as u64) {
+        Some(seq) => Dispatching::Running { seq, event },
+        None => Dispatching::Unreadable,
+    }
 }
 
 /// The name hash of the event `event` dispatches (0 when unreadable), its name recorded.
