@@ -39,10 +39,13 @@ pub fn script_names(summary: &Value) -> HashSet<String> {
     rows.iter().filter(script).map(|f| f["name"].as_str().unwrap().to_owned()).chain([UNRESOLVED.to_owned()]).collect()
 }
 
-/// The innermost user-space frame of a folded stack (the kernel's are under it).
+/// Where a folded stack's user-space frames end (the kernel's are under them), and the
+/// innermost user-space function: its machine frame, not the calls inlined into it that follow
+/// it (`name (inlined)`, where the code has DWARF: libc's from `libc6-dbg`).
 pub fn user_leaf<'a>(frames: &[&'a str]) -> (usize, &'a str) {
     let at = frames.iter().rposition(|f| !is_kernel_frame(f)).unwrap_or(0);
-    (at, frames[at])
+    let function = frames[..=at].iter().rposition(|f| !f.ends_with(" (inlined)")).unwrap_or(at);
+    (at, frames[function])
 }
 
 pub fn record(dir: &std::path::Path, fixture_name: &str, extra: &[&str]) -> (Value, Value) {
