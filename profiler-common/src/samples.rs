@@ -17,7 +17,8 @@ pub enum StackKind {
     /// The main thread dispatching an event outside its script bodies: `leaf` is the
     /// event name's hash.
     EventDispatch = 2,
-    /// Another thread (logging writers, I/O): named by `comm`.
+    /// Another thread (logging writers, I/O): named by `comm`; `leaf` is its user-space
+    /// instruction pointer (0 if unreadable).
     Thread = 3,
 }
 
@@ -53,7 +54,7 @@ pub struct StackTrace {
     pub kind: u32,
     /// Used entries of `frames`.
     pub depth: u32,
-    /// Native: user instruction pointer. EventDispatch: event name hash. Otherwise 0.
+    /// Native and Thread: user instruction pointer. EventDispatch: event name hash. Otherwise 0.
     pub leaf: u64,
     /// Thread name (Thread kind).
     pub comm: [u8; 16],

@@ -129,6 +129,17 @@ fn fixture_writer_thread_stacks_unwind_to_the_threads_start_through_the_writer_l
     // A writer's stack places it by its code: none is left to its name alone.
     let by_name = stacks.iter().filter(|(f, _)| f.len() == 1 && f[0].starts_with("[thread] zk.")).count();
     assert!(by_name as u64 <= samples - unwound, "{by_name} writer stacks by name only\n{folded}");
+    // Their time is their functions' self time (the sampled instruction pointer's): a writer's
+    // own row keeps only samples whose instruction pointer was unreadable.
+    let writers: Vec<&Value> = summary["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "thread" && f["name"].as_str().is_some_and(|n| n.starts_with("[thread] zk.")))
+        .collect();
+    let seconds = |field: &str| writers.iter().map(|f| f[field].as_f64().unwrap()).sum::<f64>();
+    assert!(seconds("total_seconds") > 0.0, "writer rows: {writers:?}");
+    assert!(seconds("self_seconds") * 10.0 <= seconds("total_seconds"), "writer rows: {writers:?}");
 }
 
 #[test]

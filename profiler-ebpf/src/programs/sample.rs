@@ -110,6 +110,8 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     if pid_tgid as u32 != pid {
         trace.kind = StackKind::Thread as u32;
         trace.comm = bpf_get_current_comm().ok()?;
+        // Its function's self time, whether or not its stack is copied and unwinds.
+        trace.leaf = user_ip(ctx);
         return to_finish(ctx);
     }
     let entries = plan_walk(layout, cursor);
@@ -350,12 +352,18 @@ fn name_outside_scripts(ctx: &PerfEventContext, layout: &TargetLayout, trace: &m
             }
         }
     }
-    // Without frame pointers only the first user frame (the instruction pointer) is reliable.
+    trace.kind = StackKind::Native as u32;
+    trace.leaf = user_ip(ctx);
+}
+
+/// The interrupted thread's user-space instruction pointer, 0 if unreadable: without frame
+/// pointers, the only user frame the kernel's unwinder gets right.
+#[inline(always)]
+fn user_ip(ctx: &PerfEventContext) -> u64 {
     let mut ip = [0u64; 1];
     // SAFETY: the buffer is 8 bytes, as passed.
     let n = unsafe { bpf_get_stack(ctx.as_ptr(), ip.as_mut_ptr().cast(), 8, BPF_F_USER_STACK as u64) };
-    trace.kind = StackKind::Native as u32;
-    trace.leaf = if n >= 8 { ip[0] } else { 0 };
+    if n >= 8 { ip[0] } else { 0 }
 }
 
 /// The kernel frames under the interrupted instruction, innermost first, into `frames`;

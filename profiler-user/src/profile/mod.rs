@@ -267,7 +267,8 @@ mod tests {
     }
 
     /// Another thread's unwound stack stands alone under its name and places it by its code;
-    /// its samples without a stack keep the name, and its component by the name.
+    /// its samples without a stack keep the name, and its component by the name. The sampled
+    /// instruction pointer names the function the thread spends its time in, stack or not.
     #[test]
     fn thread_stacks_stand_under_the_threads_name_and_give_their_components() {
         use crate::binary::symbols::{Symbol, SymbolIndex};
@@ -276,7 +277,11 @@ mod tests {
         writer.kind = StackKind::Thread as u32;
         writer.comm[..9].copy_from_slice(b"zk.conn/A");
         snap.stacks.insert(1, writer);
-        snap.samples = vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 30)];
+        let mut writing = writer;
+        writing.leaf = 0x2020;
+        snap.stacks.insert(2, writing);
+        snap.samples =
+            vec![(SampleKey { pid: 3, _pad: 0, stack: 1 }, 30), (SampleKey { pid: 3, _pad: 0, stack: 2 }, 8)];
         let mut symbols = SymbolIndex::default();
         let function = |address, size| Symbol { address, size, is_function: true, is_weak: false };
         symbols.insert("start_thread", function(0x1000, 0x100));
@@ -294,7 +299,7 @@ mod tests {
         let p = Profile::build(target(3), &snap, &LogStreamNames::default(), Some(ctx));
         let sampling = p.sampling.as_ref().unwrap();
         let n = sampling.native_stacks;
-        assert_eq!(n.threads, StackShare { samples: 30, unwound: 20, to_root: 15 });
+        assert_eq!(n.threads, StackShare { samples: 38, unwound: 20, to_root: 15 });
         assert_eq!(n.main_thread, StackShare::default());
         let shown = |samples| {
             let s = sampling.stacks.iter().find(|s| s.samples == samples).unwrap();
@@ -302,11 +307,14 @@ mod tests {
         };
         let write = "zeek::logging::writer::detail::Ascii::DoWrite";
         assert_eq!(shown(15), ["[thread] zk.conn/A", "start_thread", write]);
-        assert_eq!(shown(5), ["[thread] zk.conn/A", write]);
-        assert_eq!(shown(10), ["[thread] zk.conn/A"], "no stack: by its name");
+        assert_eq!(shown(13), ["[thread] zk.conn/A", write], "5 cut short, 8 by their instruction pointer");
+        assert_eq!(shown(10), ["[thread] zk.conn/A"], "no stack, no instruction pointer: by its name");
+        let self_seconds = |name: &str| p.functions.iter().find(|f| f.name == name).map(|f| f.self_seconds);
+        assert_eq!(self_seconds(write), Some(0.8));
+        assert_eq!(self_seconds("[thread] zk.conn/A"), Some(3.0), "the 30 of the trace without one");
         let component = |name: &str| p.components.iter().find(|c| c.component == name).map(|c| c.seconds);
-        assert_eq!(component("log_writer/ascii"), Some(2.0), "from the 20 stacks");
-        assert_eq!(component("threading"), Some(1.0), "from the name, of the 10 without a stack");
+        assert_eq!(component("log_writer/ascii"), Some(2.8), "from the 20 stacks and the 8 leaves");
+        assert_eq!(component("threading"), Some(1.8), "from the name, of the 18 without a stack");
         let summary = serde_json::to_value(n).unwrap();
         assert_eq!(summary["to_main"], 0, "{summary}");
         assert_eq!(summary["threads"]["to_root"], 15, "{summary}");

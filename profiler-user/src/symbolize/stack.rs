@@ -131,7 +131,11 @@ impl<'a> StackDecoder<'a> {
                 user_ips = std::slice::from_ref(&trace.leaf);
                 vec![frame(NATIVE_ROOT.to_owned(), FuncKind::Native)]
             }
-            StackKind::Thread => vec![thread_frame(trace)],
+            StackKind::Thread => {
+                // 0: the sampler could not read where it was.
+                user_ips = if trace.leaf != 0 { std::slice::from_ref(&trace.leaf) } else { &[] };
+                vec![thread_frame(trace)]
+            }
         };
         frames.extend(self.native_frames(user_ips, trace.kernel_frames()));
         Some(frames)
