@@ -58,8 +58,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     })?;
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let (snapshot, cpu_seconds) = at_exit.unwrap_or_else(|| (probes.snapshot(), None));
-    // Detaching takes the kernel ~0.1 s per uprobe (it waits for every CPU to leave the
-    // probe): done while the samples are symbolised and the report is written.
+    // Detaching takes the kernel ~0.1 s per uprobe (an RCU grace period, one uprobe after
+    // the other under a kernel-wide lock, whatever thread releases it): done while the
+    // samples are symbolised and the report is written.
     let detached = std::thread::spawn(move || drop(probes));
     if let Some(prefetch) = prefetch {
         prefetch.finish();
