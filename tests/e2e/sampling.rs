@@ -293,14 +293,14 @@ fn kernel_time_is_shown_as_kernel_and_library_code_by_its_symbols() {
     assert!((got - want).abs() <= bound, "memset: sampled {got:.2}%, true {want:.2}% (± {bound:.2})\n{folded}");
 
     // Libraries with symbols (libc, libstdc++, ld.so, the vDSO) name their code where it ran.
-    // (libgcc_s and libstdc++ ship without symbols for the static functions of C++ exception
-    // handling, nor debug files: what runs under `_Unwind_*` for the fixture's throwing BIF
-    // stays bare. ld.so's entry point, where the command's first sample lands, is named by
-    // its debug file's sizeless `_start`.)
+    // (libgcc_s and libstdc++ ship without symbols for their static functions, nor debug
+    // files: what runs under `_Unwind_*` for the fixture's throwing BIF, and libstdc++'s own
+    // destructors that ld.so's `_dl_fini` runs at exit, stay bare. ld.so's entry point, where
+    // the command's first sample lands, is named by its debug file's sizeless `_start`.)
     for (frames, _) in &stacks {
         let leaf = user_leaf(frames).1;
-        let unwinding_an_exception = frames.iter().any(|f| f.starts_with("_Unwind_"));
-        let bare = leaf.starts_with('[') && (leaf.contains(".so") || leaf == "[vdso]") && !unwinding_an_exception;
+        let static_code = frames.iter().any(|f| f.starts_with("_Unwind_") || *f == "_dl_fini");
+        let bare = leaf.starts_with('[') && (leaf.contains(".so") || leaf == "[vdso]") && !static_code;
         assert!(!bare, "a bare library leaf: {frames:?}");
     }
     // summary.json has kernel rows, with self time.

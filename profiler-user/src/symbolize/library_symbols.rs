@@ -9,8 +9,6 @@
 //! read from zeek-probe's own.
 use std::{
     collections::HashMap,
-    fs::File,
-    os::unix::fs::FileExt as _,
     path::Path,
     sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
@@ -18,10 +16,8 @@ use std::{
 use super::{SourceFrame, SourceLines};
 use crate::{
     binary::{ElfFile, FileId, dwarf, elf::LoadSegment, symbols::NativeSymbols},
-    target::mappings::{self, Mapping},
+    target::mappings::{Mapping, VDSO, own_vdso},
 };
-
-const VDSO: &str = "[vdso]";
 
 /// One library's functions and where its file offsets are at link time.
 #[derive(Debug)]
@@ -87,15 +83,6 @@ impl Library {
         let chain = lines.map(|lines| lines.frames(address)).unwrap_or_default();
         Some(LibraryFunction { name, chain })
     }
-}
-
-/// This process's vDSO, copied out of its memory.
-fn own_vdso() -> Option<ElfFile> {
-    let own = mappings::read(std::process::id());
-    let mapping = own.iter().find(|m| m.path == VDSO)?;
-    let mut image = vec![0; usize::try_from(mapping.end.checked_sub(mapping.start)?).ok()?];
-    File::open("/proc/self/mem").ok()?.read_exact_at(&mut image, mapping.start).ok()?;
-    ElfFile::from_bytes(Path::new(VDSO), image).ok()
 }
 
 /// The libraries of one process, by the path its mappings show.

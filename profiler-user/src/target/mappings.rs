@@ -1,5 +1,10 @@
 //! The target's memory map (/proc/PID/maps): where its executable and libraries are loaded.
-use std::fs;
+use std::{fs, fs::File, os::unix::fs::FileExt as _, path::Path};
+
+use crate::binary::ElfFile;
+
+/// The vDSO's name in /proc/PID/maps.
+pub const VDSO: &str = "[vdso]";
 
 /// One file-backed mapping (or the vDSO).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +43,16 @@ pub fn parse(maps: &str) -> Vec<Mapping> {
 /// The file-backed mappings of `pid`, empty once it is gone.
 pub fn read(pid: u32) -> Vec<Mapping> {
     fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
+}
+
+/// The vDSO, which has no file: copied out of zeek-probe's own memory, since every 64-bit
+/// process of this kernel maps the same image.
+pub fn own_vdso() -> Option<ElfFile> {
+    let own = read(std::process::id());
+    let mapping = own.iter().find(|m| m.path == VDSO)?;
+    let mut image = vec![0; usize::try_from(mapping.end.checked_sub(mapping.start)?).ok()?];
+    File::open("/proc/self/mem").ok()?.read_exact_at(&mut image, mapping.start).ok()?;
+    ElfFile::from_bytes(Path::new(VDSO), image).ok()
 }
 
 /// Where the main thread's call frames end: at `start_stack` (/proc/PID/stat), where the

@@ -1,17 +1,27 @@
 //! The unwind data of one ELF file (an executable or a shared library): its `.eh_frame` and
 //! `.eh_frame_hdr` (and `.text`, which lets the unwinder handle prologues and epilogues), mapped
 //! from the file, not read: the real Zeek is 377 MB, its unwind tables a few MB, and only the
-//! pages an unwind touches become resident. One per file, shared by every process running it.
-use std::{collections::HashMap, fs::File, ops::Deref, ops::Range, path::Path, sync::Arc};
+//! pages an unwind touches become resident. One per file, shared by every process running it;
+//! the vDSO's (which has no file) is one image for every process.
+use std::{
+    collections::HashMap,
+    ops::{Deref, Range},
+    path::Path,
+    sync::{Arc, LazyLock},
+};
 
 use framehop::ExplicitModuleSectionInfo;
-use memmap2::Mmap;
 use object::{Object, ObjectSection, ObjectSegment};
 
-/// A section's bytes inside the mapped file.
+use crate::{
+    binary::ElfFile,
+    target::mappings::{VDSO, own_vdso},
+};
+
+/// A section's bytes inside the file's image.
 #[derive(Clone)]
 pub struct MappedSection {
-    file: Arc<Mmap>,
+    elf: Arc<ElfFile>,
     bytes: Range<usize>,
 }
 
@@ -19,7 +29,7 @@ impl Deref for MappedSection {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.file[self.bytes.clone()]
+        &self.elf.data()[self.bytes.clone()]
     }
 }
 
@@ -31,7 +41,7 @@ struct SectionPlace {
 }
 
 pub struct BinaryUnwindData {
-    file: Arc<Mmap>,
+    elf: Arc<ElfFile>,
     text: Option<SectionPlace>,
     eh_frame: Option<SectionPlace>,
     eh_frame_hdr: Option<SectionPlace>,
@@ -45,35 +55,48 @@ pub struct BinaryUnwindData {
 impl BinaryUnwindData {
     /// `None` for a file that is not an ELF with `.eh_frame`.
     pub fn open(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
-        // SAFETY: the mapping is read-only; a file truncated under us would fault, as it would
-        // for the process running it. Binaries are replaced by rename, not rewritten in place.
-        let map = Arc::new(unsafe { Mmap::map(&file) }.ok()?);
-        let elf = object::File::parse(&map[..]).ok()?;
+        Self::of(ElfFile::open(path).ok()?)
+    }
+
+    /// The vDSO's, copied once from zeek-probe's own: samples in `clock_gettime` unwind
+    /// through it to its caller.
+    pub fn vdso() -> Option<Arc<Self>> {
+        static VDSO_DATA: LazyLock<Option<Arc<BinaryUnwindData>>> =
+            LazyLock::new(|| Some(Arc::new(BinaryUnwindData::of(own_vdso()?)?)));
+        VDSO_DATA.clone()
+    }
+
+    fn of(elf: ElfFile) -> Option<Self> {
+        let image_len = elf.data().len();
+        let parsed = elf.parsed();
         let place = |name: &str| {
-            let section = elf.section_by_name(name)?;
+            let section = parsed.section_by_name(name)?;
             let (offset, size) = section.file_range()?;
             let (start, size) = (usize::try_from(offset).ok()?, usize::try_from(size).ok()?);
-            (start.checked_add(size)? <= map.len()).then(|| SectionPlace {
+            (start.checked_add(size)? <= image_len).then(|| SectionPlace {
                 svma: section.address()..section.address() + section.size(),
                 bytes: start..start + size,
             })
         };
         let eh_frame = place(".eh_frame")?;
-        let segment = elf.segments().next()?;
+        let segment = parsed.segments().next()?;
+        let (text, eh_frame_hdr) = (place(".text"), place(".eh_frame_hdr"));
+        let got = parsed.section_by_name(".got").map(|s| s.address()..s.address() + s.size());
+        let (first_load_offset, first_load_vaddr) = (segment.file_range().0, segment.address());
+        drop(parsed);
         Some(Self {
-            text: place(".text"),
-            eh_frame_hdr: place(".eh_frame_hdr"),
-            got: elf.section_by_name(".got").map(|s| s.address()..s.address() + s.size()),
+            text,
+            eh_frame_hdr,
+            got,
             eh_frame: Some(eh_frame),
-            first_load_offset: segment.file_range().0,
-            first_load_vaddr: segment.address(),
-            file: Arc::clone(&map),
+            first_load_offset,
+            first_load_vaddr,
+            elf: Arc::new(elf),
         })
     }
 
     fn section(&self, place: &Option<SectionPlace>) -> Option<MappedSection> {
-        place.as_ref().map(|p| MappedSection { file: Arc::clone(&self.file), bytes: p.bytes.clone() })
+        place.as_ref().map(|p| MappedSection { elf: Arc::clone(&self.elf), bytes: p.bytes.clone() })
     }
 
     /// What the unwinder needs of the file, for a module of one process.
@@ -109,6 +132,9 @@ impl BinaryCache {
     /// The unwind data of `path` as process `pid` maps it: opened through the process's root
     /// (its mount namespace), else as seen from here.
     pub fn get(&mut self, pid: u32, path: &str) -> Option<Arc<BinaryUnwindData>> {
+        if path == VDSO {
+            return BinaryUnwindData::vdso();
+        }
         let open = || {
             BinaryUnwindData::open(Path::new(&format!("/proc/{pid}/root{path}")))
                 .or_else(|| BinaryUnwindData::open(Path::new(path)))

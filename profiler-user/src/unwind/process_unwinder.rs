@@ -1,5 +1,5 @@
-//! One process's unwinder: a module per file it maps (from /proc/PID/maps), each with its
-//! file's shared unwind data, placed at the process's load bias. Libraries loaded later
+//! One process's unwinder: a module per file it maps (from /proc/PID/maps) and the vDSO, each
+//! with its file's shared unwind data, placed at the process's load bias. Libraries loaded later
 //! (plugins) are picked up when an address falls outside every known module.
 use std::{
     collections::BTreeMap,
@@ -60,7 +60,7 @@ impl ProcessUnwinder {
         self.maps_read = Some(Instant::now());
         let mut files: BTreeMap<&str, Vec<&Mapping>> = BTreeMap::new();
         let maps = mappings::read(self.pid);
-        for m in maps.iter().filter(|m| m.path.starts_with('/')) {
+        for m in maps.iter().filter(|m| m.path.starts_with('/') || m.path == mappings::VDSO) {
             files.entry(m.path.as_str()).or_default().push(m);
         }
         for (path, maps) in files {
@@ -179,6 +179,38 @@ mod tests {
         assert!(unwound.iter().all(|a| mappings::mapping_of(&files, *a).is_some()), "{unwound:?}");
         // The innermost frame is the captured instruction pointer itself.
         assert_eq!(unwound.last(), Some(&header.ip));
+    }
+
+    /// A sample in the vDSO (`clock_gettime`, which Zeek calls for the time) unwinds through
+    /// the vDSO's own `.eh_frame` to its caller: here a call into it made from this test's
+    /// frame, caught at the vDSO function's first instruction, the return address on top of
+    /// the stack.
+    #[test]
+    fn a_sample_in_the_vdso_unwinds_to_its_caller() {
+        let pid = std::process::id();
+        let (header, stack) = capture(mapping_end);
+        let files = mappings::read(pid);
+        let vdso = files.iter().find(|m| m.path == mappings::VDSO).expect("the vDSO is mapped");
+        let image = mappings::own_vdso().expect("the vDSO read");
+        let entry = image.symbols().get("__vdso_clock_gettime").expect("the vDSO exports clock_gettime").address;
+        let called: Vec<u8> = header.ip.to_le_bytes().into_iter().chain(stack).collect();
+        let in_vdso = NativeStackHeader {
+            ip: vdso.start + entry,
+            sp: header.sp - 8,
+            bp: header.bp,
+            stack_len: called.len() as u32,
+            ..Default::default()
+        };
+        let unwound = ProcessUnwinder::new(pid).unwind(&in_vdso, &called, &mut BinaryCache::default());
+        let through: Vec<u64> = ProcessUnwinder::new(pid).unwind(&header, &called[8..], &mut BinaryCache::default());
+        assert_eq!(unwound.last(), Some(&in_vdso.ip), "{unwound:x?}");
+        assert!(unwound.len() >= 8 && through.len() >= 7, "{unwound:x?} against {through:x?}");
+        // The caller, named by its return address less one, then the frames above it as an
+        // unwind from the caller finds them (the test harness's; the thread's root is not
+        // compared: from the vDSO the walk sometimes ends at libc's start_thread, one short).
+        assert_eq!(unwound[unwound.len() - 2], header.ip - 1, "{unwound:x?}");
+        let above = |frames: &[u64], caller: usize| frames[frames.len() - caller - 6..frames.len() - caller].to_vec();
+        assert_eq!(above(&unwound, 2), above(&through, 1), "{unwound:x?} against {through:x?}");
     }
 
     /// A process stopped at its first instruction (ld.so's `_start`, after execve) has argc
