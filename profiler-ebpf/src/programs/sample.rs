@@ -296,6 +296,9 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
     to_finish(ctx)
 }
 
+/// errno's "exists", which a map's insert returns negated.
+const EEXIST: i32 = 17;
+
 /// Counts the sample under its stack, recording the stack the first time it is seen; a
 /// main-thread sample also goes to the dispatch it falls in. Returns the stack's hash.
 #[inline(always)]
@@ -308,8 +311,14 @@ fn finish(pid: u32, layout: &TargetLayout, trace: &StackTrace) -> u64 {
         return key.stack;
     }
     // SAFETY: read-only lookup.
-    if unsafe { STACKS.get(&key.stack) }.is_none() {
-        let _ = STACKS.insert(&key.stack, trace, BPF_NOEXIST as u64);
+    if unsafe { STACKS.get(&key.stack) }.is_none()
+        && let Err(err) = STACKS.insert(&key.stack, trace, BPF_NOEXIST as u64)
+        // Another CPU recorded the same new stack first: nothing lost.
+        && err != -EEXIST
+    {
+        // Full: the sample is still counted (its seconds add up), without a name
+        // (`unnamed_samples`), and said as a map-full drop, which is alerted on.
+        bump(ProbeStat::MapFull);
     }
     increment(&SAMPLES, &key);
     key.stack
