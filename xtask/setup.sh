@@ -33,9 +33,10 @@ install_debs() {
   fi
 }
 # golang-go for `go tool pprof`, the pprof client the profile endpoint's tests fetch with (~20 s);
+# dwz to make debug files as Debian's -dbgsym packages ship them (the source lines' tests);
 # dpkg-dev, debootstrap and lintian to build the .deb and test it in a clean Debian root.
 install_debs "Debian packages" llvm-22-dev libpolly-22-dev g++ binutils bpftrace prometheus libzmq3-dev \
-  pkg-config zlib1g-dev libzstd-dev curl tmux golang-go dpkg-dev debootstrap lintian strace
+  pkg-config zlib1g-dev libzstd-dev curl tmux golang-go dwz dpkg-dev debootstrap lintian strace
 
 # The BPF crate builds with nightly and needs the standard library's source for core.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

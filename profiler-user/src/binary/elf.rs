@@ -254,6 +254,21 @@ impl ElfFile {
         candidates.into_iter().find(|c| c.is_file() && *c != self.path)
     }
 
+    /// The file `dwz` moved the DWARF this one shares with others into (`.gnu_debugaltlink`,
+    /// as Debian's `-dbgsym` packages have it): its path, absolute or relative to this file's
+    /// directory, else found by its build-id under `/usr/lib/debug/.build-id`.
+    pub fn dwz_file(&self) -> Option<PathBuf> {
+        let file = self.parsed();
+        let (name, id) = file.gnu_debugaltlink().ok().flatten()?;
+        let name = PathBuf::from(String::from_utf8_lossy(name).into_owned());
+        let mut candidates = vec![self.path.parent().unwrap_or(Path::new("/")).join(name)];
+        if id.len() > 1 {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
+        }
+        candidates.into_iter().find(|c| c.is_file() && *c != self.path)
+    }
+
     /// `len` bytes of the file image at a link-time address (instruction bytes).
     pub fn bytes_at(&self, address: u64, len: u64) -> Result<Vec<u8>, ElfError> {
         let file = self.parsed();

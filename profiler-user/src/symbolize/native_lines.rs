@@ -45,6 +45,8 @@ enum State {
 struct Resolver {
     path: PathBuf,
     elf: Arc<ElfFile>,
+    /// The `dwz` file holding the DWARF `elf` shares with other files, where it has one.
+    sup: Option<Arc<ElfFile>>,
     endian: RunTimeEndian,
     units: Units,
     /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
@@ -137,16 +139,16 @@ impl Resolver {
     fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
+        let sup = elf.dwz_file().and_then(|path| ElfFile::open(&path).ok()).map(Arc::new);
         let aranges = section(elf, SectionId::DebugAranges);
         let units = if aranges.is_empty() {
-            let dwarf = gimli::Dwarf::load(|id| Ok::<_, gimli::Error>(EndianReader::new(section(elf, id), endian)))
-                .map_err(unreadable)?;
+            let dwarf = load_dwarf(elf, sup.as_ref(), endian, None).map_err(unreadable)?;
             Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
         } else {
             let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
             Units::ByRange { ranges, contexts: HashMap::new() }
         };
-        Ok(Self { path: path.to_owned(), elf: elf.clone(), endian, units, resolved: HashMap::new(), failed: 0 })
+        Ok(Self { path: path.to_owned(), elf: elf.clone(), sup, endian, units, resolved: HashMap::new(), failed: 0 })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
@@ -183,7 +185,7 @@ impl Resolver {
             if contexts.len() >= UNITS_KEPT {
                 contexts.clear();
             }
-            contexts.insert(range.unit, unit_context(&self.elf, self.endian, range.unit)?);
+            contexts.insert(range.unit, unit_context(&self.elf, self.sup.as_ref(), self.endian, range.unit)?);
         }
         match contexts.get(&range.unit) {
             Some(context) => chain(context, address),
@@ -214,6 +216,7 @@ fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
 /// references within itself are relative to it), every other section whole.
 fn unit_context(
     elf: &Arc<ElfFile>,
+    sup: Option<&Arc<ElfFile>>,
     endian: RunTimeEndian,
     unit: usize,
 ) -> Result<addr2line::Context<Reader>, gimli::Error> {
@@ -222,16 +225,31 @@ fn unit_context(
         .header_from_offset(gimli::DebugInfoOffset(unit))?;
     let end = unit.checked_add(header.length_including_self()).filter(|end| *end <= info.len());
     let unit_info = end.map(|end| info.sub(unit..end)).ok_or(gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0)))?;
-    let dwarf = gimli::Dwarf::load(|id| {
-        let bytes = match id {
-            SectionId::DebugInfo => unit_info.clone(),
+    addr2line::Context::from_dwarf(load_dwarf(elf, sup, endian, Some(unit_info))?)
+}
+
+/// `elf`'s DWARF, `.debug_info` cut to one unit's bytes when given, and `sup`'s as its
+/// supplementary file: `dwz` leaves references into that one (`DW_FORM_GNU_ref_alt`), e.g. to
+/// the abstract instances of inlined functions.
+fn load_dwarf(
+    elf: &Arc<ElfFile>,
+    sup: Option<&Arc<ElfFile>>,
+    endian: RunTimeEndian,
+    unit_info: Option<SectionBytes>,
+) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
+    let mut dwarf = gimli::Dwarf::load(|id| {
+        let bytes = match (id, &unit_info) {
+            (SectionId::DebugInfo, Some(unit_info)) => unit_info.clone(),
             // The ranges were looked up already; a unit cut out has other offsets.
-            SectionId::DebugAranges => SectionBytes::Owned(Arc::from([])),
+            (SectionId::DebugAranges, Some(_)) => SectionBytes::Owned(Arc::from([])),
             _ => section(elf, id),
         };
         Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
     })?;
-    addr2line::Context::from_dwarf(dwarf)
+    if let Some(sup) = sup {
+        dwarf.load_sup(|id| Ok::<_, gimli::Error>(EndianReader::new(section(sup, id), endian)))?;
+    }
+    Ok(dwarf)
 }
 
 /// `addr2line`'s frames at `address` (innermost first), outermost first.
@@ -426,6 +444,58 @@ mod tests {
             assert!(info.is_some_and(|f| f != object::CompressionFormat::None), "{format}: stored compressed");
             assert_eq!(resolved(&compressed), expected, "{format}");
         }
+    }
+
+    /// Debian's `-dbgsym` files have been through `dwz`, which moves what several files share
+    /// (types, the abstract instances of inlined functions) into one file of its own that each
+    /// refers to by `.gnu_debugaltlink`: an inlined call is named through it as in the file
+    /// before `dwz`.
+    #[test]
+    fn names_inlined_calls_through_the_dwz_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shared.h"),
+            "struct point { int x, y; };\n\
+             static inline __attribute__((always_inline)) int mix(struct point p) { return (p.x * 31) ^ p.y; }\n",
+        )
+        .unwrap();
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program).args(args).status();
+            assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
+        };
+        let (mut plain, mut shrunk) = (Vec::new(), Vec::new());
+        for name in ["one", "two"] {
+            let source = dir.path().join(format!("{name}.c"));
+            std::fs::write(
+                &source,
+                format!(
+                    "#include \"shared.h\"\n\
+                     __attribute__((noinline)) int caller_{name}(int x) {{ struct point p = {{ x, 7 }}; return mix(p) + 1; }}\n\
+                     int main(int argc, char **argv) {{ (void)argv; return caller_{name}(argc); }}\n"
+                ),
+            )
+            .unwrap();
+            let binary = dir.path().join(name);
+            run("gcc", &["-g".as_ref(), "-O2".as_ref(), "-o".as_ref(), binary.as_os_str(), source.as_os_str()]);
+            let copy = dir.path().join(format!("{name}.plain"));
+            std::fs::copy(&binary, &copy).unwrap();
+            plain.push(copy);
+            shrunk.push(binary);
+        }
+        let common = dir.path().join("common.debug");
+        let (m, common) = ("-m".as_ref(), common.as_os_str());
+        run("dwz", &[m, common, "-M".as_ref(), common, shrunk[0].as_os_str(), shrunk[1].as_os_str()]);
+        let shrunk_elf = ElfFile::open(&shrunk[0]).unwrap();
+        assert_eq!(shrunk_elf.dwz_file().as_deref(), Some(Path::new(common)), "linked to the dwz file");
+        let caller = ElfFile::open(&plain[0]).unwrap().symbols().get("caller_one").expect("caller's symbol");
+        let resolved = |file: &Path| {
+            let lines = SourceLines::new(file);
+            (caller.address..caller.address + caller.size.max(1)).map(|a| lines.frames(a).to_vec()).collect::<Vec<_>>()
+        };
+        let expected = resolved(&plain[0]);
+        let inlined = expected.iter().find(|frames| frames.len() == 2).expect("the inlined call is seen");
+        assert_eq!(inlined[1].function.as_deref(), Some("mix"), "{inlined:?}");
+        assert_eq!(resolved(&shrunk[0]), expected);
     }
 
     /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and
