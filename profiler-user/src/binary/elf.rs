@@ -59,6 +59,12 @@ impl LoadSegment {
     }
 }
 
+/// Where distributions install the debug file of build-id `id`.
+fn by_build_id(id: &[u8]) -> Option<PathBuf> {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    (hex.len() > 2).then(|| PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])))
+}
+
 pub struct ElfFile {
     path: PathBuf,
     image: Image,
@@ -238,11 +244,8 @@ impl ElfFile {
     pub fn separate_debug_file(&self) -> Option<PathBuf> {
         let file = self.parsed();
         let mut candidates = Vec::new();
-        if let Ok(Some(id)) = file.build_id()
-            && id.len() > 1
-        {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
+        if let Ok(Some(id)) = file.build_id() {
+            candidates.extend(by_build_id(id));
         }
         if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
             let name = String::from_utf8_lossy(name).into_owned();
@@ -261,12 +264,8 @@ impl ElfFile {
         let file = self.parsed();
         let (name, id) = file.gnu_debugaltlink().ok().flatten()?;
         let name = PathBuf::from(String::from_utf8_lossy(name).into_owned());
-        let mut candidates = vec![self.path.parent().unwrap_or(Path::new("/")).join(name)];
-        if id.len() > 1 {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
-        }
-        candidates.into_iter().find(|c| c.is_file() && *c != self.path)
+        let beside = self.path.parent().unwrap_or(Path::new("/")).join(name);
+        [Some(beside), by_build_id(id)].into_iter().flatten().find(|c| c.is_file() && *c != self.path)
     }
 
     /// `len` bytes of the file image at a link-time address (instruction bytes).

@@ -45,8 +45,9 @@ enum State {
 struct Resolver {
     path: PathBuf,
     elf: Arc<ElfFile>,
-    /// The `dwz` file holding the DWARF `elf` shares with other files, where it has one.
-    sup: Option<Arc<ElfFile>>,
+    /// The DWARF of the `dwz` file holding what `elf` shares with other files, where it has
+    /// one: read once, the supplementary file of every unit's context.
+    sup: Option<Arc<Dwarf>>,
     endian: RunTimeEndian,
     units: Units,
     /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
@@ -139,7 +140,10 @@ impl Resolver {
     fn open(elf: &Arc<ElfFile>, path: &Path) -> Result<Self, String> {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
-        let sup = elf.dwz_file().and_then(|path| ElfFile::open(&path).ok()).map(Arc::new);
+        let sup = match elf.dwz_file().and_then(|path| ElfFile::open(&path).ok()) {
+            Some(dwz) => Some(Arc::new(load_dwarf(&Arc::new(dwz), None, endian, None).map_err(unreadable)?)),
+            None => None,
+        };
         let aranges = section(elf, SectionId::DebugAranges);
         let units = if aranges.is_empty() {
             let dwarf = load_dwarf(elf, sup.as_ref(), endian, None).map_err(unreadable)?;
@@ -216,7 +220,7 @@ fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
 /// references within itself are relative to it), every other section whole.
 fn unit_context(
     elf: &Arc<ElfFile>,
-    sup: Option<&Arc<ElfFile>>,
+    sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit: usize,
 ) -> Result<addr2line::Context<Reader>, gimli::Error> {
@@ -228,15 +232,15 @@ fn unit_context(
     addr2line::Context::from_dwarf(load_dwarf(elf, sup, endian, Some(unit_info))?)
 }
 
-/// `elf`'s DWARF, `.debug_info` cut to one unit's bytes when given, and `sup`'s as its
-/// supplementary file: `dwz` leaves references into that one (`DW_FORM_GNU_ref_alt`), e.g. to
+/// `elf`'s DWARF, `.debug_info` cut to one unit's bytes when given, with `sup` as its
+/// supplementary DWARF: `dwz` leaves references into that one (`DW_FORM_GNU_ref_alt`), e.g. to
 /// the abstract instances of inlined functions.
 fn load_dwarf(
     elf: &Arc<ElfFile>,
-    sup: Option<&Arc<ElfFile>>,
+    sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit_info: Option<SectionBytes>,
-) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
+) -> Result<Dwarf, gimli::Error> {
     let mut dwarf = gimli::Dwarf::load(|id| {
         let bytes = match (id, &unit_info) {
             (SectionId::DebugInfo, Some(unit_info)) => unit_info.clone(),
@@ -246,9 +250,7 @@ fn load_dwarf(
         };
         Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
     })?;
-    if let Some(sup) = sup {
-        dwarf.load_sup(|id| Ok::<_, gimli::Error>(EndianReader::new(section(sup, id), endian)))?;
-    }
+    dwarf.sup = sup.cloned();
     Ok(dwarf)
 }
 
@@ -290,6 +292,7 @@ fn section(elf: &Arc<ElfFile>, id: SectionId) -> SectionBytes {
 }
 
 type Reader = EndianReader<RunTimeEndian, SectionBytes>;
+type Dwarf = gimli::Dwarf<Reader>;
 
 /// A section's bytes that keep the mapping they are in alive, as gimli's owning reader needs.
 #[derive(Clone)]
@@ -371,13 +374,10 @@ mod tests {
         let functions = ElfFile::open(&exe).unwrap().symbols().functions();
         let dir = tempfile::tempdir().unwrap();
         let without_aranges = dir.path().join("no-aranges");
-        let removed = std::process::Command::new("objcopy")
-            .args(["--remove-section", ".debug_aranges"])
-            .arg(&exe)
-            .arg(&without_aranges)
-            .status()
-            .expect("objcopy (binutils) runs");
-        assert!(removed.success());
+        run(
+            "objcopy",
+            &["--remove-section".as_ref(), ".debug_aranges".as_ref(), exe.as_ref(), without_aranges.as_ref()],
+        );
         for file in [exe, without_aranges] {
             let lines = SourceLines::new(&file);
             let at_start = lines.frames(start);
@@ -401,6 +401,24 @@ mod tests {
         }
     }
 
+    /// Runs `program`, which must succeed.
+    fn run(program: &str, args: &[&std::ffi::OsStr]) {
+        let status = std::process::Command::new(program).args(args).status();
+        assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
+    }
+
+    /// Builds `source` (C) with `-g -O2` into `binary`.
+    fn gcc(source: &Path, binary: &Path) {
+        run("gcc", &["-g".as_ref(), "-O2".as_ref(), "-o".as_ref(), binary.as_os_str(), source.as_os_str()]);
+    }
+
+    /// What `file`'s DWARF resolves at each address of `function`, a symbol of `built`.
+    fn frames_over(file: &Path, built: &Path, function: &str) -> Vec<Vec<SourceFrame>> {
+        let symbol = ElfFile::open(built).unwrap().symbols().get(function).expect("the function's symbol");
+        let lines = SourceLines::new(file);
+        (symbol.address..symbol.address + symbol.size.max(1)).map(|a| lines.frames(a).to_vec()).collect()
+    }
+
     /// Debian's debug packages (`libc6-dbg`, the `-dbgsym` ones) store their DWARF compressed
     /// (`SHF_COMPRESSED`): a program's lines read the same from copies compressed with zlib
     /// and with zstd as from the plain file.
@@ -416,33 +434,17 @@ mod tests {
         )
         .unwrap();
         let plain = dir.path().join("plain");
-        let built = std::process::Command::new("gcc")
-            .args(["-g", "-O2", "-o"])
-            .arg(&plain)
-            .arg(&source)
-            .status()
-            .expect("gcc runs");
-        assert!(built.success());
-        let caller = ElfFile::open(&plain).unwrap().symbols().get("caller").expect("caller's symbol");
-        let resolved = |file: &Path| {
-            let lines = SourceLines::new(file);
-            (caller.address..caller.address + caller.size.max(1)).map(|a| lines.frames(a).to_vec()).collect::<Vec<_>>()
-        };
-        let expected = resolved(&plain);
+        gcc(&source, &plain);
+        let expected = frames_over(&plain, &plain, "caller");
         assert!(expected.iter().any(|frames| frames.len() == 2), "the inlined call is seen: {expected:?}");
         for format in ["zlib", "zstd"] {
             let compressed = dir.path().join(format);
-            let copied = std::process::Command::new("objcopy")
-                .arg(format!("--compress-debug-sections={format}"))
-                .arg(&plain)
-                .arg(&compressed)
-                .status()
-                .expect("objcopy (binutils) runs");
-            assert!(copied.success());
+            let flag = format!("--compress-debug-sections={format}");
+            run("objcopy", &[flag.as_ref(), plain.as_os_str(), compressed.as_os_str()]);
             let elf = ElfFile::open(&compressed).unwrap();
             let info = elf.parsed().section_by_name(".debug_info").map(|s| s.compressed_file_range().unwrap().format);
             assert!(info.is_some_and(|f| f != object::CompressionFormat::None), "{format}: stored compressed");
-            assert_eq!(resolved(&compressed), expected, "{format}");
+            assert_eq!(frames_over(&compressed, &plain, "caller"), expected, "{format}");
         }
     }
 
@@ -459,10 +461,6 @@ mod tests {
              static inline __attribute__((always_inline)) int mix(struct point p) { return (p.x * 31) ^ p.y; }\n",
         )
         .unwrap();
-        let run = |program: &str, args: &[&std::ffi::OsStr]| {
-            let status = std::process::Command::new(program).args(args).status();
-            assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
-        };
         let (mut plain, mut shrunk) = (Vec::new(), Vec::new());
         for name in ["one", "two"] {
             let source = dir.path().join(format!("{name}.c"));
@@ -476,7 +474,7 @@ mod tests {
             )
             .unwrap();
             let binary = dir.path().join(name);
-            run("gcc", &["-g".as_ref(), "-O2".as_ref(), "-o".as_ref(), binary.as_os_str(), source.as_os_str()]);
+            gcc(&source, &binary);
             let copy = dir.path().join(format!("{name}.plain"));
             std::fs::copy(&binary, &copy).unwrap();
             plain.push(copy);
@@ -485,17 +483,11 @@ mod tests {
         let common = dir.path().join("common.debug");
         let (m, common) = ("-m".as_ref(), common.as_os_str());
         run("dwz", &[m, common, "-M".as_ref(), common, shrunk[0].as_os_str(), shrunk[1].as_os_str()]);
-        let shrunk_elf = ElfFile::open(&shrunk[0]).unwrap();
-        assert_eq!(shrunk_elf.dwz_file().as_deref(), Some(Path::new(common)), "linked to the dwz file");
-        let caller = ElfFile::open(&plain[0]).unwrap().symbols().get("caller_one").expect("caller's symbol");
-        let resolved = |file: &Path| {
-            let lines = SourceLines::new(file);
-            (caller.address..caller.address + caller.size.max(1)).map(|a| lines.frames(a).to_vec()).collect::<Vec<_>>()
-        };
-        let expected = resolved(&plain[0]);
+        assert_eq!(ElfFile::open(&shrunk[0]).unwrap().dwz_file().as_deref(), Some(Path::new(common)), "linked");
+        let expected = frames_over(&plain[0], &plain[0], "caller_one");
         let inlined = expected.iter().find(|frames| frames.len() == 2).expect("the inlined call is seen");
         assert_eq!(inlined[1].function.as_deref(), Some("mix"), "{inlined:?}");
-        assert_eq!(resolved(&shrunk[0]), expected);
+        assert_eq!(frames_over(&shrunk[0], &plain[0], "caller_one"), expected);
     }
 
     /// A file that is not ELF, or is gone, or whose DWARF is garbage, is said once and
@@ -508,15 +500,11 @@ mod tests {
         let garbage = dir.path().join("garbage");
         std::fs::write(&garbage, [0xff_u8; 4096]).unwrap();
         let bad_dwarf = dir.path().join("bad-dwarf.debug");
-        let added = std::process::Command::new("objcopy")
-            .arg(format!("--add-section=.debug_info={}", garbage.display()))
-            .arg(format!("--add-section=.debug_abbrev={}", garbage.display()))
-            .arg(format!("--add-section=.debug_aranges={}", garbage.display()))
-            .arg("/bin/true")
-            .arg(&bad_dwarf)
-            .status()
-            .expect("objcopy (binutils) runs");
-        assert!(added.success());
+        let sections = [".debug_info", ".debug_abbrev", ".debug_aranges"]
+            .map(|name| format!("--add-section={name}={}", garbage.display()));
+        let mut args: Vec<&std::ffi::OsStr> = sections.iter().map(|a| a.as_ref()).collect();
+        args.extend([std::ffi::OsStr::new("/bin/true"), bad_dwarf.as_os_str()]);
+        run("objcopy", &args);
         for path in [not_elf, dir.path().join("gone.debug")] {
             let lines = SourceLines::new(&path);
             assert!(lines.frames(0x1000).is_empty());
