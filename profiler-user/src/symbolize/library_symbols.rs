@@ -62,7 +62,7 @@ impl Library {
 
     fn vdso() -> Option<Arc<Self>> {
         static VDSO_LIBRARY: LazyLock<Option<Arc<Library>>> =
-            LazyLock::new(|| Some(Arc::new(Library::of(&own_vdso()?)?)));
+            LazyLock::new(|| Some(Arc::new(Library::of(&*own_vdso()?)?)));
         VDSO_LIBRARY.clone()
     }
 

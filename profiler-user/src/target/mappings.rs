@@ -1,5 +1,10 @@
 //! The target's memory map (/proc/PID/maps): where its executable and libraries are loaded.
-use std::{fs, fs::File, os::unix::fs::FileExt as _, path::Path};
+use std::{
+    fs::{self, File},
+    os::unix::fs::FileExt as _,
+    path::Path,
+    sync::{Arc, LazyLock},
+};
 
 use crate::binary::ElfFile;
 
@@ -45,14 +50,17 @@ pub fn read(pid: u32) -> Vec<Mapping> {
     fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| parse(&m)).unwrap_or_default()
 }
 
-/// The vDSO, which has no file: copied out of zeek-probe's own memory, since every 64-bit
-/// process of this kernel maps the same image.
-pub fn own_vdso() -> Option<ElfFile> {
-    let own = read(std::process::id());
-    let mapping = own.iter().find(|m| m.path == VDSO)?;
-    let mut image = vec![0; usize::try_from(mapping.end.checked_sub(mapping.start)?).ok()?];
-    File::open("/proc/self/mem").ok()?.read_exact_at(&mut image, mapping.start).ok()?;
-    ElfFile::from_bytes(Path::new(VDSO), image).ok()
+/// The vDSO, which has no file: copied once out of zeek-probe's own memory, since every 64-bit
+/// process of this kernel maps the same image; its symbols and its unwind tables share it.
+pub fn own_vdso() -> Option<Arc<ElfFile>> {
+    static OWN_VDSO: LazyLock<Option<Arc<ElfFile>>> = LazyLock::new(|| {
+        let own = read(std::process::id());
+        let mapping = own.iter().find(|m| m.path == VDSO)?;
+        let mut image = vec![0; usize::try_from(mapping.end.checked_sub(mapping.start)?).ok()?];
+        File::open("/proc/self/mem").ok()?.read_exact_at(&mut image, mapping.start).ok()?;
+        ElfFile::from_bytes(Path::new(VDSO), image).ok().map(Arc::new)
+    });
+    OWN_VDSO.clone()
 }
 
 /// Where the main thread's call frames end: at `start_stack` (/proc/PID/stat), where the

@@ -55,7 +55,7 @@ pub struct BinaryUnwindData {
 impl BinaryUnwindData {
     /// `None` for a file that is not an ELF with `.eh_frame`.
     pub fn open(path: &Path) -> Option<Self> {
-        Self::of(ElfFile::open(path).ok()?)
+        Self::of(Arc::new(ElfFile::open(path).ok()?))
     }
 
     /// The vDSO's, copied once from zeek-probe's own: samples in `clock_gettime` unwind
@@ -66,7 +66,7 @@ impl BinaryUnwindData {
         VDSO_DATA.clone()
     }
 
-    fn of(elf: ElfFile) -> Option<Self> {
+    fn of(elf: Arc<ElfFile>) -> Option<Self> {
         let image_len = elf.data().len();
         let parsed = elf.parsed();
         let place = |name: &str| {
@@ -84,15 +84,7 @@ impl BinaryUnwindData {
         let got = parsed.section_by_name(".got").map(|s| s.address()..s.address() + s.size());
         let (first_load_offset, first_load_vaddr) = (segment.file_range().0, segment.address());
         drop(parsed);
-        Some(Self {
-            text,
-            eh_frame_hdr,
-            got,
-            eh_frame: Some(eh_frame),
-            first_load_offset,
-            first_load_vaddr,
-            elf: Arc::new(elf),
-        })
+        Some(Self { text, eh_frame_hdr, got, eh_frame: Some(eh_frame), first_load_offset, first_load_vaddr, elf })
     }
 
     fn section(&self, place: &Option<SectionPlace>) -> Option<MappedSection> {
