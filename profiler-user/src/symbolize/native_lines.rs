@@ -37,6 +37,10 @@ pub struct SourceLines {
 enum State {
     /// Mapped, not read yet.
     Mapped(Arc<ElfFile>),
+    /// It could not be opened, for this reason, not said yet: said when lines are first
+    /// asked for, not when a run that never asks (`--source-lines off`, a target that exited
+    /// while it was being inspected) merely found the file.
+    Unopened(String),
     /// Opening or parsing failed (said once): every address resolves to nothing.
     Unreadable,
     Open(Box<Resolver>),
@@ -85,10 +89,7 @@ impl SourceLines {
     pub fn new(path: &Path) -> Self {
         let state = match ElfFile::open(path) {
             Ok(elf) => State::Mapped(Arc::new(elf)),
-            Err(err) => {
-                unreadable(&format!("{:#}", anyhow::Error::from(err)));
-                State::Unreadable
-            }
+            Err(err) => State::Unopened(format!("{:#}", anyhow::Error::from(err))),
         };
         Self { path: path.to_owned(), state: Mutex::new(state) }
     }
@@ -99,18 +100,22 @@ impl SourceLines {
     /// where DWARF does not cover the address, or cannot be read.
     pub fn frames(&self, address: u64) -> Arc<[SourceFrame]> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let State::Mapped(elf) = &*state {
-            *state = match Resolver::open(elf, &self.path) {
-                Ok(resolver) => State::Open(Box::new(resolver)),
-                Err(reason) => {
-                    unreadable(&reason);
-                    State::Unreadable
-                }
-            };
+        let opened = match &*state {
+            State::Mapped(elf) => Some(Resolver::open(elf, &self.path)),
+            State::Unopened(reason) => Some(Err(reason.clone())),
+            State::Unreadable | State::Open(_) => None,
+        };
+        match opened {
+            Some(Ok(resolver)) => *state = State::Open(Box::new(resolver)),
+            Some(Err(reason)) => {
+                unreadable(&reason);
+                *state = State::Unreadable;
+            }
+            None => {}
         }
         match &mut *state {
             State::Open(resolver) => resolver.frames(address),
-            State::Mapped(_) | State::Unreadable => Arc::from([]),
+            State::Mapped(_) | State::Unopened(_) | State::Unreadable => Arc::from([]),
         }
     }
 
@@ -119,7 +124,7 @@ impl SourceLines {
     fn failed_lookups(&self) -> u64 {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Open(resolver) => resolver.failed,
-            State::Mapped(_) | State::Unreadable => 0,
+            State::Mapped(_) | State::Unopened(_) | State::Unreadable => 0,
         }
     }
 }
