@@ -48,7 +48,7 @@ enum State {
 
 struct Resolver {
     path: PathBuf,
-    elf: Arc<ElfFile>,
+    sections: DebugSections,
     /// The DWARF of the `dwz` file holding what `elf` shares with other files, where it has
     /// one: read once, the supplementary file of every unit's context.
     sup: Option<Arc<Dwarf>>,
@@ -146,18 +146,22 @@ impl Resolver {
         let endian = if elf.parsed().is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
         let sup = match elf.dwz_file().and_then(|path| ElfFile::open(&path).ok()) {
-            Some(dwz) => Some(Arc::new(load_dwarf(&Arc::new(dwz), None, endian, None).map_err(unreadable)?)),
+            Some(dwz) => {
+                let mut dwz = DebugSections::new(Arc::new(dwz));
+                Some(Arc::new(load_dwarf(&mut dwz, None, endian, None).map_err(unreadable)?))
+            }
             None => None,
         };
-        let aranges = section(elf, SectionId::DebugAranges);
+        let mut sections = DebugSections::new(elf.clone());
+        let aranges = sections.get(SectionId::DebugAranges);
         let units = if aranges.is_empty() {
-            let dwarf = load_dwarf(elf, sup.as_ref(), endian, None).map_err(unreadable)?;
+            let dwarf = load_dwarf(&mut sections, sup.as_ref(), endian, None).map_err(unreadable)?;
             Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
         } else {
             let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
             Units::ByRange { ranges, contexts: HashMap::new() }
         };
-        Ok(Self { path: path.to_owned(), elf: elf.clone(), sup, endian, units, resolved: HashMap::new(), failed: 0 })
+        Ok(Self { path: path.to_owned(), sections, sup, endian, units, resolved: HashMap::new(), failed: 0 })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
@@ -194,7 +198,7 @@ impl Resolver {
             if contexts.len() >= UNITS_KEPT {
                 contexts.clear();
             }
-            contexts.insert(range.unit, unit_context(&self.elf, self.sup.as_ref(), self.endian, range.unit)?);
+            contexts.insert(range.unit, unit_context(&mut self.sections, self.sup.as_ref(), self.endian, range.unit)?);
         }
         match contexts.get(&range.unit) {
             Some(context) => chain(context, address),
@@ -224,24 +228,24 @@ fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
 /// An `addr2line` context of the compile unit at `unit` alone: `.debug_info` cut to it (its
 /// references within itself are relative to it), every other section whole.
 fn unit_context(
-    elf: &Arc<ElfFile>,
+    sections: &mut DebugSections,
     sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit: usize,
 ) -> Result<addr2line::Context<Reader>, gimli::Error> {
-    let info = section(elf, SectionId::DebugInfo);
+    let info = sections.get(SectionId::DebugInfo);
     let header = gimli::DebugInfo::from(EndianReader::new(info.clone(), endian))
         .header_from_offset(gimli::DebugInfoOffset(unit))?;
     let end = unit.checked_add(header.length_including_self()).filter(|end| *end <= info.len());
     let unit_info = end.map(|end| info.sub(unit..end)).ok_or(gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0)))?;
-    addr2line::Context::from_dwarf(load_dwarf(elf, sup, endian, Some(unit_info))?)
+    addr2line::Context::from_dwarf(load_dwarf(sections, sup, endian, Some(unit_info))?)
 }
 
 /// `elf`'s DWARF, `.debug_info` cut to one unit's bytes when given, with `sup` as its
 /// supplementary DWARF: `dwz` leaves references into that one (`DW_FORM_GNU_ref_alt`), e.g. to
 /// the abstract instances of inlined functions.
 fn load_dwarf(
-    elf: &Arc<ElfFile>,
+    sections: &mut DebugSections,
     sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit_info: Option<SectionBytes>,
@@ -251,7 +255,7 @@ fn load_dwarf(
             (SectionId::DebugInfo, Some(unit_info)) => unit_info.clone(),
             // The ranges were looked up already; a unit cut out has other offsets.
             (SectionId::DebugAranges, Some(_)) => SectionBytes::Owned(Arc::from([])),
-            _ => section(elf, id),
+            _ => sections.get(id),
         };
         Ok::<_, gimli::Error>(EndianReader::new(bytes, endian))
     })?;
@@ -273,6 +277,32 @@ fn chain(context: &addr2line::Context<Reader>, address: u64) -> Result<Vec<Sourc
     }
     frames.reverse();
     Ok(frames)
+}
+
+/// One ELF's DWARF sections, each read once: every unit's context is made of the same ones,
+/// and a section stored compressed (Debian's debug files) would otherwise be decompressed
+/// whole again for every unit a sample lands in.
+struct DebugSections {
+    elf: Arc<ElfFile>,
+    read: HashMap<SectionId, SectionBytes>,
+}
+
+impl DebugSections {
+    fn new(elf: Arc<ElfFile>) -> Self {
+        Self { elf, read: HashMap::new() }
+    }
+
+    /// The section's bytes; empty for those `addr2line` never reads (variables' locations,
+    /// macros: in a compressed file, the largest sections, decompressed for nothing).
+    fn get(&mut self, id: SectionId) -> SectionBytes {
+        if matches!(
+            id,
+            SectionId::DebugLoc | SectionId::DebugLocLists | SectionId::DebugMacinfo | SectionId::DebugMacro
+        ) {
+            return SectionBytes::Owned(Arc::from([]));
+        }
+        self.read.entry(id).or_insert_with(|| section(&self.elf, id)).clone()
+    }
 }
 
 /// The bytes of one DWARF section, borrowed from the mapped file where stored plain; empty
@@ -450,6 +480,15 @@ mod tests {
             let info = elf.parsed().section_by_name(".debug_info").map(|s| s.compressed_file_range().unwrap().format);
             assert!(info.is_some_and(|f| f != object::CompressionFormat::None), "{format}: stored compressed");
             assert_eq!(frames_over(&compressed, &plain, "caller"), expected, "{format}");
+
+            // Each unit's context is made of the same sections: decompressed once, shared.
+            let mut sections = DebugSections::new(Arc::new(elf));
+            let info = sections.get(SectionId::DebugInfo);
+            assert!(!info.is_empty(), "{format}");
+            assert_eq!(info.as_ptr(), sections.get(SectionId::DebugInfo).as_ptr(), "{format}: decompressed once");
+            // Variables' locations, which addr2line never reads, are not decompressed at all.
+            assert!(sections.elf.parsed().section_by_name(".debug_loclists").is_some(), "{format}: gcc -O2 wrote them");
+            assert!(sections.get(SectionId::DebugLocLists).is_empty(), "{format}");
         }
     }
 
