@@ -43,6 +43,7 @@ pub(super) fn count_samples(
     ctx: &SampleContext,
     tally: &mut Tally,
 ) -> Sampled {
+    ctx.code.prefetch_lines(native_addresses(snapshot, pid));
     let mut decoder = StackDecoder::new(names, ctx.code);
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();
@@ -100,6 +101,22 @@ pub(super) fn count_samples(
         mismatched,
         components,
     }
+}
+
+/// Every user-space address the decoder will name in `pid`'s samples: their unwound native
+/// stacks, and the leaf of those sampled outside scripts.
+fn native_addresses(snapshot: &MapSnapshot, pid: u32) -> HashSet<u64> {
+    let mut addresses = HashSet::new();
+    for (key, _) in snapshot.samples.iter().filter(|(k, _)| k.pid == pid) {
+        let leaf = snapshot.stacks.get(&key.stack).filter(|t| {
+            matches!(StackKind::try_from(t.kind), Ok(StackKind::Native | StackKind::Thread)) && t.leaf != 0
+        });
+        addresses.extend(leaf.map(|t| t.leaf));
+        for (stack, _) in snapshot.native_stacks.stacks_of(pid, key.stack) {
+            addresses.extend(stack.iter().copied());
+        }
+    }
+    addresses
 }
 
 /// Samples to every Zeek component on the stack, once however many of its frames are there:

@@ -75,9 +75,14 @@ impl Library {
         Some(Self { functions: index.functions(), segments: elf.load_segments(), lines })
     }
 
+    /// The link-time address of file offset `offset`.
+    fn address_of(&self, offset: u64) -> Option<u64> {
+        self.segments.iter().find_map(|s| s.address_of(offset))
+    }
+
     /// The function at file offset `offset`.
     fn function_at(&self, offset: u64, source_lines: bool) -> Option<LibraryFunction> {
-        let address = self.segments.iter().find_map(|s| s.address_of(offset))?;
+        let address = self.address_of(offset)?;
         let name = self.functions.lookup(address)?;
         let lines = self.lines.as_ref().filter(|_| source_lines);
         let chain = lines.map(|lines| lines.frames(address)).unwrap_or_default();
@@ -118,14 +123,41 @@ impl LibrarySymbols {
 
     /// The function at `ip` in the library `mapping` maps, if its symbols name it.
     pub fn lookup(&self, mapping: &Mapping, ip: u64) -> Option<LibraryFunction> {
+        let (library, offset) = self.library_at(mapping, ip)?;
+        library.function_at(offset, self.source_lines)
+    }
+
+    /// Resolves the source lines at `ips` (each with the mapping it is in) ahead of `lookup`,
+    /// each library's compile units side by side (`SourceLines::prefetch`).
+    pub fn prefetch_lines<'m>(&self, ips: impl IntoIterator<Item = (&'m Mapping, u64)>) {
+        if !self.source_lines {
+            return;
+        }
+        let mut by_library: HashMap<*const Library, (Arc<Library>, Vec<u64>)> = HashMap::new();
+        for (mapping, ip) in ips {
+            let Some((library, offset)) = self.library_at(mapping, ip) else { continue };
+            if let Some(address) = library.address_of(offset) {
+                by_library.entry(Arc::as_ptr(&library)).or_insert_with(|| (library, Vec::new())).1.push(address);
+            }
+        }
+        for (library, addresses) in by_library.into_values() {
+            if let Some(lines) = &library.lines {
+                lines.prefetch(addresses);
+            }
+        }
+    }
+
+    /// The library `mapping` maps, and the file offset of `ip` in it; `None` for the
+    /// executable and for what is no file (the heap, the stack).
+    fn library_at(&self, mapping: &Mapping, ip: u64) -> Option<(Arc<Library>, u64)> {
         if !mapping.path.starts_with('/') && mapping.path != VDSO {
             return None;
         }
         if self.executable.as_deref() == Some(mapping.path.as_str()) {
             return None;
         }
-        let library = self.library(&mapping.path)?;
-        library.function_at(ip.checked_sub(mapping.start)? + mapping.offset, self.source_lines)
+        let offset = ip.checked_sub(mapping.start)? + mapping.offset;
+        Some((self.library(&mapping.path)?, offset))
     }
 
     /// Reads every library of `mappings` not read yet (but the executable).

@@ -5,11 +5,16 @@
 //! sampled addresses are parsed (by `addr2line`), and each distinct address is resolved once.
 use std::{
     borrow::Cow,
-    collections::HashMap,
+    collections::{HashMap, hash_map},
     fmt,
+    num::NonZeroUsize,
     ops::{Deref, Range},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
 };
 
 use gimli::{EndianReader, RunTimeEndian, SectionId};
@@ -99,6 +104,23 @@ impl SourceLines {
     /// line being run in it (for all but the innermost, the line of the inlined call). Empty
     /// where DWARF does not cover the address, or cannot be read.
     pub fn frames(&self, address: u64) -> Arc<[SourceFrame]> {
+        match &mut *self.opened() {
+            State::Open(resolver) => resolver.frames(address),
+            State::Mapped(_) | State::Unopened(_) | State::Unreadable => Arc::from([]),
+        }
+    }
+
+    /// Resolves `addresses` ahead of `frames`, which then finds them resolved: the compile
+    /// units they fall in are parsed side by side, a thread per core. A report's addresses
+    /// fall in tens to hundreds of units, each megabytes of DWARF in a C++ program like Zeek.
+    pub fn prefetch(&self, addresses: impl IntoIterator<Item = u64>) {
+        if let State::Open(resolver) = &mut *self.opened() {
+            resolver.prefetch(addresses);
+        }
+    }
+
+    /// The state, the file's DWARF opened on first use.
+    fn opened(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let opened = match &*state {
             State::Mapped(elf) => Some(Resolver::open(elf, &self.path)),
@@ -113,9 +135,15 @@ impl SourceLines {
             }
             None => {}
         }
-        match &mut *state {
-            State::Open(resolver) => resolver.frames(address),
-            State::Mapped(_) | State::Unopened(_) | State::Unreadable => Arc::from([]),
+        state
+    }
+
+    /// How many addresses are resolved already.
+    #[cfg(test)]
+    fn resolved(&self) -> usize {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Open(resolver) => resolver.resolved.len(),
+            State::Mapped(_) | State::Unopened(_) | State::Unreadable => 0,
         }
     }
 
@@ -147,15 +175,15 @@ impl Resolver {
         let unreadable = |err: gimli::Error| format!("{}: unreadable debug information ({err})", path.display());
         let sup = match elf.dwz_file().and_then(|path| ElfFile::open(&path).ok()) {
             Some(dwz) => {
-                let mut dwz = DebugSections::new(Arc::new(dwz));
-                Some(Arc::new(load_dwarf(&mut dwz, None, endian, None).map_err(unreadable)?))
+                let dwz = DebugSections::read(&Arc::new(dwz));
+                Some(Arc::new(load_dwarf(&dwz, None, endian, None).map_err(unreadable)?))
             }
             None => None,
         };
-        let mut sections = DebugSections::new(elf.clone());
+        let sections = DebugSections::read(elf);
         let aranges = sections.get(SectionId::DebugAranges);
         let units = if aranges.is_empty() {
-            let dwarf = load_dwarf(&mut sections, sup.as_ref(), endian, None).map_err(unreadable)?;
+            let dwarf = load_dwarf(&sections, sup.as_ref(), endian, None).map_err(unreadable)?;
             Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
         } else {
             let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
@@ -168,7 +196,14 @@ impl Resolver {
         if let Some(frames) = self.resolved.get(&address) {
             return frames.clone();
         }
-        let frames: Arc<[SourceFrame]> = match self.chain(address) {
+        let chain = self.chain(address);
+        self.keep(address, chain)
+    }
+
+    /// Keeps the chain found at `address`; one that could not be read is said (the first of
+    /// the file) and resolves to nothing.
+    fn keep(&mut self, address: u64, chain: Result<Vec<SourceFrame>, gimli::Error>) -> Arc<[SourceFrame]> {
+        let frames: Arc<[SourceFrame]> = match chain {
             Ok(frames) => frames.into(),
             Err(err) => {
                 if self.failed == 0 {
@@ -190,21 +225,72 @@ impl Resolver {
             Units::Whole(context) => return chain(context, address),
             Units::ByRange { ranges, contexts } => (ranges, contexts),
         };
-        let i = ranges.partition_point(|r| r.begin <= address);
-        let Some(range) = i.checked_sub(1).map(|i| ranges[i]).filter(|r| address < r.end) else {
-            return Ok(Vec::new());
-        };
-        if !contexts.contains_key(&range.unit) {
+        let Some(unit) = unit_of(ranges, address) else { return Ok(Vec::new()) };
+        if !contexts.contains_key(&unit) {
             if contexts.len() >= UNITS_KEPT {
                 contexts.clear();
             }
-            contexts.insert(range.unit, unit_context(&mut self.sections, self.sup.as_ref(), self.endian, range.unit)?);
+            contexts.insert(unit, unit_context(&self.sections, self.sup.as_ref(), self.endian, unit)?);
         }
-        match contexts.get(&range.unit) {
+        match contexts.get(&unit) {
             Some(context) => chain(context, address),
             None => Ok(Vec::new()),
         }
     }
+
+    /// Resolves the addresses not resolved yet, their units on as many threads as there are
+    /// cores (each thread parses a unit, resolves its addresses, drops it and takes the next).
+    /// Without `.debug_aranges` there is one context of the whole file: nothing to share out.
+    fn prefetch(&mut self, addresses: impl IntoIterator<Item = u64>) {
+        let Units::ByRange { ranges, .. } = &self.units else { return };
+        let mut by_unit: HashMap<usize, Vec<u64>> = HashMap::new();
+        for address in addresses {
+            if let hash_map::Entry::Vacant(unresolved) = self.resolved.entry(address) {
+                match unit_of(ranges, address) {
+                    Some(unit) => by_unit.entry(unit).or_default().push(address),
+                    // No unit's code: nothing to resolve.
+                    None => drop(unresolved.insert(Arc::from([]))),
+                }
+            }
+        }
+        let units: Vec<(usize, Vec<u64>)> = by_unit
+            .into_iter()
+            .map(|(unit, mut addresses)| {
+                addresses.sort_unstable();
+                addresses.dedup();
+                (unit, addresses)
+            })
+            .collect();
+        let next = AtomicUsize::new(0);
+        let (sections, sup, endian) = (&self.sections, self.sup.as_ref(), self.endian);
+        let resolve_units = || {
+            let mut resolved = Vec::new();
+            while let Some((unit, addresses)) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let context = unit_context(sections, sup, endian, *unit);
+                resolved.extend(
+                    addresses.iter().map(|a| (*a, context.as_ref().map_err(|e| *e).and_then(|c| chain(c, *a)))),
+                );
+            }
+            resolved
+        };
+        let threads = thread::available_parallelism().map_or(1, NonZeroUsize::get).min(units.len());
+        let resolved: Vec<_> = thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(resolve_units)).collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        for (address, chain) in resolved {
+            self.keep(address, chain);
+        }
+    }
+}
+
+/// The compile unit (its offset in `.debug_info`) whose code holds `address`.
+fn unit_of(ranges: &[UnitRange], address: u64) -> Option<usize> {
+    let i = ranges.partition_point(|r| r.begin <= address);
+    i.checked_sub(1).map(|i| ranges[i]).filter(|r| address < r.end).map(|r| r.unit)
 }
 
 /// `.debug_aranges`: which compile unit each code range is in, sorted by address.
@@ -228,7 +314,7 @@ fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
 /// An `addr2line` context of the compile unit at `unit` alone: `.debug_info` cut to it (its
 /// references within itself are relative to it), every other section whole.
 fn unit_context(
-    sections: &mut DebugSections,
+    sections: &DebugSections,
     sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit: usize,
@@ -245,7 +331,7 @@ fn unit_context(
 /// supplementary DWARF: `dwz` leaves references into that one (`DW_FORM_GNU_ref_alt`), e.g. to
 /// the abstract instances of inlined functions.
 fn load_dwarf(
-    sections: &mut DebugSections,
+    sections: &DebugSections,
     sup: Option<&Arc<Dwarf>>,
     endian: RunTimeEndian,
     unit_info: Option<SectionBytes>,
@@ -279,29 +365,38 @@ fn chain(context: &addr2line::Context<Reader>, address: u64) -> Result<Vec<Sourc
     Ok(frames)
 }
 
+/// The DWARF sections `addr2line` reads. Not variables' locations nor macros: in a
+/// compressed file the largest sections, which would be decompressed for nothing.
+const READ: [SectionId; 11] = [
+    SectionId::DebugAbbrev,
+    SectionId::DebugAddr,
+    SectionId::DebugAranges,
+    SectionId::DebugInfo,
+    SectionId::DebugLine,
+    SectionId::DebugLineStr,
+    SectionId::DebugRanges,
+    SectionId::DebugRngLists,
+    SectionId::DebugStr,
+    SectionId::DebugStrOffsets,
+    SectionId::DebugTypes,
+];
+
 /// One ELF's DWARF sections, each read once: every unit's context is made of the same ones,
 /// and a section stored compressed (Debian's debug files) would otherwise be decompressed
 /// whole again for every unit a sample lands in.
 struct DebugSections {
-    elf: Arc<ElfFile>,
     read: HashMap<SectionId, SectionBytes>,
 }
 
 impl DebugSections {
-    fn new(elf: Arc<ElfFile>) -> Self {
-        Self { elf, read: HashMap::new() }
+    /// `elf`'s sections of `READ`: mapped where stored plain, decompressed where not.
+    fn read(elf: &Arc<ElfFile>) -> Self {
+        Self { read: READ.iter().map(|id| (*id, section(elf, *id))).collect() }
     }
 
-    /// The section's bytes; empty for those `addr2line` never reads (variables' locations,
-    /// macros: in a compressed file, the largest sections, decompressed for nothing).
-    fn get(&mut self, id: SectionId) -> SectionBytes {
-        if matches!(
-            id,
-            SectionId::DebugLoc | SectionId::DebugLocLists | SectionId::DebugMacinfo | SectionId::DebugMacro
-        ) {
-            return SectionBytes::Owned(Arc::from([]));
-        }
-        self.read.entry(id).or_insert_with(|| section(&self.elf, id)).clone()
+    /// The section's bytes; empty for one not read.
+    fn get(&self, id: SectionId) -> SectionBytes {
+        self.read.get(&id).cloned().unwrap_or_else(|| SectionBytes::Owned(Arc::from([])))
     }
 }
 
@@ -436,6 +531,26 @@ mod tests {
         }
     }
 
+    /// Addresses in two compile units (this crate's, and the standard library's), prefetched
+    /// side by side, resolve as they do looked up one by one.
+    #[test]
+    fn prefetched_addresses_resolve_as_looked_up_one_by_one() {
+        let (exe, ours) = own_link_time_address(caller_of_an_inlined_callee as *const () as usize);
+        let (_, std) = own_link_time_address(std::process::id as *const () as usize);
+        let addresses: Vec<u64> = (ours..ours + 64).chain(std..std + 64).collect();
+        let prefetched = SourceLines::new(&exe);
+        prefetched.prefetch(addresses.iter().copied());
+        assert_eq!(prefetched.resolved(), addresses.len(), "every address resolved ahead");
+        let one_by_one = SourceLines::new(&exe);
+        for start in [ours, std] {
+            assert!(!one_by_one.frames(start).is_empty(), "{start:#x} is covered by DWARF");
+        }
+        for address in addresses {
+            assert_eq!(prefetched.frames(address), one_by_one.frames(address), "at {address:#x}");
+        }
+        assert_eq!(prefetched.failed_lookups(), 0);
+    }
+
     /// Runs `program`, which must succeed.
     fn run(program: &str, args: &[&std::ffi::OsStr]) {
         let status = std::process::Command::new(program).args(args).status();
@@ -482,12 +597,12 @@ mod tests {
             assert_eq!(frames_over(&compressed, &plain, "caller"), expected, "{format}");
 
             // Each unit's context is made of the same sections: decompressed once, shared.
-            let mut sections = DebugSections::new(Arc::new(elf));
+            assert!(elf.parsed().section_by_name(".debug_loclists").is_some(), "{format}: gcc -O2 wrote them");
+            let sections = DebugSections::read(&Arc::new(elf));
             let info = sections.get(SectionId::DebugInfo);
             assert!(!info.is_empty(), "{format}");
             assert_eq!(info.as_ptr(), sections.get(SectionId::DebugInfo).as_ptr(), "{format}: decompressed once");
             // Variables' locations, which addr2line never reads, are not decompressed at all.
-            assert!(sections.elf.parsed().section_by_name(".debug_loclists").is_some(), "{format}: gcc -O2 wrote them");
             assert!(sections.get(SectionId::DebugLocLists).is_empty(), "{format}");
         }
     }

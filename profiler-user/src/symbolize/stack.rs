@@ -96,6 +96,26 @@ pub struct NativeCode<'a> {
     pub kernel: &'a KernelSymbols,
 }
 
+impl NativeCode<'_> {
+    /// Resolves the source lines at the runtime addresses `ips` ahead of the decoder naming
+    /// them: each file's compile units parsed side by side (`SourceLines::prefetch`).
+    pub fn prefetch_lines(&self, ips: impl IntoIterator<Item = u64>) {
+        let (mut executable, mut libraries) = (Vec::new(), Vec::new());
+        for ip in ips {
+            let address = ip.wrapping_sub(self.bias);
+            if self.natives.lookup(address).is_some() {
+                executable.push(address);
+            } else if let Some(mapping) = mappings::mapping_of(self.mappings, ip) {
+                libraries.push((mapping, ip));
+            }
+        }
+        if let Some(lines) = self.lines {
+            lines.prefetch(executable);
+        }
+        self.libraries.prefetch_lines(libraries);
+    }
+}
+
 #[cfg(test)]
 impl<'a> NativeCode<'a> {
     /// The executable's symbols alone, loaded at its link-time addresses: no DWARF, no mappings.
