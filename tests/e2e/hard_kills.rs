@@ -1,9 +1,11 @@
 //! zeek-probe or its target killed outright: whatever dies, Zeek carries on as if never probed
 //! (its probed instructions restored, no BPF program left behind), and what can still be
-//! reported is.
+//! reported is. And what a `record` that ended normally leaves: nothing either, once the child
+//! it hands the kernel's slow release of its probes to has gone.
 use std::{
     collections::BTreeSet,
     fs,
+    io::Read as _,
     os::unix::fs::FileExt as _,
     path::Path,
     process::{Command, Stdio},
@@ -159,6 +161,38 @@ fn kill_9_of_record_lets_the_command_finish() {
     });
     let truth = read_json(&truth);
     assert!(truth["rounds"].as_u64().is_some_and(|r| r > 0), "it finished its workload and wrote its truth");
+}
+
+/// A `record` that ended: its output read to its end, its BPF programs are released after it
+/// (by the child holding them, which then goes too), whatever number of uprobes it attached.
+#[test]
+fn a_finished_record_leaves_no_probe_behind() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture("zeek-shaped-8.2");
+    let mut cmd = Command::new(zeek_probe());
+    cmd.args(["record", "--count-calls", "--out"]).arg(dir.path().join("report")).arg("--").arg(&binary);
+    cmd.args(["--seconds", "2"]).stdout(Stdio::piped());
+    let mut record = Reaped(cmd.spawn().unwrap());
+    let record_pid = record.0.id();
+    let pid = running_child(record_pid, &binary);
+    let points = probe_points(&binary);
+    wait_until("the probes in place", Duration::from_secs(60), || {
+        let now = probed_bytes(pid, &binary, &points)?;
+        if now.iter().all(|b| b[0] == 0xcc) { Ok(()) } else { Err(format!("{now:02x?}")) }
+    });
+    let ours = bpf_programs_held_by(record_pid);
+    assert!(ours.len() >= 4, "record holds its programs: {ours:?}");
+    let mut output = String::new();
+    record.0.stdout.take().unwrap().read_to_string(&mut output).unwrap();
+    assert!(record.0.wait().unwrap().success());
+    assert!(output.contains("report: "), "its output, to its end: {output}");
+    wait_until("record's BPF programs released after it", Duration::from_secs(10), || {
+        let left: Vec<u32> = loaded_bpf_programs().intersection(&ours).copied().collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("still loaded: {left:?}")) }
+    });
 }
 
 /// `kill -9` of `record` while the command waits in its stop after exec, before its probes

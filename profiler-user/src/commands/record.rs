@@ -58,10 +58,6 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     })?;
     // Killed without passing the exit stop (SIGKILL): the counts are still in the maps.
     let (snapshot, cpu_seconds) = at_exit.unwrap_or_else(|| (probes.snapshot(), None));
-    // Detaching takes the kernel ~0.1 s per uprobe (an RCU grace period, one uprobe after
-    // the other under a kernel-wide lock, whatever thread releases it): done while the
-    // samples are symbolised and the report is written.
-    let detached = std::thread::spawn(move || drop(probes));
     if let Some(prefetch) = prefetch {
         prefetch.finish();
     }
@@ -77,6 +73,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     };
     output::print(&(top_table::render(&profile) + &report_line))?;
     written?;
-    let _ = detached.join();
+    // The kernel takes ~0.1 s per uprobe to release it: after we have ended.
+    probes.release_after_exit();
     Ok(exit.status())
 }

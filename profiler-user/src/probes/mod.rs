@@ -10,6 +10,7 @@ pub mod maps;
 pub mod plan;
 pub mod privileges;
 pub mod programs;
+mod release;
 pub mod sampler;
 
 use std::{num::NonZeroU32, path::Path};
@@ -100,6 +101,14 @@ impl Probes {
     pub fn snapshot(&self) -> MapSnapshot {
         let native_stacks = self.native_stacks.as_ref().map(NativeStackCollector::snapshot).unwrap_or_default();
         MapSnapshot { native_stacks, ..self.maps.snapshot() }
+    }
+
+    /// Lets the probes go once every target has exited, without waiting for the kernel to
+    /// release them: that happens after zeek-probe has ended (`release`). Where that cannot be
+    /// arranged (no process can be started), they are released here, as dropping them does.
+    pub fn release_after_exit(self) {
+        let _ = release::hand_over();
+        drop(self);
     }
 
     /// The log streams written so far, read without copying the rest.
