@@ -32,7 +32,8 @@ impl LibraryPrefetch {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     libraries.read_mapped(&mappings::read(pid));
-                    std::thread::sleep(RESCAN);
+                    // Woken early by `finish`, which the report waits for.
+                    std::thread::park_timeout(RESCAN);
                 }
             })
             .ok();
@@ -43,6 +44,7 @@ impl LibraryPrefetch {
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -50,7 +50,8 @@ impl NativeStackCollector {
             let (collector, stop) = (Arc::clone(&collector), Arc::clone(&stop));
             std::thread::Builder::new().name("native-stacks".into()).spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(DRAIN_PERIOD);
+                    // Woken early to stop: a report waits for this thread to end.
+                    std::thread::park_timeout(DRAIN_PERIOD);
                     lock(&collector).drain();
                 }
             })?
@@ -82,6 +83,7 @@ impl Drop for NativeStackCollector {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
