@@ -62,7 +62,10 @@ pub struct StackTrace {
     pub frames: [u64; MAX_STACK_DEPTH],
     /// Used entries of `kernel_frames`: 0 when the sample interrupted user mode.
     pub kernel_depth: u32,
-    pub _pad: u32,
+    /// 1 when `frames[0]` is a leftover entry of an exception thrown through a BIF, found
+    /// reused by a live call further up only after it was read (the sampler cannot take a
+    /// frame back cheaply): `frames()` leaves it out.
+    pub leftover_outermost: u32,
     /// Kernel instruction pointers when the sample interrupted the kernel, innermost first
     /// (as the kernel's unwinder gives them): the kernel code the thread was in, under
     /// (leaf-ward of) whatever stack the other fields describe, of any kind.
@@ -78,13 +81,15 @@ impl StackTrace {
             comm: [0; 16],
             frames: [0; MAX_STACK_DEPTH],
             kernel_depth: 0,
-            _pad: 0,
+            leftover_outermost: 0,
             kernel_frames: [0; MAX_KERNEL_DEPTH],
         }
     }
 
+    /// Function name hashes, outermost first, without a leftover.
     pub fn frames(&self) -> &[u64] {
-        &self.frames[..(self.depth as usize).min(MAX_STACK_DEPTH)]
+        let end = (self.depth as usize).min(MAX_STACK_DEPTH);
+        &self.frames[(self.leftover_outermost as usize).min(end)..end]
     }
 
     /// Kernel instruction pointers, innermost first; empty for a sample taken in user mode.
@@ -98,4 +103,21 @@ mod pod {
     // SAFETY: `#[repr(C)]` plain-old-data with explicit padding.
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::StackTrace {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_leave_out_a_leftover_outermost_entry() {
+        let mut trace = StackTrace::zeroed();
+        trace.depth = 3;
+        trace.frames[..3].copy_from_slice(&[7, 8, 9]);
+        assert_eq!(trace.frames(), [7, 8, 9]);
+        trace.leftover_outermost = 1;
+        assert_eq!(trace.frames(), [8, 9]);
+        trace.depth = 0;
+        assert!(trace.frames().is_empty(), "nothing to leave out");
+    }
 }

@@ -34,8 +34,10 @@ use crate::{
 /// More entries than this is not a call stack but a misread vector.
 const MAX_SANE_ENTRIES: u64 = 1 << 20;
 /// `call_stack` entries read per program run. The verifier walks every iteration, so the
-/// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17).
-const FRAMES_PER_STEP: u32 = 8;
+/// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17). Four keep
+/// the verifier's work (what `record` makes Zeek wait for) small, and a full stack's chain
+/// (1 + MAX_STACK_DEPTH / 4 + 1 programs) within the kernel's 33 tail calls.
+const FRAMES_PER_STEP: u32 = 4;
 
 /// Where the frame walk of the current sample stands, between tail calls.
 #[derive(Clone, Copy)]
@@ -51,6 +53,14 @@ pub struct Cursor {
     previous_frame: u64,
     /// Name hash of a BIF running on top of the walked script frames (0: none).
     bif_leaf: u64,
+    /// The outermost entry's `Frame*` where it may be a leftover (8.1+, a stack of at most
+    /// `MAX_STACK_DEPTH` entries), else 0; `bottom_reused` 1 once a live call further up is
+    /// seen in the same frame (the leftover's freed memory, reused: it would show that call
+    /// twice); `bottom_kept` 1 when the first frame of the trace is that entry's, which is then
+    /// marked to be left out (`StackTrace::leftover_outermost`).
+    bottom_frame: u64,
+    bottom_reused: u64,
+    bottom_kept: u64,
 }
 
 #[map]
@@ -103,6 +113,7 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     let (trace, cursor) = scratch()?;
     trace.kind = StackKind::Script as u32;
     trace.depth = 0;
+    trace.leftover_outermost = 0;
     trace.leaf = 0;
     trace.comm = [0; 16];
     trace.kernel_depth = kernel_stack(ctx, &mut trace.kernel_frames);
@@ -178,11 +189,29 @@ fn plan_walk(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
         (call_stack, calls, call_info, 8, u64::from(layout.call_info_holds_frame), 0)
     };
     let first = entries.saturating_sub(MAX_STACK_DEPTH as u64);
-    *cursor =
-        Cursor { begin, next: first, entries, entry_size, pointer_offset, via_frame, previous_frame: 0, bif_leaf };
+    *cursor = Cursor {
+        begin,
+        next: first,
+        entries,
+        entry_size,
+        pointer_offset,
+        via_frame,
+        previous_frame: 0,
+        bif_leaf,
+        bottom_frame: 0,
+        bottom_reused: 0,
+        bottom_kept: 0,
+    };
     if first == 0 && layout.frame_stack == 0 {
         let stale = if layout.call_info_holds_frame != 0 {
-            bottom_is_stale(layout, cursor)
+            match live_bottom_frame(layout, cursor) {
+                // Whether a live call reuses it is seen as the frames are walked.
+                Some(frame) => {
+                    cursor.bottom_frame = frame;
+                    false
+                }
+                None => true,
+            }
         } else {
             layout.event_mgr_current != 0 && bottom_event_not_dispatched(layout, cursor)
         };
@@ -227,34 +256,18 @@ fn bottom_event_not_dispatched(layout: &TargetLayout, cursor: &Cursor) -> bool {
     dispatched.is_some() && dispatched != hash_std_string(func + layout.func_name as u64)
 }
 
-/// Whether the bottom entry is a leftover of an exception thrown through a BIF, which stays
-/// at the bottom of `call_stack`: its `Frame` is freed (no Frame vtable any more), or reused
-/// by a live call further up (it would show that call twice). Not caught: the instants in
-/// which its memory holds a frame being set up for a call not pushed yet.
+/// The bottom entry's `Frame*`, `None` when it is a leftover of an exception thrown through
+/// a BIF, which stays at the bottom of `call_stack`, whose `Frame` is freed (no Frame vtable
+/// any more). A leftover whose memory a live call further up reuses is recognised during the
+/// walk (`entry_function`). Not caught: the instants in which its memory holds a frame being
+/// set up for a call not pushed yet.
 #[inline(always)]
-fn bottom_is_stale(layout: &TargetLayout, cursor: &Cursor) -> bool {
-    let Some(frame) = read::<u64>(cursor.begin + 8) else { return false };
+fn live_bottom_frame(layout: &TargetLayout, cursor: &Cursor) -> Option<u64> {
+    let Some(frame) = read::<u64>(cursor.begin + 8) else { return Some(0) };
     if layout.frame_vptr != 0 && read::<u64>(frame) != Some(layout.frame_vptr) {
-        return true;
+        return None;
     }
-    bottom_frame_reused(layout, cursor, frame)
-}
-
-/// Whether the outermost entry's frame is also a frame further up the stack (a stale entry
-/// whose freed `Frame` a live call reuses: it would show that call twice).
-#[inline(always)]
-fn bottom_frame_reused(layout: &TargetLayout, cursor: &Cursor, bottom: u64) -> bool {
-    let size = layout.call_info_size as u64;
-    for i in 1..MAX_STACK_DEPTH as u64 {
-        let index = cursor.next + i;
-        if index >= cursor.entries {
-            break;
-        }
-        if read::<u64>(cursor.begin + index * size + 8) == Some(bottom) {
-            return true;
-        }
-    }
-    false
+    Some(frame)
 }
 
 /// One step of the frame walk: up to `FRAMES_PER_STEP` entries, outermost first, then the
@@ -278,11 +291,18 @@ fn continue_sample(ctx: &PerfEventContext) -> Option<()> {
         if slot < MAX_STACK_DEPTH {
             trace.frames[slot] = hash;
             trace.depth += 1;
+            if cursor.next == 1 {
+                cursor.bottom_kept = 1;
+            }
         }
     }
     if cursor.next < cursor.entries {
         // SAFETY: as above; a failed tail call (limit reached) keeps the frames read so far.
         unsafe { SAMPLE_STEPS.tail_call(ctx, SAMPLE_STEP_SLOT) };
+    }
+    // Not when that would leave no frame (the live call's own unreadable): shown once, then.
+    if cursor.bottom_reused != 0 && cursor.bottom_kept != 0 && trace.depth > 1 {
+        trace.leftover_outermost = 1;
     }
     let slot = trace.depth as usize;
     if cursor.bif_leaf != 0 && slot < MAX_STACK_DEPTH {
@@ -326,7 +346,8 @@ fn finish(pid: u32, layout: &TargetLayout, trace: &StackTrace) -> u64 {
 
 /// The function of one entry, or `None` for an entry to leave out: a frame that is no frame
 /// (freed: no Frame vtable any more) or a repeat of the frame just read (freed memory reused
-/// by the live frame above it).
+/// by the live frame above it). A frame further up that is the bottom entry's marks that one
+/// a leftover (`Cursor::bottom_frame`).
 #[inline(always)]
 fn entry_function(layout: &TargetLayout, cursor: &mut Cursor, entry: u64) -> Option<u64> {
     let pointer: u64 = read(entry + cursor.pointer_offset)?;
@@ -338,6 +359,10 @@ fn entry_function(layout: &TargetLayout, cursor: &mut Cursor, entry: u64) -> Opt
     }
     if pointer == cursor.previous_frame {
         return None;
+    }
+    // `next` is past this entry already: 1 is the bottom's own.
+    if cursor.next > 1 && cursor.bottom_frame != 0 && pointer == cursor.bottom_frame {
+        cursor.bottom_reused = 1;
     }
     cursor.previous_frame = pointer;
     read(pointer + layout.frame_function as u64)
@@ -391,7 +416,8 @@ fn kernel_stack(ctx: &PerfEventContext, frames: &mut [u64; MAX_KERNEL_DEPTH]) ->
 #[inline(always)]
 fn stack_hash(trace: &StackTrace) -> u64 {
     const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
-    let mut h = 0xcbf2_9ce4_8422_2325 ^ ((trace.kind as u64) << 32 | trace.depth as u64);
+    let shape = (trace.kind as u64) << 32 | (trace.leftover_outermost as u64) << 16 | trace.depth as u64;
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ shape;
     h = (h ^ trace.leaf).wrapping_mul(MULTIPLIER);
     h = (h ^ u64::from_le_bytes([
         trace.comm[0],
