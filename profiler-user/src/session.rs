@@ -8,7 +8,7 @@ use crate::{
     binary::{BinaryError, ZeekBinary},
     probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes, kernel_btf},
     profile::{Profile, SampleContext, TargetSummary},
-    symbolize::{KernelSymbols, LibrarySymbols, LogStreamNames, NativeCode},
+    symbolize::{KernelSymbols, LibrarySymbols, LogStreamNames, ProcessCode},
     target::{
         MemoryError, ProcessError, ProcessInfo, TargetMemory,
         mappings::{self, Mapping},
@@ -46,15 +46,13 @@ pub struct Session {
     pub process: ProcessInfo,
     /// Shared by every process of the same executable.
     pub binary: Arc<ZeekBinary>,
-    /// Runtime minus link-time addresses of the executable.
-    bias: u64,
+    /// What names its native code.
+    code: ProcessCode,
     plan: AttachPlan,
     memory: TargetMemory,
     streams: LogStreamNames,
     /// The process's mappings as last read while it ran.
     mappings: Vec<Mapping>,
-    /// Its libraries' symbols, read as samples land in them (or ahead: `LibraryPrefetch`).
-    libraries: Arc<LibrarySymbols>,
 }
 
 impl Session {
@@ -91,27 +89,24 @@ impl Session {
             Ok((bias, memory))
         };
         let (bias, memory) = attached().map_err(|err| exited_or(pid, err))?;
-        let libraries =
-            Arc::new(LibrarySymbols::new(pid).skipping(&process.exe_link).with_source_lines(plan.source_lines));
-        Ok(Self {
-            process,
-            binary,
+        let code = ProcessCode {
+            natives: Arc::clone(&binary.native_symbols),
+            lines: binary.source_lines.clone().filter(|_| plan.source_lines),
             bias,
-            plan,
-            memory,
-            streams: LogStreamNames::default(),
-            mappings: Vec::new(),
-            libraries,
-        })
+            libraries: Arc::new(
+                LibrarySymbols::new(pid).skipping(&process.exe_link).with_source_lines(plan.source_lines),
+            ),
+        };
+        Ok(Self { process, binary, code, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
     }
 
     pub fn pid(&self) -> u32 {
         self.process.pid
     }
 
-    /// Its libraries' symbols, to read ahead of the profile.
-    pub fn libraries(&self) -> Arc<LibrarySymbols> {
-        Arc::clone(&self.libraries)
+    /// What names its native code, to symbolise ahead of the profile (`SymbolPrefetch`).
+    pub fn code(&self) -> ProcessCode {
+        self.code.clone()
     }
 
     /// Names what only the live process can name (log streams). Call it regularly while the
@@ -152,14 +147,7 @@ impl Session {
     pub fn profile(&self, snapshot: &MapSnapshot) -> Profile {
         let sampling = self.plan.sample.map(|hz| SampleContext {
             hz,
-            code: NativeCode {
-                natives: &self.binary.native_symbols,
-                lines: self.binary.source_lines.as_deref().filter(|_| self.plan.source_lines),
-                bias: self.bias,
-                mappings: &self.mappings,
-                libraries: &self.libraries,
-                kernel: KernelSymbols::shared(),
-            },
+            code: self.code.native_code(&self.mappings, KernelSymbols::shared()),
             native_stacks: self.plan.native_stack_bytes > 0,
             // What the loader set the sampler's TASK_FSBASE_OFFSET from.
             thread_stacks: kernel_btf::task_fsbase_offset().is_some(),

@@ -9,7 +9,7 @@ use crate::{
     probes::{ProbeScope, Probes},
     report::{self, top_table},
     session::Session,
-    symbolize::{KernelSymbols, LibraryPrefetch},
+    symbolize::{SymbolPrefetch, symbol_prefetch::NewAddressFeed},
     target::{Tracee, stats::ProcessStats},
 };
 
@@ -42,10 +42,14 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         }
     };
 
-    // The symbols samples will be named by are read while the command runs.
+    // The symbols and lines samples will be named by are read while the command runs.
     let prefetch = probes.plan().sample.map(|_| {
-        KernelSymbols::prefetch();
-        LibraryPrefetch::start(session.pid(), session.libraries())
+        let pid = session.pid();
+        let unwound = probes.new_native_addresses().filter(|_| probes.plan().source_lines).map(|new| {
+            let feed: NewAddressFeed = Box::new(move || new.take(pid));
+            feed
+        });
+        SymbolPrefetch::start(pid, session.code(), unwound)
     });
     // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
     // report once it has stopped. At its exit stop it is held only to read what needs it

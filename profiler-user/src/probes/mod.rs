@@ -21,7 +21,10 @@ pub use maps::{MapSnapshot, ProbeMaps};
 pub use plan::{AttachPlan, InvokeProgram, ProbeScope};
 use profiler_common::{LogKey, TargetLayout};
 
-use crate::{binary::ProbePoint, unwind::NativeStackCollector};
+use crate::{
+    binary::ProbePoint,
+    unwind::{NativeStackCollector, NewAddresses},
+};
 
 pub struct Probes {
     /// What is attached to every target: only its programs are loaded.
@@ -109,6 +112,12 @@ impl Probes {
     pub fn release_after_exit(self) {
         let _ = release::hand_over();
         drop(self);
+    }
+
+    /// The native addresses of the stacks unwound from now on, as they are first seen; `None`
+    /// when native stacks are not copied.
+    pub fn new_native_addresses(&self) -> Option<NewAddresses> {
+        self.native_stacks.as_ref().map(NativeStackCollector::new_addresses)
     }
 
     /// The log streams written so far, read without copying the rest.

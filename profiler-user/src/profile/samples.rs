@@ -9,7 +9,7 @@ use profiler_common::StackKind;
 use super::{NativeStackShare, SampledStack, Sampling, tally::Tally};
 use crate::{
     probes::MapSnapshot,
-    symbolize::{DecodedFrame, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame, component_of},
+    symbolize::{DecodedFrame, Effort, FuncKind, FunctionNames, NativeCode, StackDecoder, StackFrame, component_of},
 };
 
 /// What decoding one process's samples needs.
@@ -43,7 +43,7 @@ pub(super) fn count_samples(
     ctx: &SampleContext,
     tally: &mut Tally,
 ) -> Sampled {
-    ctx.code.prefetch_lines(native_addresses(snapshot, pid));
+    ctx.code.prefetch_lines(native_addresses(snapshot, pid), Effort::AllCores);
     let mut decoder = StackDecoder::new(names, ctx.code);
     let mut stacks: HashMap<Vec<StackFrame>, u64> = HashMap::new();
     let mut leaf_samples: BTreeMap<String, u64> = BTreeMap::new();

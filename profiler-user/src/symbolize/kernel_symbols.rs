@@ -38,13 +38,6 @@ impl KernelSymbols {
         })
     }
 
-    /// Reads the table on a thread of its own, so that it is there when a profile first needs
-    /// it: the kernel takes ~0.1 s to list its symbols, which `record` would otherwise add
-    /// after the command ended.
-    pub fn prefetch() {
-        std::thread::spawn(Self::shared);
-    }
-
     /// Parses kallsyms text (`ffffffff81000000 T _stext`, `… t name\t[module]`), keeping text
     /// symbols. All-zero addresses (hidden) give an empty table.
     pub fn parse(text: &str) -> Self {

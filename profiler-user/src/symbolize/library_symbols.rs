@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
 
-use super::{SourceFrame, SourceLines};
+use super::{SourceFrame, SourceLines, native_lines::Effort};
 use crate::{
     binary::{ElfFile, FileId, dwarf, elf::LoadSegment, symbols::NativeSymbols},
     target::mappings::{Mapping, VDSO, own_vdso},
@@ -129,7 +129,7 @@ impl LibrarySymbols {
 
     /// Resolves the source lines at `ips` (each with the mapping it is in) ahead of `lookup`,
     /// each library's compile units side by side (`SourceLines::prefetch`).
-    pub fn prefetch_lines<'m>(&self, ips: impl IntoIterator<Item = (&'m Mapping, u64)>) {
+    pub fn prefetch_lines<'m>(&self, ips: impl IntoIterator<Item = (&'m Mapping, u64)>, effort: Effort) {
         if !self.source_lines {
             return;
         }
@@ -142,7 +142,7 @@ impl LibrarySymbols {
         }
         for (library, addresses) in by_library.into_values() {
             if let Some(lines) = &library.lines {
-                lines.prefetch(addresses);
+                lines.prefetch(addresses, effort);
             }
         }
     }

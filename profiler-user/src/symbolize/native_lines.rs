@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
 };
@@ -21,6 +21,32 @@ use gimli::{EndianReader, RunTimeEndian, SectionId};
 use object::{Object as _, ObjectSection as _};
 
 use crate::{binary::elf::ElfFile, output};
+
+/// What a `prefetch` may take of the machine.
+#[derive(Debug, Clone, Copy)]
+pub enum Effort<'a> {
+    /// A thread per core: a report waits for it.
+    AllCores,
+    /// One thread, while the profiled command runs, until `stop` is set (looked at between
+    /// compile units: what is resolved by then is kept).
+    Background { stop: &'a AtomicBool },
+}
+
+impl Effort<'_> {
+    fn threads(self) -> usize {
+        match self {
+            Self::AllCores => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            Self::Background { .. } => 1,
+        }
+    }
+
+    fn stopped(self) -> bool {
+        match self {
+            Self::AllCores => false,
+            Self::Background { stop } => stop.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// One level of the inlined chain at an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,11 +137,11 @@ impl SourceLines {
     }
 
     /// Resolves `addresses` ahead of `frames`, which then finds them resolved: the compile
-    /// units they fall in are parsed side by side, a thread per core. A report's addresses
-    /// fall in tens to hundreds of units, each megabytes of DWARF in a C++ program like Zeek.
-    pub fn prefetch(&self, addresses: impl IntoIterator<Item = u64>) {
+    /// units they fall in are parsed side by side (`Effort`). A report's addresses fall in
+    /// tens to hundreds of units, each megabytes of DWARF in a C++ program like Zeek.
+    pub fn prefetch(&self, addresses: impl IntoIterator<Item = u64>, effort: Effort) {
         if let State::Open(resolver) = &mut *self.opened() {
-            resolver.prefetch(addresses);
+            resolver.prefetch(addresses, effort);
         }
     }
 
@@ -140,7 +166,7 @@ impl SourceLines {
 
     /// How many addresses are resolved already.
     #[cfg(test)]
-    fn resolved(&self) -> usize {
+    pub(crate) fn resolved(&self) -> usize {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Open(resolver) => resolver.resolved.len(),
             State::Mapped(_) | State::Unopened(_) | State::Unreadable => 0,
@@ -238,10 +264,10 @@ impl Resolver {
         }
     }
 
-    /// Resolves the addresses not resolved yet, their units on as many threads as there are
-    /// cores (each thread parses a unit, resolves its addresses, drops it and takes the next).
+    /// Resolves the addresses not resolved yet, their units on the threads `effort` gives
+    /// (each thread parses a unit, resolves its addresses, drops it and takes the next).
     /// Without `.debug_aranges` there is one context of the whole file: nothing to share out.
-    fn prefetch(&mut self, addresses: impl IntoIterator<Item = u64>) {
+    fn prefetch(&mut self, addresses: impl IntoIterator<Item = u64>, effort: Effort) {
         let Units::ByRange { ranges, .. } = &self.units else { return };
         let mut by_unit: HashMap<usize, Vec<u64>> = HashMap::new();
         for address in addresses {
@@ -265,7 +291,9 @@ impl Resolver {
         let (sections, sup, endian) = (&self.sections, self.sup.as_ref(), self.endian);
         let resolve_units = || {
             let mut resolved = Vec::new();
-            while let Some((unit, addresses)) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+            while !effort.stopped()
+                && let Some((unit, addresses)) = units.get(next.fetch_add(1, Ordering::Relaxed))
+            {
                 let context = unit_context(sections, sup, endian, *unit);
                 resolved.extend(
                     addresses.iter().map(|a| (*a, context.as_ref().map_err(|e| *e).and_then(|c| chain(c, *a)))),
@@ -273,7 +301,7 @@ impl Resolver {
             }
             resolved
         };
-        let threads = thread::available_parallelism().map_or(1, NonZeroUsize::get).min(units.len());
+        let threads = effort.threads().min(units.len());
         let resolved: Vec<_> = thread::scope(|scope| {
             let workers: Vec<_> = (0..threads).map(|_| scope.spawn(resolve_units)).collect();
             workers
@@ -539,7 +567,7 @@ mod tests {
         let (_, std) = own_link_time_address(std::process::id as *const () as usize);
         let addresses: Vec<u64> = (ours..ours + 64).chain(std..std + 64).collect();
         let prefetched = SourceLines::new(&exe);
-        prefetched.prefetch(addresses.iter().copied());
+        prefetched.prefetch(addresses.iter().copied(), Effort::AllCores);
         assert_eq!(prefetched.resolved(), addresses.len(), "every address resolved ahead");
         let one_by_one = SourceLines::new(&exe);
         for start in [ours, std] {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{
     FuncKind, FunctionNames, KernelSymbols, LibrarySymbols, SourceFrame, SourceLines, UNRESOLVED,
-    kernel_symbols::KERNEL_UNNAMED,
+    kernel_symbols::KERNEL_UNNAMED, native_lines::Effort,
 };
 use crate::{
     binary::symbols::NativeSymbols,
@@ -98,8 +98,10 @@ pub struct NativeCode<'a> {
 
 impl NativeCode<'_> {
     /// Resolves the source lines at the runtime addresses `ips` ahead of the decoder naming
-    /// them: each file's compile units parsed side by side (`SourceLines::prefetch`).
-    pub fn prefetch_lines(&self, ips: impl IntoIterator<Item = u64>) {
+    /// them: each file's compile units parsed side by side (`SourceLines::prefetch`), and with
+    /// every core to use, the libraries' beside the executable's (a compressed debug file,
+    /// such as libc's, is decompressed meanwhile).
+    pub fn prefetch_lines(&self, ips: impl IntoIterator<Item = u64>, effort: Effort) {
         let (mut executable, mut libraries) = (Vec::new(), Vec::new());
         for ip in ips {
             let address = ip.wrapping_sub(self.bias);
@@ -109,10 +111,21 @@ impl NativeCode<'_> {
                 libraries.push((mapping, ip));
             }
         }
-        if let Some(lines) = self.lines {
-            lines.prefetch(executable);
+        let in_executable = || {
+            if let Some(lines) = self.lines {
+                lines.prefetch(executable, effort);
+            }
+        };
+        match effort {
+            Effort::AllCores => std::thread::scope(|scope| {
+                scope.spawn(|| self.libraries.prefetch_lines(libraries, effort));
+                in_executable();
+            }),
+            Effort::Background { .. } => {
+                in_executable();
+                self.libraries.prefetch_lines(libraries, effort);
+            }
         }
-        self.libraries.prefetch_lines(libraries);
     }
 }
 

@@ -16,7 +16,7 @@ pub mod table;
 
 use std::time::Duration;
 
-pub use collector::NativeStackCollector;
+pub use collector::{NativeStackCollector, NewAddresses};
 pub use profiler_common::native_stacks::USER_STACK_MAX;
 pub use table::NativeStackTable;
 

@@ -1,0 +1,125 @@
+//! Reads what naming a running command's samples needs while it runs, so that `record` does
+//! not read it all after the command ended: the kernel's symbols (~0.1 s to list), its
+//! libraries' symbol tables (libbroker's alone ~0.1 s), and the source lines of the native
+//! addresses unwound so far (a C++ compile unit's DWARF is megabytes to parse; a report's
+//! addresses fall in tens to hundreds). Its threads run at a low priority: the command comes
+//! first, and what they have not done when it ends the report does on every core.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use super::{Effort, KernelSymbols, ProcessCode};
+use crate::target::mappings;
+
+/// The native addresses of the command's samples not handed out before (the ones unwound
+/// from its stacks since: `unwind::NewAddresses`).
+pub type NewAddressFeed = Box<dyn FnMut() -> Vec<u64> + Send>;
+
+/// How often the command's mappings and unwound addresses are looked at again: ld.so maps
+/// the libraries within milliseconds of the start; plugins load later.
+const RESCAN: Duration = Duration::from_millis(50);
+
+/// The nice value of the prefetch threads (the profiled command's is typically 0).
+const NICENESS: libc::c_int = 10;
+
+pub struct SymbolPrefetch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SymbolPrefetch {
+    /// Starts reading, on threads of their own, the kernel's symbols and what `pid`'s code
+    /// needs; with `unwound`, the source lines of its addresses as they come.
+    pub fn start(pid: u32, code: ProcessCode, mut unwound: Option<NewAddressFeed>) -> Self {
+        let _ = std::thread::Builder::new().name("kernel-symbols".into()).spawn(|| {
+            at_low_priority();
+            KernelSymbols::shared();
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("symbol-prefetch".into())
+            .spawn(move || {
+                at_low_priority();
+                // Only user-space lines are resolved here: no kernel frame is named.
+                let no_kernel = KernelSymbols::default();
+                while !stopped.load(Ordering::Relaxed) {
+                    let mappings = mappings::read(pid);
+                    code.libraries.read_mapped(&mappings);
+                    let fresh = unwound.as_mut().map(|next| next()).unwrap_or_default();
+                    if !fresh.is_empty() {
+                        let effort = Effort::Background { stop: &stopped };
+                        code.native_code(&mappings, &no_kernel).prefetch_lines(fresh, effort);
+                    }
+                    // Woken early by `finish`, which the report waits for.
+                    std::thread::park_timeout(RESCAN);
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+
+    /// Stops after the library or compile unit being read, if any: what is left is read when
+    /// the report names it.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Lowers the calling thread's priority (Linux: a thread's own nice value; the threads it
+/// starts inherit it). Failing leaves it as it was.
+fn at_low_priority() {
+    // SAFETY: gettid and setpriority on this thread only.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        binary::ElfFile,
+        symbolize::{LibrarySymbols, SourceLines},
+    };
+
+    /// While nothing names an address: this process's libraries are read (libc), and the
+    /// lines of the addresses fed are resolved (a function of this test binary).
+    #[test]
+    fn reads_libraries_and_resolves_fed_addresses() {
+        let pid = std::process::id();
+        let maps = mappings::read(pid);
+        let libc = maps.iter().find(|m| m.path.contains("/libc.so")).expect("libc is mapped");
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let function = reads_libraries_and_resolves_fed_addresses as *const () as u64;
+        let mapping = maps.iter().find(|m| (m.start..m.end).contains(&function)).expect("mapped");
+        let segments = ElfFile::open(&exe).unwrap().load_segments();
+        let link_time = segments.iter().find_map(|s| s.address_of(function - mapping.start + mapping.offset)).unwrap();
+        let code = ProcessCode {
+            natives: Arc::new(ElfFile::open(&exe).unwrap().symbols().functions()),
+            lines: Some(Arc::new(SourceLines::new(&exe))),
+            bias: function - link_time,
+            libraries: Arc::new(LibrarySymbols::new(pid).skipping(&exe)),
+        };
+        let (lines, libraries) = (Arc::clone(code.lines.as_ref().unwrap()), Arc::clone(&code.libraries));
+        let mut fed = Some(vec![function, function + 1]);
+        let prefetch = SymbolPrefetch::start(pid, code, Some(Box::new(move || fed.take().unwrap_or_default())));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !(libraries.is_read(&libc.path) && lines.resolved() >= 2) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        prefetch.finish();
+        assert!(libraries.is_read(&libc.path), "libc read by the prefetch");
+        assert_eq!(lines.resolved(), 2, "the lines of both addresses fed resolved");
+    }
+}
