@@ -563,17 +563,25 @@ fn record_trivial(zeek: &Path, source_lines: &str) -> Command {
     record
 }
 
+/// How long the kernel may still be releasing a finished `record`'s uprobes (~0.1 s each, in
+/// the child it hands them to): a record started meanwhile waits for that in its own attach.
+const RELEASED: Duration = Duration::from_millis(500);
+
 /// A trivial run, alone and under `record` (the layout cache warm, as on a host that ran it
 /// before), with and without source lines (which parse the debug file's units that samples
-/// land in), in alternated rounds.
+/// land in), in alternated rounds, each after the previous record's probes are released: one
+/// record's wall time, as someone running it sees it.
 fn record_startup(zeek: &Path) -> Result<()> {
     let (mut alone, mut with_lines, mut without_lines) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let mut plain = Command::new(zeek);
         plain.args(TRIVIAL_RUN);
         alone.push(timed(plain)?.0);
+        std::thread::sleep(RELEASED);
         with_lines.push(timed(record_trivial(zeek, "on"))?.0);
+        std::thread::sleep(RELEASED);
         without_lines.push(timed(record_trivial(zeek, "off"))?.0);
+        std::thread::sleep(RELEASED);
     }
     let alone = median(&mut alone);
     for (label, runs) in
