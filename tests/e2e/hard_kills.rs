@@ -69,6 +69,22 @@ fn wait_for_original_bytes(what: &str, pid: u32, binary: &Path, points: &[(u64, 
     });
 }
 
+/// Waits until every probe point of the process holds a breakpoint: its uprobes are in.
+fn wait_for_probes_in_place(pid: u32, binary: &Path, points: &[(u64, Vec<u8>)]) {
+    wait_until("the probes in place", Duration::from_secs(60), || {
+        let now = probed_bytes(pid, binary, points)?;
+        if now.iter().all(|b| b[0] == 0xcc) { Ok(()) } else { Err(format!("{now:02x?}")) }
+    });
+}
+
+/// Waits until none of the BPF programs `ours` is loaded any more.
+fn wait_for_programs_unloaded(what: &str, ours: &BTreeSet<u32>) {
+    wait_until(what, Duration::from_secs(10), || {
+        let left: Vec<u32> = loaded_bpf_programs().intersection(ours).copied().collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("still loaded: {left:?}")) }
+    });
+}
+
 /// The BPF programs a process holds open (from its file descriptors' fdinfo).
 fn bpf_programs_held_by(pid: u32) -> BTreeSet<u32> {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return BTreeSet::new() };
@@ -81,11 +97,11 @@ fn loaded_bpf_programs() -> BTreeSet<u32> {
     aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
 }
 
-/// `record --count-calls --out OUT -- BINARY ARGS`, running.
-fn record_counting(out: &Path, binary: &Path, args: &[&std::ffi::OsStr]) -> Reaped {
+/// `record --count-calls --out OUT -- BINARY ARGS`, running, its output to `stdout`.
+fn record_counting(out: &Path, binary: &Path, args: &[&std::ffi::OsStr], stdout: Stdio) -> Reaped {
     let mut cmd = Command::new(zeek_probe());
     cmd.args(["record", "--count-calls", "--out"]).arg(out).arg("--").arg(binary).args(args);
-    Reaped(cmd.stdout(Stdio::null()).spawn().unwrap())
+    Reaped(cmd.stdout(stdout).spawn().unwrap())
 }
 
 /// `kill -9` of `attach`: the target's probed instructions are its own again and every BPF
@@ -117,10 +133,7 @@ fn kill_9_of_attach_leaves_the_target_as_it_was() {
     exporter.child.0.kill().unwrap();
     exporter.child.0.wait().unwrap();
     wait_for_original_bytes("the target's instructions restored", pid, &binary, &points);
-    wait_until("zeek-probe's BPF programs unloaded", Duration::from_secs(10), || {
-        let left: Vec<u32> = loaded_bpf_programs().intersection(&ours).copied().collect();
-        if left.is_empty() { Ok(()) } else { Err(format!("still loaded: {left:?}")) }
-    });
+    wait_for_programs_unloaded("zeek-probe's BPF programs unloaded", &ours);
 
     signal(pid, libc::SIGUSR1);
     let status = target.0.wait().unwrap();
@@ -143,15 +156,13 @@ fn kill_9_of_record_lets_the_command_finish() {
         &dir.path().join("report"),
         &binary,
         &["--seconds".as_ref(), "6".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+        Stdio::null(),
     );
     // Past its stop after exec: right after exec the command briefly shows as running before it
     // stops, and the probes go in only once it has stopped; so probes in place and running
     // again means it was let go.
     let pid = running_child(record.0.id(), &binary);
-    wait_until("the probes in place", Duration::from_secs(60), || {
-        let now = probed_bytes(pid, &binary, &points)?;
-        if now.iter().all(|b| b[0] == 0xcc) { Ok(()) } else { Err(format!("{now:02x?}")) }
-    });
+    wait_for_probes_in_place(pid, &binary, &points);
     assert_eq!(running_child(record.0.id(), &binary), pid);
     record.0.kill().unwrap();
     record.0.wait().unwrap();
@@ -172,27 +183,18 @@ fn a_finished_record_leaves_no_probe_behind() {
     }
     let dir = tempfile::tempdir().unwrap();
     let binary = fixture("zeek-shaped-8.2");
-    let mut cmd = Command::new(zeek_probe());
-    cmd.args(["record", "--count-calls", "--out"]).arg(dir.path().join("report")).arg("--").arg(&binary);
-    cmd.args(["--seconds", "2"]).stdout(Stdio::piped());
-    let mut record = Reaped(cmd.spawn().unwrap());
+    let seconds = ["--seconds".as_ref(), "2".as_ref()];
+    let mut record = record_counting(&dir.path().join("report"), &binary, &seconds, Stdio::piped());
     let record_pid = record.0.id();
     let pid = running_child(record_pid, &binary);
-    let points = probe_points(&binary);
-    wait_until("the probes in place", Duration::from_secs(60), || {
-        let now = probed_bytes(pid, &binary, &points)?;
-        if now.iter().all(|b| b[0] == 0xcc) { Ok(()) } else { Err(format!("{now:02x?}")) }
-    });
+    wait_for_probes_in_place(pid, &binary, &probe_points(&binary));
     let ours = bpf_programs_held_by(record_pid);
     assert!(ours.len() >= 4, "record holds its programs: {ours:?}");
     let mut output = String::new();
     record.0.stdout.take().unwrap().read_to_string(&mut output).unwrap();
     assert!(record.0.wait().unwrap().success());
     assert!(output.contains("report: "), "its output, to its end: {output}");
-    wait_until("record's BPF programs released after it", Duration::from_secs(10), || {
-        let left: Vec<u32> = loaded_bpf_programs().intersection(&ours).copied().collect();
-        if left.is_empty() { Ok(()) } else { Err(format!("still loaded: {left:?}")) }
-    });
+    wait_for_programs_unloaded("record's BPF programs released after it", &ours);
 }
 
 /// `kill -9` of `record` while the command waits in its stop after exec, before its probes
@@ -210,6 +212,7 @@ fn kill_9_of_record_in_the_commands_exec_stop_lets_it_run() {
         &dir.path().join("report"),
         &binary,
         &["--seconds".as_ref(), "2".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+        Stdio::null(),
     );
     let parent = record.0.id();
     // Freeze record, look: the command past exec and in its tracing stop means record is
@@ -256,7 +259,7 @@ fn a_target_killed_mid_record_still_gets_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let binary = fixture("zeek-shaped-8.2");
     let out = dir.path().join("report");
-    let mut record = record_counting(&out, &binary, &["--seconds".as_ref(), "60".as_ref()]);
+    let mut record = record_counting(&out, &binary, &["--seconds".as_ref(), "60".as_ref()], Stdio::null());
     let pid = running_child(record.0.id(), &binary);
     std::thread::sleep(Duration::from_millis(500));
     signal(pid, libc::SIGKILL);
