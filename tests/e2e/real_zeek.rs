@@ -355,7 +355,9 @@ fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
     let summary =
         record(&zeek, dir.path(), &["--hz", "999"], &["-r".as_ref(), merged_trace().as_os_str(), "local".as_ref()]);
     let (samples, unwound, to_main) = crate::native_stacks::native_share(&summary);
-    assert!(samples > 1000, "main-thread samples: {samples}");
+    // ~0.9 s of main-thread CPU on the development VM (more on slower machines): enough for a
+    // 95 % share to mean something, whatever the machine's speed.
+    assert!(samples > 500, "main-thread samples: {samples}");
     assert!(unwound * 100 >= samples * 95, "unwound {unwound} of {samples}: {}", summary["probe_health"]);
     assert!(to_main * 100 >= samples * 95, "{to_main} of {samples} main-thread samples unwind to main");
     let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
