@@ -2,12 +2,14 @@
 //! not read it all after the command ended: the kernel's symbols (~0.1 s to list), its
 //! libraries' symbol tables (libbroker's alone ~0.1 s), and the source lines of the native
 //! addresses unwound so far (a C++ compile unit's DWARF is megabytes to parse; a report's
-//! addresses fall in tens to hundreds). Its threads run at a low priority: the command comes
-//! first, and what they have not done when it ends the report does on every core.
+//! addresses fall in tens to hundreds). The thread that keeps at it while the command runs
+//! does so at a low priority (the command comes first) and is raised back when the command
+//! ends, to finish the library or compile unit it is in the middle of for the report, which
+//! does the rest on every core.
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI32, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -29,6 +31,8 @@ const NICENESS: libc::c_int = 10;
 
 pub struct SymbolPrefetch {
     stop: Arc<AtomicBool>,
+    /// The prefetch thread's id once it lowered its priority, and the priority it had.
+    lowered: Arc<(AtomicI32, AtomicI32)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -36,16 +40,18 @@ impl SymbolPrefetch {
     /// Starts reading, on threads of their own, the kernel's symbols and what `pid`'s code
     /// needs; with `unwound`, the source lines of its addresses as they come.
     pub fn start(pid: u32, code: ProcessCode, mut unwound: Option<NewAddressFeed>) -> Self {
-        let _ = std::thread::Builder::new().name("kernel-symbols".into()).spawn(|| {
-            at_low_priority();
-            KernelSymbols::shared();
-        });
+        // Read once, and by the report for sure: at the usual priority.
+        let _ = std::thread::Builder::new().name("kernel-symbols".into()).spawn(KernelSymbols::shared);
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
+        let lowered = Arc::new((AtomicI32::new(0), AtomicI32::new(0)));
+        let (stopped, lowering) = (Arc::clone(&stop), Arc::clone(&lowered));
         let thread = std::thread::Builder::new()
             .name("symbol-prefetch".into())
             .spawn(move || {
-                at_low_priority();
+                if let Some((tid, before)) = lower_priority() {
+                    lowering.1.store(before, Ordering::Relaxed);
+                    lowering.0.store(tid, Ordering::Release);
+                }
                 // Only user-space lines are resolved here: no kernel frame is named.
                 let no_kernel = KernelSymbols::default();
                 while !stopped.load(Ordering::Relaxed) {
@@ -61,13 +67,19 @@ impl SymbolPrefetch {
                 }
             })
             .ok();
-        Self { stop, thread }
+        Self { stop, lowered, thread }
     }
 
     /// Stops after the library or compile unit being read, if any: what is left is read when
     /// the report names it.
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let tid = self.lowered.0.load(Ordering::Acquire);
+        if tid != 0 {
+            // Raising a priority needs CAP_SYS_NICE (root has it): without, it stays low.
+            // SAFETY: setpriority on our own thread's id, still alive until joined below.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, self.lowered.1.load(Ordering::Relaxed)) };
+        }
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
@@ -76,12 +88,17 @@ impl SymbolPrefetch {
 }
 
 /// Lowers the calling thread's priority (Linux: a thread's own nice value; the threads it
-/// starts inherit it). Failing leaves it as it was.
-fn at_low_priority() {
-    // SAFETY: gettid and setpriority on this thread only.
+/// starts inherit it). Its id and its nice value before, if it was lowered.
+fn lower_priority() -> Option<(i32, i32)> {
+    // SAFETY: gettid, getpriority and setpriority on this thread only.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS);
+        *libc::__errno_location() = 0;
+        let before = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        if before == -1 && *libc::__errno_location() != 0 {
+            return None;
+        }
+        (libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS.max(before)) == 0).then_some((tid, before))
     }
 }
 
@@ -115,11 +132,29 @@ mod tests {
         let mut fed = Some(vec![function, function + 1]);
         let prefetch = SymbolPrefetch::start(pid, code, Some(Box::new(move || fed.take().unwrap_or_default())));
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        // It runs below the process's priority (the command's comes first).
+        let mut nice = None;
+        while nice.is_none() && std::time::Instant::now() < deadline {
+            nice = thread_nice("symbol-prefetch");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(nice.is_some_and(|n| n >= NICENESS), "the prefetch thread's nice value: {nice:?}");
         while !(libraries.is_read(&libc.path) && lines.resolved() >= 2) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         prefetch.finish();
         assert!(libraries.is_read(&libc.path), "libc read by the prefetch");
         assert_eq!(lines.resolved(), 2, "the lines of both addresses fed resolved");
+    }
+
+    /// The nice value of this process's thread named `name`, once it lowered it.
+    fn thread_nice(name: &str) -> Option<i32> {
+        std::fs::read_dir("/proc/self/task").ok()?.filter_map(Result::ok).find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the command's closing parenthesis: state is the 3rd, nice the 19th.
+            let nice = stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()?;
+            (comm.trim() == name && nice != 0).then_some(nice)
+        })
     }
 }
