@@ -89,21 +89,29 @@ fn traces_dir() -> PathBuf {
 /// Zeek reads a single file. Built once per test run, under target/.
 pub fn merged_trace() -> PathBuf {
     static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE
-        .get_or_init(|| {
-            let out = workspace_root().join("target/real-zeek/replay.pcap");
-            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-            let mut traces = Vec::new();
-            collect_pcaps(&traces_dir(), &mut traces);
-            traces.sort();
-            let replay = pcap::concatenate(&traces);
-            assert!(replay.packets > 10_000, "a replay of many packets: {}", replay.packets);
-            let partial = out.with_extension("partial");
-            std::fs::write(&partial, &replay.bytes).unwrap();
-            std::fs::rename(&partial, &out).unwrap();
-            out
-        })
-        .clone()
+    TRACE.get_or_init(|| write_replay("replay.pcap", 1)).clone()
+}
+
+/// The replay of `merged_trace` three times over, back to back: ~3 s of Zeek's main thread,
+/// for comparisons whose chance differences shrink with the samples taken.
+pub fn thrice_merged_trace() -> PathBuf {
+    static TRACE: OnceLock<PathBuf> = OnceLock::new();
+    TRACE.get_or_init(|| write_replay("replay-x3.pcap", 3)).clone()
+}
+
+/// Writes the traces of `traces/`, `copies` times over, as target/real-zeek/`name`.
+fn write_replay(name: &str, copies: usize) -> PathBuf {
+    let out = workspace_root().join("target/real-zeek").join(name);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut traces = Vec::new();
+    collect_pcaps(&traces_dir(), &mut traces);
+    traces.sort();
+    let replay = pcap::concatenate(&vec![traces; copies].concat());
+    assert!(replay.packets > 10_000 * copies, "a replay of many packets: {}", replay.packets);
+    let partial = out.with_extension("partial");
+    std::fs::write(&partial, &replay.bytes).unwrap();
+    std::fs::rename(&partial, &out).unwrap();
+    out
 }
 
 fn collect_pcaps(dir: &Path, into: &mut Vec<PathBuf>) {
