@@ -302,13 +302,18 @@ impl Resolver {
             resolved
         };
         let threads = effort.threads().min(units.len());
-        let resolved: Vec<_> = thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(resolve_units)).collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect()
-        });
+        // One thread is this one: its priority is the caller's (`SymbolPrefetch` raises it).
+        let resolved: Vec<_> = if threads <= 1 {
+            resolve_units()
+        } else {
+            thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads).map(|_| scope.spawn(resolve_units)).collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect()
+            })
+        };
         for (address, chain) in resolved {
             self.keep(address, chain);
         }

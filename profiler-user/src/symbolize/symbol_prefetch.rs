@@ -26,7 +26,7 @@ pub type NewAddressFeed = Box<dyn FnMut() -> Vec<u64> + Send>;
 /// the libraries within milliseconds of the start; plugins load later.
 const RESCAN: Duration = Duration::from_millis(50);
 
-/// The nice value of the prefetch threads (the profiled command's is typically 0).
+/// The nice value of the prefetch thread while the command runs (the command's is typically 0).
 const NICENESS: libc::c_int = 10;
 
 pub struct SymbolPrefetch {
