@@ -207,25 +207,20 @@ fn kill_9_of_record_in_the_commands_exec_stop_lets_it_run() {
     }
     let dir = tempfile::tempdir().unwrap();
     let binary = fixture("zeek-shaped-8.2");
-    let truth = dir.path().join("truth.json");
-    let mut record = record_counting(
-        &dir.path().join("report"),
-        &binary,
-        &["--seconds".as_ref(), "2".as_ref(), "--truth".as_ref(), truth.as_os_str()],
-        Stdio::null(),
-    );
-    let parent = record.0.id();
-    // Freeze record, look: the command past exec and in its tracing stop means record is
-    // caught mid-attach; otherwise let record go on a moment and look again.
-    let pid = wait_until("record caught with its command in the stop after exec", Duration::from_secs(60), || {
-        signal(parent, libc::SIGSTOP);
-        let caught = traced_child(parent, &binary);
-        if caught.is_err() {
-            signal(parent, libc::SIGCONT);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        caught
-    });
+    // The window is record's start-up, tens of milliseconds: a record whose command got past
+    // it before it was caught is let go, and another one tried (with a truth file of its own).
+    let (mut record, pid, truth) = (1..=10)
+        .find_map(|attempt| {
+            let truth = dir.path().join(format!("truth-{attempt}.json"));
+            let record = record_counting(
+                &dir.path().join("report"),
+                &binary,
+                &["--seconds".as_ref(), "2".as_ref(), "--truth".as_ref(), truth.as_os_str()],
+                Stdio::null(),
+            );
+            caught_in_exec_stop(record.0.id(), &binary).map(|pid| (record, pid, truth))
+        })
+        .expect("record caught with its command in the stop after exec, in one of 10 tries");
     record.0.kill().unwrap();
     record.0.wait().unwrap();
     wait_until("the command ran to its end", Duration::from_secs(60), || {
@@ -235,18 +230,35 @@ fn kill_9_of_record_in_the_commands_exec_stop_lets_it_run() {
     assert!(truth["rounds"].as_u64().is_some_and(|r| r > 0), "it ran its workload and wrote its truth");
 }
 
-/// The child of `parent` running `program`, if it is in a tracing stop.
-fn traced_child(parent: u32, program: &Path) -> Result<u32, String> {
-    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-    let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
-    let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
-    let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-    if exe == program && state == Some('t') {
-        Ok(child)
-    } else {
-        Err(format!("PID {child}: {} in state {state:?}", exe.display()))
+/// Freezes `parent` (record) with its command past exec and in its tracing stop, if it can be
+/// caught there: record is frozen and looked at, and let go a millisecond, again and again,
+/// until the command runs (too late) or a minute has passed; the command's PID.
+fn caught_in_exec_stop(parent: u32, program: &Path) -> Option<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        signal(parent, libc::SIGSTOP);
+        let command = command_state(parent, program);
+        if let Some((pid, 't')) = command {
+            return Some(pid);
+        }
+        signal(parent, libc::SIGCONT);
+        if matches!(command, Some((_, 'R' | 'S' | 'D'))) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
+    None
+}
+
+/// The child of `parent` once it runs `program` (past exec), and its state (`t`: in a tracing
+/// stop; `R`, `S`, `D`: running).
+fn command_state(parent: u32, program: &Path) -> Option<(u32, char)> {
+    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+    let child: u32 = children.split_whitespace().next()?.parse().ok()?;
+    let exe = fs::read_link(format!("/proc/{child}/exe")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())?;
+    (exe == program).then_some((child, state))
 }
 
 /// A target killed while `record` profiles it: zeek-probe exits with its status (137) and

@@ -296,15 +296,16 @@ fn kernel_time_is_shown_as_kernel_and_library_code_by_its_symbols() {
 
     // Libraries with symbols (libc, libstdc++, ld.so, the vDSO) name their code where it ran.
     // (libgcc_s and libstdc++ ship without symbols for their static functions, nor debug
-    // files: libgcc_s's code stays bare wherever it runs (its `__cpu_indicator_init` when ld.so
-    // initialises it, too), and so does what runs under `_Unwind_*` for the fixture's throwing
-    // BIF and libstdc++'s own destructors that ld.so's `_dl_fini` runs at exit. ld.so's entry
-    // point, where the command's first sample lands, is named by its debug file's sizeless
-    // `_start`.)
+    // files: libgcc_s's code stays bare wherever it runs, and so does what runs under
+    // `_Unwind_*` for the fixture's throwing BIF and the libraries' own constructors and
+    // destructors that ld.so runs at load (`_dl_init`: libstdc++'s, libgcc_s's
+    // `__cpu_indicator_init`) and at exit (`_dl_fini`). ld.so's entry point, where the
+    // command's first sample lands, is named by its debug file's sizeless `_start`.)
+    let static_code =
+        |f: &&str| f.starts_with("_Unwind_") || ["_dl_init", "_dl_fini"].contains(f) || *f == "[libgcc_s.so.1]";
     for (frames, _) in &stacks {
         let leaf = user_leaf(frames).1;
-        let static_code =
-            leaf == "[libgcc_s.so.1]" || frames.iter().any(|f| f.starts_with("_Unwind_") || *f == "_dl_fini");
+        let static_code = frames.iter().any(static_code);
         let bare = leaf.starts_with('[') && (leaf.contains(".so") || leaf == "[vdso]") && !static_code;
         assert!(!bare, "a bare library leaf: {frames:?}");
     }
