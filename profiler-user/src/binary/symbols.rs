@@ -166,9 +166,18 @@ pub struct NativeSymbols {
 impl NativeSymbols {
     /// The function containing the link-time `address`, demangled.
     pub fn lookup(&self, address: u64) -> Option<String> {
+        self.containing(address).map(|name| demangle(self.names.get(name)))
+    }
+
+    /// Whether a function contains the link-time `address` (no name is demangled).
+    pub fn covers(&self, address: u64) -> bool {
+        self.containing(address).is_some()
+    }
+
+    fn containing(&self, address: u64) -> Option<NameRef> {
         let i = self.functions.partition_point(|(start, _, _)| *start <= address).checked_sub(1)?;
         let (start, size, name) = self.functions[i];
-        (address < start + size).then(|| demangle(self.names.get(name)))
+        (address < start + size).then_some(name)
     }
 }
 
@@ -204,6 +213,7 @@ mod tests {
         assert_eq!(functions.lookup(0x2008).as_deref(), Some("main"));
         assert_eq!(functions.lookup(0x1100), None, "past the end of NextPacket");
         assert_eq!(functions.lookup(0x10), None);
+        assert!(functions.covers(0x1080) && !functions.covers(0x1100) && !functions.covers(0x10));
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl NativeCode<'_> {
         let (mut executable, mut libraries) = (Vec::new(), Vec::new());
         for ip in ips {
             let address = ip.wrapping_sub(self.bias);
-            if self.natives.lookup(address).is_some() {
+            if self.natives.covers(address) {
                 executable.push(address);
             } else if let Some(mapping) = mappings::mapping_of(self.mappings, ip) {
                 libraries.push((mapping, ip));
