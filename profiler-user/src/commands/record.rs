@@ -45,11 +45,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // The symbols and lines samples will be named by are read while the command runs.
     let prefetch = probes.plan().sample.map(|_| {
         let pid = session.pid();
-        let unwound = probes.new_native_addresses().filter(|_| probes.plan().source_lines).map(|new| {
-            let feed: NewAddressFeed = Box::new(move || new.take(pid));
-            feed
-        });
-        SymbolPrefetch::start(pid, session.code(), unwound)
+        // Followed only for lines: the unwinder would otherwise note addresses nobody takes.
+        let unwound = probes.plan().source_lines.then(|| probes.new_native_addresses()).flatten();
+        let feed = unwound.map(|new| Box::new(move || new.take(pid)) as NewAddressFeed);
+        SymbolPrefetch::start(pid, session.code(), feed)
     });
     // Ctrl-C, SIGTERM and SIGHUP reach the command (Tracee::spawn); we stay to write the
     // report once it has stopped. At its exit stop it is held only to read what needs it
