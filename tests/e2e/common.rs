@@ -349,17 +349,21 @@ impl Exporter {
 /// The PID of `parent`'s child running `program`, once it runs (past the stop before its
 /// first instruction, where `record` holds it until the probes are attached).
 pub fn running_child(parent: u32, program: &Path) -> u32 {
-    wait_until("the command runs under record", Duration::from_secs(60), || {
-        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-        let child: u32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).ok_or("no child yet")?;
-        let exe = fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
-        let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        match state {
-            Some('R' | 'S' | 'D') if exe == program => Ok(child),
-            _ => Err(format!("PID {child} runs {} in state {state:?}", exe.display())),
-        }
+    wait_until("the command runs under record", Duration::from_secs(60), || match command_state(parent, program) {
+        Some((child, 'R' | 'S' | 'D')) => Ok(child),
+        other => Err(format!("{} under {parent} (PID, state): {other:?}", program.display())),
     })
+}
+
+/// `parent`'s child once it runs `program` (past exec), and its state from /proc (`t`: in a
+/// tracing stop; `R`, `S`, `D`: running).
+pub fn command_state(parent: u32, program: &Path) -> Option<(u32, char)> {
+    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    let child: u32 = children.split_whitespace().next()?.parse().ok()?;
+    let exe = fs::read_link(format!("/proc/{child}/exe")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())?;
+    (exe == program).then_some((child, state))
 }
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM files.

@@ -250,17 +250,6 @@ fn caught_in_exec_stop(parent: u32, program: &Path) -> Option<u32> {
     None
 }
 
-/// The child of `parent` once it runs `program` (past exec), and its state (`t`: in a tracing
-/// stop; `R`, `S`, `D`: running).
-fn command_state(parent: u32, program: &Path) -> Option<(u32, char)> {
-    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-    let child: u32 = children.split_whitespace().next()?.parse().ok()?;
-    let exe = fs::read_link(format!("/proc/{child}/exe")).ok()?;
-    let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())?;
-    (exe == program).then_some((child, state))
-}
-
 /// A target killed while `record` profiles it: zeek-probe exits with its status (137) and
 /// still writes what it counted.
 #[test]
