@@ -256,9 +256,9 @@ fn bottom_event_not_dispatched(layout: &TargetLayout, cursor: &Cursor) -> bool {
     dispatched.is_some() && dispatched != hash_std_string(func + layout.func_name as u64)
 }
 
-/// The bottom entry's `Frame*`, `None` when it is a leftover of an exception thrown through
-/// a BIF, which stays at the bottom of `call_stack`, whose `Frame` is freed (no Frame vtable
-/// any more). A leftover whose memory a live call further up reuses is recognised during the
+/// The bottom entry's `Frame*` (0 when it cannot be read: not judged), `None` when it is a
+/// leftover of an exception thrown through a BIF, which stays at the bottom of `call_stack`,
+/// whose `Frame` is freed (no Frame vtable any more). A leftover whose memory a live call further up reuses is recognised during the
 /// walk (`entry_function`). Not caught: the instants in which its memory holds a frame being
 /// set up for a call not pushed yet.
 #[inline(always)]
