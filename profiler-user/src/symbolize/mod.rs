@@ -4,6 +4,7 @@ pub mod component;
 pub mod func_kind;
 pub mod func_name;
 pub mod function_names;
+mod inlined_chain;
 pub mod kernel_symbols;
 pub mod library_symbols;
 pub mod log_stream;

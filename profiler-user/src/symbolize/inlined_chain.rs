@@ -1,0 +1,377 @@
+//! The chain of calls inlined at an address, read from its compile unit by walking down to it:
+//! the function whose ranges hold the address is looked for among the unit's top-level DIEs
+//! (and its namespaces'), each other DIE skipped whole (GCC's `DW_AT_sibling` jumps over a
+//! class's members, a declaration's parameters); then only that function's subtree is read.
+//! `addr2line` reads every DIE of the unit to index all its functions first: for a real
+//! Zeek's units, megabytes each, about ten times the work when a report wants a few
+//! addresses of them.
+//!
+//! The chains are `addr2line`'s, the same names, files and lines (its rules are followed
+//! here, and tested against it): where the walk finds no function (one nested where it does
+//! not look), the caller asks `addr2line`.
+use std::{borrow::Cow, collections::HashMap};
+
+use gimli::{AttributeValue, DebuggingInformationEntry, EntriesTreeNode, Reader as _, Unit, UnitOffset};
+
+use super::native_lines::{Dwarf, Reader, SourceFrame};
+
+/// How many `DW_AT_abstract_origin`/`DW_AT_specification` links a name is followed through,
+/// as `addr2line` does.
+const NAME_LINKS: usize = 16;
+
+/// One compile unit, parsed as far as its addresses need.
+pub(super) struct UnitChains<'a> {
+    dwarf: &'a Dwarf,
+    unit: Unit<Reader>,
+    /// Its functions' ranges, sorted, each with the function's DIE: walked once, on first use.
+    functions: Option<Vec<(u64, u64, UnitOffset)>>,
+    /// Its line table, read on first use.
+    lines: Option<LineTable>,
+    /// File paths by index in the line table, rendered on first use.
+    files: HashMap<u64, Option<String>>,
+    demangled: HashMap<String, String>,
+}
+
+/// One level of the chain before it is named: its function's name still as DWARF has it.
+struct Level {
+    name: Option<Reader>,
+    /// Where in it the next level (or the address) is: a file index and a line.
+    call_file: Option<u64>,
+    call_line: u32,
+}
+
+impl<'a> UnitChains<'a> {
+    /// The unit at `offset` in `.debug_info`.
+    pub(super) fn new(dwarf: &'a Dwarf, offset: usize) -> Result<Self, gimli::Error> {
+        let header = dwarf.debug_info.header_from_offset(gimli::DebugInfoOffset(offset))?;
+        let unit = dwarf.unit(header)?;
+        Ok(Self { dwarf, unit, functions: None, lines: None, files: HashMap::new(), demangled: HashMap::new() })
+    }
+
+    /// The chain at `address`, outermost first (as `native_lines::SourceLines::frames`
+    /// gives it); `None` when the walk finds no function whose ranges hold it.
+    pub(super) fn chain(&mut self, address: u64) -> Result<Option<Vec<SourceFrame>>, gimli::Error> {
+        let Some(function) = self.function_at(address)? else { return Ok(None) };
+        let mut levels =
+            vec![Level { name: self.name_of(&self.unit.entry(function)?)?, call_file: None, call_line: 0 }];
+        let mut tree = self.unit.entries_tree(Some(function))?;
+        self.inlined_at(tree.root()?, address, &mut levels)?;
+
+        // The innermost level runs the line the line table gives; each outer one the line of
+        // the call inlined into it.
+        let (file, line) = match self.row_at(address)? {
+            Some((file_index, line)) => (self.file(file_index)?, line),
+            None => (None, 0),
+        };
+        let mut frames = Vec::with_capacity(levels.len());
+        for (i, level) in levels.iter().enumerate() {
+            let (file, line) = match levels.get(i + 1) {
+                Some(inner) => (inner.call_file.map(|index| self.file(index)).transpose()?.flatten(), inner.call_line),
+                None => (file.clone(), line),
+            };
+            let function = level.name.as_ref().map(|name| self.demangle(name)).transpose()?;
+            frames.push(SourceFrame { function, file, line });
+        }
+        Ok(Some(frames))
+    }
+
+    /// The subprogram whose ranges hold `address`, among the unit's top-level DIEs and its
+    /// namespaces'.
+    fn function_at(&mut self, address: u64) -> Result<Option<UnitOffset>, gimli::Error> {
+        if self.functions.is_none() {
+            let mut functions = Vec::new();
+            let mut tree = self.unit.entries_tree(None)?;
+            self.functions_under(tree.root()?, &mut functions)?;
+            functions.sort_unstable_by_key(|(begin, _, _)| *begin);
+            self.functions = Some(functions);
+        }
+        let functions = self.functions.as_deref().unwrap_or_default();
+        let i = functions.partition_point(|(begin, _, _)| *begin <= address);
+        Ok(i.checked_sub(1).map(|i| functions[i]).filter(|(_, end, _)| address < *end).map(|(_, _, at)| at))
+    }
+
+    fn functions_under(
+        &self,
+        node: EntriesTreeNode<Reader>,
+        functions: &mut Vec<(u64, u64, UnitOffset)>,
+    ) -> Result<(), gimli::Error> {
+        let mut children = node.children();
+        while let Some(child) = children.next()? {
+            match child.entry().tag {
+                gimli::DW_TAG_subprogram => {
+                    let mut ranges = self.dwarf.die_ranges(&self.unit, child.entry())?;
+                    while let Some(range) = ranges.next()? {
+                        if range.begin < range.end {
+                            functions.push((range.begin, range.end, child.entry().offset()));
+                        }
+                    }
+                }
+                gimli::DW_TAG_namespace => self.functions_under(child, functions)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Descends from `node` into the inlined call whose ranges hold `address`, if any, and on
+    /// into the calls inlined into it (through lexical blocks too; not into nested
+    /// functions). Whether one was found below `node`.
+    fn inlined_at(
+        &self,
+        node: EntriesTreeNode<Reader>,
+        address: u64,
+        levels: &mut Vec<Level>,
+    ) -> Result<bool, gimli::Error> {
+        let mut children = node.children();
+        while let Some(child) = children.next()? {
+            match child.entry().tag {
+                gimli::DW_TAG_subprogram => {}
+                gimli::DW_TAG_inlined_subroutine => {
+                    if self.holds(child.entry(), address)? {
+                        levels.push(self.inlined_level(child.entry())?);
+                        self.inlined_at(child, address, levels)?;
+                        return Ok(true);
+                    }
+                }
+                _ => {
+                    if self.inlined_at(child, address, levels)? {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn holds(&self, entry: &DebuggingInformationEntry<Reader>, address: u64) -> Result<bool, gimli::Error> {
+        let mut ranges = self.dwarf.die_ranges(&self.unit, entry)?;
+        while let Some(range) = ranges.next()? {
+            if range.begin < range.end && (range.begin..range.end).contains(&address) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// An inlined call: its name, and where it was called from (a call file of index 0 means
+    /// none before DWARF 5, as `addr2line` reads it).
+    fn inlined_level(&self, entry: &DebuggingInformationEntry<Reader>) -> Result<Level, gimli::Error> {
+        let mut level = Level { name: self.name_of(entry)?, call_file: None, call_line: 0 };
+        for attr in entry.attrs() {
+            match attr.name() {
+                gimli::DW_AT_call_file => {
+                    if let AttributeValue::FileIndex(index) = attr.value()
+                        && (index > 0 || self.unit.header.version() >= 5)
+                    {
+                        level.call_file = Some(index);
+                    }
+                }
+                gimli::DW_AT_call_line => level.call_line = attr.udata_value().unwrap_or(0) as u32,
+                _ => {}
+            }
+        }
+        Ok(level)
+    }
+
+    /// A function's or inlined call's name, by `addr2line`'s rules: its linkage name, else
+    /// its name, else (seen before either) the name of what it refers to, in attribute order.
+    fn name_of(&self, entry: &DebuggingInformationEntry<Reader>) -> Result<Option<Reader>, gimli::Error> {
+        let mut name = None;
+        for attr in entry.attrs() {
+            match attr.name() {
+                gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
+                    if let Ok(value) = self.dwarf.attr_string(&self.unit, attr.value()) {
+                        name = Some(value);
+                    }
+                }
+                gimli::DW_AT_name if name.is_none() => name = self.dwarf.attr_string(&self.unit, attr.value()).ok(),
+                gimli::DW_AT_abstract_origin | gimli::DW_AT_specification if name.is_none() => {
+                    name = referred_name(self.dwarf, &self.unit, attr.value(), NAME_LINKS)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(name)
+    }
+
+    /// The file index and line of the line-table row that holds `address`, as `addr2line`
+    /// finds it (of rows at one address, the last).
+    fn row_at(&mut self, address: u64) -> Result<Option<(u64, u32)>, gimli::Error> {
+        if self.lines.is_none() {
+            self.lines = Some(LineTable::read(&self.unit)?);
+        }
+        Ok(self.lines.as_ref().and_then(|lines| lines.row_at(address)))
+    }
+
+    /// The path of the line table's file `index`, as `addr2line` renders it: the unit's
+    /// directory, the file's directory, its name (each absolute one starting over).
+    fn file(&mut self, index: u64) -> Result<Option<String>, gimli::Error> {
+        if let Some(path) = self.files.get(&index) {
+            return Ok(path.clone());
+        }
+        let path = match self.unit.line_program.as_ref().map(|program| program.header()) {
+            Some(header) => match header.file(index) {
+                Some(file) => {
+                    let mut path = match &self.unit.comp_dir {
+                        Some(dir) => dir.to_string_lossy()?.into_owned(),
+                        None => String::new(),
+                    };
+                    if file.directory_index() != 0
+                        && let Some(directory) = file.directory(header)
+                    {
+                        path_push(&mut path, &self.dwarf.attr_string(&self.unit, directory)?.to_string_lossy()?);
+                    }
+                    path_push(&mut path, &self.dwarf.attr_string(&self.unit, file.path_name())?.to_string_lossy()?);
+                    Some(path)
+                }
+                // DWARF 4 has no file 0; `addr2line` names it "".
+                None if index == 0 => Some(String::new()),
+                None => None,
+            },
+            None => None,
+        };
+        self.files.insert(index, path.clone());
+        Ok(path)
+    }
+
+    /// Demangled once per unit: its rows repeat the same few functions.
+    fn demangle(&mut self, raw: &Reader) -> Result<String, gimli::Error> {
+        let raw: Cow<'_, str> = raw.to_string_lossy()?;
+        if let Some(name) = self.demangled.get(raw.as_ref()) {
+            return Ok(name.clone());
+        }
+        let name = crate::binary::symbols::demangle(&raw);
+        self.demangled.insert(raw.into_owned(), name.clone());
+        Ok(name)
+    }
+}
+
+/// The name of the DIE `value` refers to, by `addr2line`'s rules for a referred DIE: its
+/// linkage name at once, else its name, else what it refers to in turn. A reference into
+/// another unit is not followed (GCC writes none without LTO; `addr2line` made of one unit
+/// could not follow it either); one into the `dwz` file is, within the unit it falls in.
+fn referred_name(
+    dwarf: &Dwarf,
+    unit: &Unit<Reader>,
+    value: AttributeValue<Reader>,
+    links: usize,
+) -> Result<Option<Reader>, gimli::Error> {
+    if links == 0 {
+        return Ok(None);
+    }
+    match value {
+        AttributeValue::UnitRef(offset) => entry_name(dwarf, unit, offset, links),
+        AttributeValue::DebugInfoRefSup(offset) => {
+            let Some(sup) = dwarf.sup() else { return Ok(None) };
+            let Some((sup_unit, offset)) = unit_holding(sup, offset)? else { return Ok(None) };
+            entry_name(sup, &sup_unit, offset, links)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn entry_name(
+    dwarf: &Dwarf,
+    unit: &Unit<Reader>,
+    offset: UnitOffset,
+    links: usize,
+) -> Result<Option<Reader>, gimli::Error> {
+    let entry = unit.entry(offset)?;
+    let (mut name, mut next) = (None, None);
+    for attr in entry.attrs() {
+        match attr.name() {
+            gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
+                if let Ok(value) = dwarf.attr_string(unit, attr.value()) {
+                    return Ok(Some(value));
+                }
+            }
+            gimli::DW_AT_name => {
+                if let Ok(value) = dwarf.attr_string(unit, attr.value()) {
+                    name = Some(value);
+                }
+            }
+            gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => next = Some(attr.value()),
+            _ => {}
+        }
+    }
+    match (name, next) {
+        (Some(name), _) => Ok(Some(name)),
+        (None, Some(next)) => referred_name(dwarf, unit, next, links - 1),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The unit of `dwarf` that holds `.debug_info` offset `offset`, and the offset within it.
+fn unit_holding(
+    dwarf: &Dwarf,
+    offset: gimli::DebugInfoOffset,
+) -> Result<Option<(Unit<Reader>, UnitOffset)>, gimli::Error> {
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next()? {
+        if let Some(within) = offset.to_unit_offset(&header) {
+            return Ok(Some((dwarf.unit(header)?, within)));
+        }
+    }
+    Ok(None)
+}
+
+/// A unit's line table as `addr2line` keeps it: sequences sorted by start address, each row
+/// the last of those at its address.
+struct LineTable {
+    sequences: Vec<Sequence>,
+}
+
+struct Sequence {
+    start: u64,
+    end: u64,
+    /// Address, file index, line.
+    rows: Vec<(u64, u64, u32)>,
+}
+
+impl LineTable {
+    fn read(unit: &Unit<Reader>) -> Result<Self, gimli::Error> {
+        let mut sequences = Vec::new();
+        let Some(program) = unit.line_program.clone() else { return Ok(Self { sequences }) };
+        let mut rows = program.rows();
+        let mut current: Vec<(u64, u64, u32)> = Vec::new();
+        while let Some((_, row)) = rows.next_row()? {
+            if row.end_sequence() {
+                if let Some(start) = current.first().map(|r| r.0)
+                    && start < row.address()
+                {
+                    sequences.push(Sequence { start, end: row.address(), rows: std::mem::take(&mut current) });
+                }
+                current.clear();
+                continue;
+            }
+            let entry = (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32);
+            match current.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => current.push(entry),
+            }
+        }
+        sequences.sort_unstable_by_key(|s| s.start);
+        Ok(Self { sequences })
+    }
+
+    fn row_at(&self, address: u64) -> Option<(u64, u32)> {
+        let i = self.sequences.partition_point(|s| s.start <= address).checked_sub(1)?;
+        let sequence = self.sequences.get(i).filter(|s| address < s.end)?;
+        let row = sequence.rows.partition_point(|r| r.0 <= address).checked_sub(1)?;
+        sequence.rows.get(row).map(|r| (r.1, r.2))
+    }
+}
+
+/// `addr2line`'s join: an absolute part replaces what is there.
+fn path_push(path: &mut String, part: &str) {
+    let absolute = |p: &str| p.starts_with('/') || p.starts_with('\\') || matches!(p.get(1..3), Some(":/" | ":\\"));
+    if absolute(part) {
+        *path = part.to_owned();
+    } else {
+        let separator = if path.starts_with('\\') || path.get(1..3) == Some(":\\") { '\\' } else { '/' };
+        if !path.is_empty() && !path.ends_with(separator) {
+            path.push(separator);
+        }
+        path.push_str(part);
+    }
+}
