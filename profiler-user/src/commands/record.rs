@@ -1,12 +1,12 @@
 //! `zeek-probe record -- CMD...`: profile one run from its first instruction to its exit.
-use std::sync::Arc;
+use std::{num::NonZeroU32, sync::Arc};
 
 use anyhow::Context as _;
 
 use crate::{
     cli::RecordArgs,
     output,
-    probes::{ProbeScope, Probes},
+    probes::{ProbeScope, Probes, StoppedTarget},
     report::{self, top_table},
     session::Session,
     symbolize::{SymbolPrefetch, symbol_prefetch::NewAddressFeed},
@@ -22,13 +22,28 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let tracee = Tracee::spawn(program, program_args)?;
     let started = std::time::Instant::now();
     // The command waits, stopped after exec, while its binary is inspected on one core and the
-    // probes go through the verifier on the other: the two longest steps of the start-up.
-    let (probes, inspected) = std::thread::scope(|scope| {
-        let pid = tracee.pid();
+    // probes go through the verifier on the other: the two longest steps of the start-up. Its
+    // uprobes go in as soon as both their programs and its probe points are there.
+    let pid = tracee.pid();
+    let mut inspected = None;
+    let probes = std::thread::scope(|scope| {
         let inspection = scope.spawn(move || Session::inspect(pid));
-        (Probes::load(args.probes.plan(args.hz, true)), inspection.join())
+        let target = StoppedTarget {
+            pid: NonZeroU32::new(pid).context("the command has no PID")?,
+            inspected: || {
+                let result = inspection.join();
+                let found = match &result {
+                    Ok(Ok((process, binary))) => Some((process.exe.clone(), binary.probe_points.clone())),
+                    _ => None,
+                };
+                inspected = Some(result);
+                found
+            },
+        };
+        anyhow::Ok(Probes::load_for_stopped(args.probes.plan(args.hz, true), target)?)
     });
-    let attached = probes.map_err(anyhow::Error::from).and_then(|mut probes| {
+    let attached = probes.and_then(|mut probes| {
+        let inspected = inspected.context("the binary was not inspected")?;
         let (process, binary) = inspected.map_err(|_| anyhow::anyhow!("the inspection of the binary failed"))??;
         let session = Session::start(&mut probes, process, Arc::new(binary), ProbeScope::OneProcess)?;
         Ok((probes, session))

@@ -8,15 +8,46 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    programs::{
+        Program, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
 };
 use profiler_common::names;
 
-use super::{AttachPlan, ProbeError, ProbeScope, programs::uprobe};
+use super::{AttachPlan, ProbeError, ProbeScope};
 use crate::binary::{FileId, ProbePoint, ProbePointKind};
 
 /// An attached uprobe: the program and its link.
-type Link = (&'static str, UProbeLinkId);
+pub type Link = (&'static str, UProbeLinkId);
+
+/// A process's uprobes attached before it started (`programs::StoppedTarget`): its PID, links.
+pub type StoppedLinks = (u32, Vec<Link>);
+
+/// The loaded uprobe programs, by name.
+pub struct UprobePrograms<'a>(HashMap<&'static str, &'a mut UProbe>);
+
+impl<'a> UprobePrograms<'a> {
+    /// The uprobe programs among `programs` (by the names `names::UPROBES` gives them).
+    pub fn of<N: AsRef<str>>(programs: impl IntoIterator<Item = (N, &'a mut Program)>) -> Self {
+        Self(
+            programs
+                .into_iter()
+                .filter_map(|(name, program)| {
+                    let name = names::UPROBES.into_iter().find(|n| *n == name.as_ref())?;
+                    match program {
+                        Program::UProbe(uprobe) => Some((name, uprobe)),
+                        _ => None,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&mut self, name: &'static str) -> Result<&mut UProbe, ProbeError> {
+        self.0.get_mut(name).map(|p| &mut **p).ok_or(ProbeError::Missing { what: "uprobe program", name })
+    }
+}
 
 struct SharedLinks {
     links: Vec<Link>,
@@ -29,9 +60,18 @@ pub struct UprobeLinks {
     own: HashMap<u32, Vec<Link>>,
     /// Uprobes shared by every process of a binary (`ProbeScope::SharedBy`).
     shared: HashMap<FileId, SharedLinks>,
+    /// Processes whose uprobes were attached before they started (`adopt`).
+    adopted: HashSet<u32>,
 }
 
 impl UprobeLinks {
+    /// Keeps the uprobes attached to `pid` before it started running (stopped at exec, see
+    /// `programs::load`): its `attach` then has nothing left to do.
+    pub fn adopt(&mut self, pid: u32, links: Vec<Link>) {
+        self.own.entry(pid).or_default().extend(links);
+        self.adopted.insert(pid);
+    }
+
     /// Attaches `plan`'s programs at `points` for `pid` as `scope` says: all or nothing.
     /// A binary's shared uprobes are attached by its first process and reused by the rest.
     pub fn attach(
@@ -43,9 +83,11 @@ impl UprobeLinks {
         points: &[ProbePoint],
         plan: AttachPlan,
     ) -> Result<(), ProbeError> {
+        let mut programs = UprobePrograms::of(ebpf.programs_mut());
         match scope {
+            ProbeScope::OneProcess if self.adopted.remove(&pid.get()) => {}
             ProbeScope::OneProcess => {
-                let links = attach_points(ebpf, pid.get(), exe, points, plan, UProbeScope::OneProcess(pid))?;
+                let links = attach_points(&mut programs, pid.get(), exe, points, plan, UProbeScope::OneProcess(pid))?;
                 self.own.entry(pid.get()).or_default().extend(links);
             }
             ProbeScope::SharedBy(file) => match self.shared.get_mut(&file) {
@@ -53,7 +95,7 @@ impl UprobeLinks {
                     shared.users.insert(pid.get());
                 }
                 None => {
-                    let links = attach_points(ebpf, pid.get(), exe, points, plan, UProbeScope::AllProcesses)?;
+                    let links = attach_points(&mut programs, pid.get(), exe, points, plan, UProbeScope::AllProcesses)?;
                     self.shared.insert(file, SharedLinks { links, users: HashSet::from([pid.get()]) });
                 }
             },
@@ -64,7 +106,9 @@ impl UprobeLinks {
     /// Detaches what serves only `pid`: a binary's shared uprobes stay while another process
     /// of it uses them.
     pub fn detach(&mut self, ebpf: &mut Ebpf, pid: u32) {
-        release(ebpf, self.own.remove(&pid).unwrap_or_default());
+        self.adopted.remove(&pid);
+        let mut programs = UprobePrograms::of(ebpf.programs_mut());
+        release(&mut programs, self.own.remove(&pid).unwrap_or_default());
         let unused: Vec<FileId> = self
             .shared
             .iter_mut()
@@ -72,7 +116,7 @@ impl UprobeLinks {
             .collect();
         for file in unused {
             if let Some(shared) = self.shared.remove(&file) {
-                release(ebpf, shared.links);
+                release(&mut programs, shared.links);
             }
         }
     }
@@ -87,8 +131,8 @@ fn program_at(kind: ProbePointKind, plan: AttachPlan) -> Option<&'static str> {
 }
 
 /// Attaches the plan's programs at `points`; all or nothing.
-fn attach_points(
-    ebpf: &mut Ebpf,
+pub fn attach_points(
+    programs: &mut UprobePrograms,
     pid: u32,
     exe: &Path,
     points: &[ProbePoint],
@@ -98,7 +142,7 @@ fn attach_points(
     let mut links = Vec::new();
     for point in points {
         let Some(program) = program_at(point.kind, plan) else { continue };
-        let attached = uprobe(ebpf, program).and_then(|p| {
+        let attached = programs.get(program).and_then(|p| {
             p.attach(UProbeAttachLocation::AbsoluteOffset(point.file_offset), exe, scope).map_err(|source| {
                 ProbeError::Attach { point: point.kind.display(), path: exe.display().to_string(), pid, source }
             })
@@ -106,7 +150,7 @@ fn attach_points(
         match attached {
             Ok(link) => links.push((program, link)),
             Err(err) => {
-                release(ebpf, links);
+                release(programs, links);
                 return Err(err);
             }
         }
@@ -114,9 +158,9 @@ fn attach_points(
     Ok(links)
 }
 
-fn release(ebpf: &mut Ebpf, links: Vec<Link>) {
+fn release(programs: &mut UprobePrograms, links: Vec<Link>) {
     for (program, link) in links {
-        if let Ok(p) = uprobe(ebpf, program) {
+        if let Ok(p) = programs.get(program) {
             // A link whose process is gone may already be released; nothing to do then.
             let _ = p.detach(link);
         }

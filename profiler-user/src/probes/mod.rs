@@ -13,13 +13,17 @@ pub mod programs;
 mod release;
 pub mod sampler;
 
-use std::{num::NonZeroU32, path::Path};
+use std::{
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
 
 use aya::Ebpf;
 pub use error::ProbeError;
 pub use maps::{MapSnapshot, ProbeMaps};
 pub use plan::{AttachPlan, InvokeProgram, ProbeScope};
 use profiler_common::{LogKey, TargetLayout};
+pub use programs::StoppedTarget;
 
 use crate::{
     binary::ProbePoint,
@@ -40,13 +44,34 @@ pub struct Probes {
 impl Probes {
     /// Loads the programs `plan` uses into the kernel; nothing is attached yet.
     pub fn load(plan: AttachPlan) -> Result<Self, ProbeError> {
-        let mut ebpf = programs::load(plan)?;
+        Self::load_with(plan, None::<StoppedTarget<fn() -> Option<(PathBuf, Vec<ProbePoint>)>>>)
+    }
+
+    /// As `load`, for a process stopped at exec (`record`): its uprobes are attached while
+    /// the sampler's programs are verified (`programs::StoppedTarget`); its `attach` then
+    /// registers it and starts the sampler.
+    pub fn load_for_stopped<F>(plan: AttachPlan, target: StoppedTarget<F>) -> Result<Self, ProbeError>
+    where
+        F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
+    {
+        Self::load_with(plan, Some(target))
+    }
+
+    fn load_with<F>(plan: AttachPlan, stopped: Option<StoppedTarget<F>>) -> Result<Self, ProbeError>
+    where
+        F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
+    {
+        let (mut ebpf, attached) = programs::load(plan, stopped)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
         let native_stacks = match plan.native_stack_bytes {
             0 => None,
             _ => Some(maps::native_stack_collector(&mut ebpf)?),
         };
-        Ok(Self { plan, ebpf, maps, links: Default::default(), sampler: Default::default(), native_stacks })
+        let mut links = links::UprobeLinks::default();
+        if let Some((pid, attached)) = attached {
+            links.adopt(pid, attached);
+        }
+        Ok(Self { plan, ebpf, maps, links, sampler: Default::default(), native_stacks })
     }
 
     /// Fails as `load` would for want of a privilege, without loading anything.

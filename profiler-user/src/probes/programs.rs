@@ -1,17 +1,33 @@
 //! The embedded BPF object: loading the programs a plan uses into the kernel up front (a
 //! verifier rejection is seen before anything is attached; the verifier is most of the
 //! start-up, so unused programs are not loaded, and the others are verified side by side)
-//! and wiring the sampler's tail call.
-use std::thread;
+//! and wiring the sampler's tail call. A process not started yet gets its uprobes while the
+//! sampler's programs are still in the verifier (`StoppedTarget`).
+use std::{num::NonZeroU32, path::PathBuf, thread};
 
 use aya::{
     Ebpf, EbpfLoader, include_bytes_aligned,
     maps::ProgramArray,
-    programs::{PerfEvent, Program, ProgramError, UProbe},
+    programs::{PerfEvent, Program, ProgramError, UProbe, uprobe::UProbeScope},
 };
 use profiler_common::names;
 
-use super::{AttachPlan, ProbeError, kernel_btf, map_sizes, privileges};
+use super::{
+    AttachPlan, ProbeError, kernel_btf,
+    links::{self, StoppedLinks, UprobePrograms},
+    map_sizes, privileges,
+};
+use crate::binary::ProbePoint;
+
+/// A process stopped at exec (`record`): nothing of it runs before its probes are all in
+/// place, so its uprobes need not wait for the rest. Registering a uprobe waits an RCU grace
+/// period (10–40 ms), which then passes while the sampler's programs are verified.
+pub struct StoppedTarget<F> {
+    pub pid: NonZeroU32,
+    /// Its executable and probe points, once the binary is inspected (the loading thread
+    /// waits for them); `None` if it could not be.
+    pub inspected: F,
+}
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
@@ -21,8 +37,12 @@ pub fn check_privileges() -> Result<(), ProbeError> {
     if missing.is_empty() { Ok(()) } else { Err(ProbeError::NoPrivilege { missing: missing.join(", ") }) }
 }
 
-/// Loads the programs `plan` uses; nothing is attached yet.
-pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
+/// Loads the programs `plan` uses. Nothing is attached, but for a `stopped` target's uprobes:
+/// those links are returned with its PID.
+pub fn load<F>(plan: AttachPlan, stopped: Option<StoppedTarget<F>>) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError>
+where
+    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
+{
     check_privileges()?;
     // aya's loader parses the kernel's BTF as it is made; the offset zeek-probe reads from the
     // same BTF is found beside it rather than after it.
@@ -48,18 +68,27 @@ pub fn load(plan: AttachPlan) -> Result<Ebpf, ProbeError> {
     if plan.sample.is_some() {
         wanted.extend(names::PERF_EVENTS);
     }
-    load_side_by_side(&mut ebpf, &wanted)?;
+    let attached = load_side_by_side(&mut ebpf, &wanted, plan, stopped)?;
     if plan.sample.is_some() {
         wire_sample_step(&mut ebpf, names::SAMPLE_FRAMES, names::SAMPLE_STEP_SLOT)?;
         wire_sample_step(&mut ebpf, names::SAMPLE_FINISH, names::SAMPLE_FINISH_SLOT)?;
     }
-    Ok(ebpf)
+    Ok((ebpf, attached))
 }
 
-/// Loads the `wanted` programs, each on a thread of its own: the kernel verifies a program on
-/// the loading thread, and the sampler's programs take a few hundred milliseconds each, which
-/// `record` makes Zeek wait for.
-fn load_side_by_side(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), ProbeError> {
+/// Loads the `wanted` programs side by side: the kernel verifies a program on the loading
+/// thread, and the sampler's take tens of milliseconds each, which `record` makes Zeek wait
+/// for. Each of those has a thread of its own; the uprobes (small) are loaded on this one,
+/// then attached to a `stopped` target (on failure, dropping the `Ebpf` detaches them).
+fn load_side_by_side<F>(
+    ebpf: &mut Ebpf,
+    wanted: &[&'static str],
+    plan: AttachPlan,
+    stopped: Option<StoppedTarget<F>>,
+) -> Result<Option<StoppedLinks>, ProbeError>
+where
+    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
+{
     let programs: Vec<(&'static str, &mut Program)> = ebpf
         .programs_mut()
         .filter_map(|(name, program)| Some((*wanted.iter().find(|w| **w == name)?, program)))
@@ -67,11 +96,34 @@ fn load_side_by_side(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), Pro
     if let Some(missing) = wanted.iter().find(|w| !programs.iter().any(|(name, _)| name == *w)) {
         return Err(ProbeError::Missing { what: "program", name: missing });
     }
+    let (uprobes, others): (Vec<_>, Vec<_>) = programs.into_iter().partition(|(_, p)| matches!(p, Program::UProbe(_)));
     thread::scope(|scope| {
-        let loading: Vec<_> =
-            programs.into_iter().map(|(name, program)| scope.spawn(move || load_one(name, program))).collect();
-        loading.into_iter().try_for_each(|l| l.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        let verifying: Vec<_> =
+            others.into_iter().map(|(name, program)| scope.spawn(move || load_one(name, program))).collect();
+        let attached = load_and_attach(uprobes, plan, stopped);
+        let verified =
+            verifying.into_iter().try_for_each(|l| l.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        verified.and(attached)
     })
+}
+
+/// Loads the uprobe programs and attaches them at a `stopped` target's probe points.
+fn load_and_attach<F>(
+    mut uprobes: Vec<(&'static str, &mut Program)>,
+    plan: AttachPlan,
+    stopped: Option<StoppedTarget<F>>,
+) -> Result<Option<StoppedLinks>, ProbeError>
+where
+    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
+{
+    for (name, program) in &mut uprobes {
+        load_one(name, program)?;
+    }
+    let Some(StoppedTarget { pid, inspected }) = stopped else { return Ok(None) };
+    let Some((exe, points)) = inspected() else { return Ok(None) };
+    let mut programs = UprobePrograms::of(uprobes);
+    let links = links::attach_points(&mut programs, pid.get(), &exe, &points, plan, UProbeScope::OneProcess(pid))?;
+    Ok(Some((pid.get(), links)))
 }
 
 fn load_one(name: &'static str, program: &mut Program) -> Result<(), ProbeError> {
