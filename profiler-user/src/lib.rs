@@ -34,6 +34,7 @@ pub mod session;
 pub mod symbolize;
 pub mod target;
 pub mod target_set;
+pub mod thread_nice;
 pub mod unwind;
 
 #[cfg(test)]

@@ -17,7 +17,11 @@ use super::{
     links::{self, StoppedLinks, UprobePrograms},
     map_sizes, privileges,
 };
-use crate::binary::ProbePoint;
+use crate::{binary::ProbePoint, thread_nice};
+
+/// The nice value of the threads verifying the sampler's programs while a stopped target's
+/// binary is inspected (`StoppedTarget`).
+const VERIFIER_NICENESS: libc::c_int = 5;
 
 /// A process stopped at exec (`record`): nothing of it runs before its probes are all in
 /// place, so its uprobes need not wait for the rest. Registering a uprobe waits an RCU grace
@@ -97,9 +101,21 @@ where
         return Err(ProbeError::Missing { what: "program", name: missing });
     }
     let (uprobes, others): (Vec<_>, Vec<_>) = programs.into_iter().partition(|(_, p)| matches!(p, Program::UProbe(_)));
+    // A stopped target's uprobes wait for its binary's inspection, then a grace period: the
+    // inspection goes first, the verifier has time until the grace period is over.
+    let yield_to_inspection = stopped.is_some();
     thread::scope(|scope| {
-        let verifying: Vec<_> =
-            others.into_iter().map(|(name, program)| scope.spawn(move || load_one(name, program))).collect();
+        let verifying: Vec<_> = others
+            .into_iter()
+            .map(|(name, program)| {
+                scope.spawn(move || {
+                    if yield_to_inspection {
+                        thread_nice::lower_this_thread(VERIFIER_NICENESS);
+                    }
+                    load_one(name, program)
+                })
+            })
+            .collect();
         let attached = load_and_attach(uprobes, plan, stopped);
         let verified =
             verifying.into_iter().try_for_each(|l| l.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));

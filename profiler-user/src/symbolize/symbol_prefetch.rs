@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::{Effort, KernelSymbols, ProcessCode};
-use crate::target::mappings;
+use crate::{target::mappings, thread_nice};
 
 /// The native addresses of the command's samples not handed out before (the ones unwound
 /// from its stacks since: `unwind::NewAddresses`).
@@ -48,7 +48,7 @@ impl SymbolPrefetch {
         let thread = std::thread::Builder::new()
             .name("symbol-prefetch".into())
             .spawn(move || {
-                if let Some((tid, before)) = lower_priority() {
+                if let Some((tid, before)) = thread_nice::lower_this_thread(NICENESS) {
                     lowering.1.store(before, Ordering::Relaxed);
                     lowering.0.store(tid, Ordering::Release);
                 }
@@ -84,21 +84,6 @@ impl SymbolPrefetch {
             thread.thread().unpark();
             let _ = thread.join();
         }
-    }
-}
-
-/// Lowers the calling thread's priority (Linux: a thread's own nice value; the threads it
-/// starts inherit it). Its id and its nice value before, if it was lowered.
-fn lower_priority() -> Option<(i32, i32)> {
-    // SAFETY: gettid, getpriority and setpriority on this thread only.
-    unsafe {
-        let tid = libc::gettid();
-        *libc::__errno_location() = 0;
-        let before = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-        if before == -1 && *libc::__errno_location() != 0 {
-            return None;
-        }
-        (libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS.max(before)) == 0).then_some((tid, before))
     }
 }
 
