@@ -4,14 +4,14 @@
 //! addresses unwound so far (a C++ compile unit's DWARF is megabytes to parse; a report's
 //! addresses fall in tens to hundreds). The thread that keeps at it while the command runs
 //! does so at a low priority (the command comes first) and is raised back when the command
-//! ends, to finish the library or compile unit it is in the middle of for the report, which
-//! does the rest on every core.
+//! ends, to finish the library or compile unit it is in the middle of beside the report, which
+//! does the rest on every core (and waits for it only where it needs that very file).
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicI32, Ordering},
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
     },
-    thread::JoinHandle,
+    thread::Thread,
     time::Duration,
 };
 
@@ -31,9 +31,10 @@ const NICENESS: libc::c_int = 10;
 
 pub struct SymbolPrefetch {
     stop: Arc<AtomicBool>,
-    /// The prefetch thread's id once it lowered its priority, and the priority it had.
-    lowered: Arc<(AtomicI32, AtomicI32)>,
-    thread: Option<JoinHandle<()>>,
+    /// The prefetch thread's id while it runs at a lowered priority, and the priority it had.
+    /// It clears this before it ends, under the lock: its id is not reused while set.
+    lowered: Arc<Mutex<Option<(i32, i32)>>>,
+    thread: Option<Thread>,
 }
 
 impl SymbolPrefetch {
@@ -43,15 +44,14 @@ impl SymbolPrefetch {
         // Read once, and by the report for sure: at the usual priority.
         let _ = std::thread::Builder::new().name("kernel-symbols".into()).spawn(KernelSymbols::shared);
         let stop = Arc::new(AtomicBool::new(false));
-        let lowered = Arc::new((AtomicI32::new(0), AtomicI32::new(0)));
+        let lowered = Arc::new(Mutex::new(None));
         let (stopped, lowering) = (Arc::clone(&stop), Arc::clone(&lowered));
         let thread = std::thread::Builder::new()
             .name("symbol-prefetch".into())
             .spawn(move || {
-                if let Some((tid, before)) = thread_nice::lower_this_thread(NICENESS) {
-                    lowering.1.store(before, Ordering::Relaxed);
-                    lowering.0.store(tid, Ordering::Release);
-                }
+                *lock(&lowering) = thread_nice::lower_this_thread(NICENESS);
+                // However the thread ends: its id may be another's after.
+                let _forgotten_at_end = ForgetOnDrop(lowering);
                 // Only user-space lines are resolved here: no kernel frame is named.
                 let no_kernel = KernelSymbols::default();
                 while !stopped.load(Ordering::Relaxed) {
@@ -62,29 +62,42 @@ impl SymbolPrefetch {
                         let effort = Effort::Background { stop: &stopped };
                         code.native_code(&mappings, &no_kernel).prefetch_lines(fresh, effort);
                     }
-                    // Woken early by `finish`, which the report waits for.
+                    // Woken early by `finish`.
                     std::thread::park_timeout(RESCAN);
                 }
             })
             .ok();
-        Self { stop, lowered, thread }
+        Self { stop, lowered, thread: thread.map(|t| t.thread().clone()) }
     }
 
-    /// Stops after the library or compile unit being read, if any: what is left is read when
-    /// the report names it.
-    pub fn finish(mut self) {
+    /// Stops the thread after the library or compile unit it is reading, if any, at the usual
+    /// priority again, and returns at once: the report reads what is left beside it (waiting
+    /// for it only on the file it is in, whose lock it holds).
+    pub fn finish(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let tid = self.lowered.0.load(Ordering::Acquire);
-        if tid != 0 {
+        if let Some((tid, before)) = *lock(&self.lowered) {
             // Raising a priority needs CAP_SYS_NICE (root has it): without, it stays low.
-            // SAFETY: setpriority on our own thread's id, still alive until joined below.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, self.lowered.1.load(Ordering::Relaxed)) };
+            // SAFETY: setpriority on our own thread's id: it is alive while `lowered` holds it
+            // (it clears it under this lock before it ends).
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, before) };
         }
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
+        if let Some(thread) = &self.thread {
+            thread.unpark();
         }
     }
+}
+
+/// Clears the prefetch thread's id (`SymbolPrefetch::lowered`) when dropped.
+struct ForgetOnDrop(Arc<Mutex<Option<(i32, i32)>>>);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        *lock(&self.0) = None;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
