@@ -23,10 +23,6 @@ const NAME_LINKS: usize = 16;
 pub(super) struct UnitChains<'a> {
     dwarf: &'a Dwarf,
     unit: Unit<Reader>,
-    /// Its functions' ranges, sorted, each with the function's DIE: walked once, on first use.
-    functions: Option<Vec<(u64, u64, UnitOffset)>>,
-    /// Its line table, read on first use.
-    lines: Option<LineTable>,
     /// File paths by index in the line table, rendered on first use.
     files: HashMap<u64, Option<String>>,
     demangled: HashMap<String, String>,
@@ -45,13 +41,32 @@ impl<'a> UnitChains<'a> {
     pub(super) fn new(dwarf: &'a Dwarf, offset: usize) -> Result<Self, gimli::Error> {
         let header = dwarf.debug_info.header_from_offset(gimli::DebugInfoOffset(offset))?;
         let unit = dwarf.unit(header)?;
-        Ok(Self { dwarf, unit, functions: None, lines: None, files: HashMap::new(), demangled: HashMap::new() })
+        Ok(Self { dwarf, unit, files: HashMap::new(), demangled: HashMap::new() })
     }
 
-    /// The chain at `address`, outermost first (as `native_lines::SourceLines::frames`
-    /// gives it); `None` when the walk finds no function whose ranges hold it.
-    pub(super) fn chain(&mut self, address: u64) -> Result<Option<Vec<SourceFrame>>, gimli::Error> {
-        let Some(function) = self.function_at(address)? else { return Ok(None) };
+    /// The chains at `addresses` (sorted, each once), each outermost first (as
+    /// `native_lines::SourceLines::frames` gives it); `None` for one the walk finds no
+    /// function for. The unit's DIEs and line table are read only until every address is found.
+    pub(super) fn chains(&mut self, addresses: &[u64]) -> Result<Vec<Option<Vec<SourceFrame>>>, gimli::Error> {
+        let functions = self.functions_at(addresses)?;
+        let rows = rows_at(&self.unit, addresses)?;
+        let mut chains = Vec::with_capacity(addresses.len());
+        for ((address, function), row) in addresses.iter().zip(functions).zip(rows) {
+            chains.push(match function {
+                Some(function) => Some(self.chain_in(function, *address, row)?),
+                None => None,
+            });
+        }
+        Ok(chains)
+    }
+
+    /// The chain at `address` in `function`, whose line-table row (file index, line) is `row`.
+    fn chain_in(
+        &mut self,
+        function: UnitOffset,
+        address: u64,
+        row: Option<(u64, u32)>,
+    ) -> Result<Vec<SourceFrame>, gimli::Error> {
         let mut levels =
             vec![Level { name: self.name_of(&self.unit.entry(function)?)?, call_file: None, call_line: 0 }];
         let mut tree = self.unit.entries_tree(Some(function))?;
@@ -59,7 +74,7 @@ impl<'a> UnitChains<'a> {
 
         // The innermost level runs the line the line table gives; each outer one the line of
         // the call inlined into it.
-        let (file, line) = match self.row_at(address)? {
+        let (file, line) = match row {
             Some((file_index, line)) => (self.file(file_index)?, line),
             None => (None, 0),
         };
@@ -72,41 +87,44 @@ impl<'a> UnitChains<'a> {
             let function = level.name.as_ref().map(|name| self.demangle(name)).transpose()?;
             frames.push(SourceFrame { function, file, line });
         }
-        Ok(Some(frames))
+        Ok(frames)
     }
 
-    /// The subprogram whose ranges hold `address`, among the unit's top-level DIEs and its
-    /// namespaces'.
-    fn function_at(&mut self, address: u64) -> Result<Option<UnitOffset>, gimli::Error> {
-        if self.functions.is_none() {
-            let mut functions = Vec::new();
-            let mut tree = self.unit.entries_tree(None)?;
-            self.functions_under(tree.root()?, &mut functions)?;
-            functions.sort_unstable_by_key(|(begin, _, _)| *begin);
-            self.functions = Some(functions);
-        }
-        let functions = self.functions.as_deref().unwrap_or_default();
-        let i = functions.partition_point(|(begin, _, _)| *begin <= address);
-        Ok(i.checked_sub(1).map(|i| functions[i]).filter(|(_, end, _)| address < *end).map(|(_, _, at)| at))
+    /// The subprogram whose ranges hold each of `addresses` (sorted), among the unit's
+    /// top-level DIEs and its namespaces' (the first in the unit, should two).
+    fn functions_at(&self, addresses: &[u64]) -> Result<Vec<Option<UnitOffset>>, gimli::Error> {
+        let mut found = vec![None; addresses.len()];
+        let mut missing = addresses.len();
+        let mut tree = self.unit.entries_tree(None)?;
+        self.functions_under(tree.root()?, addresses, &mut found, &mut missing)?;
+        Ok(found)
     }
 
+    /// Walks `node`'s children until no address is `missing` its function.
     fn functions_under(
         &self,
         node: EntriesTreeNode<Reader>,
-        functions: &mut Vec<(u64, u64, UnitOffset)>,
+        addresses: &[u64],
+        found: &mut [Option<UnitOffset>],
+        missing: &mut usize,
     ) -> Result<(), gimli::Error> {
         let mut children = node.children();
-        while let Some(child) = children.next()? {
+        while *missing > 0
+            && let Some(child) = children.next()?
+        {
             match child.entry().tag {
                 gimli::DW_TAG_subprogram => {
                     let mut ranges = self.dwarf.die_ranges(&self.unit, child.entry())?;
                     while let Some(range) = ranges.next()? {
-                        if range.begin < range.end {
-                            functions.push((range.begin, range.end, child.entry().offset()));
+                        let first = addresses.partition_point(|a| *a < range.begin);
+                        let held = addresses[first..].iter().take_while(|a| **a < range.end).count();
+                        for slot in found[first..first + held].iter_mut().filter(|slot| slot.is_none()) {
+                            *slot = Some(child.entry().offset());
+                            *missing -= 1;
                         }
                     }
                 }
-                gimli::DW_TAG_namespace => self.functions_under(child, functions)?,
+                gimli::DW_TAG_namespace => self.functions_under(child, addresses, found, missing)?,
                 _ => {}
             }
         }
@@ -192,15 +210,6 @@ impl<'a> UnitChains<'a> {
             }
         }
         Ok(name)
-    }
-
-    /// The file index and line of the line-table row that holds `address`, as `addr2line`
-    /// finds it (of rows at one address, the last).
-    fn row_at(&mut self, address: u64) -> Result<Option<(u64, u32)>, gimli::Error> {
-        if self.lines.is_none() {
-            self.lines = Some(LineTable::read(&self.unit)?);
-        }
-        Ok(self.lines.as_ref().and_then(|lines| lines.row_at(address)))
     }
 
     /// The path of the line table's file `index`, as `addr2line` renders it: the unit's
@@ -315,51 +324,31 @@ fn unit_holding(
     Ok(None)
 }
 
-/// A unit's line table as `addr2line` keeps it: sequences sorted by start address, each row
-/// the last of those at its address.
-struct LineTable {
-    sequences: Vec<Sequence>,
-}
-
-struct Sequence {
-    start: u64,
-    end: u64,
-    /// Address, file index, line.
-    rows: Vec<(u64, u64, u32)>,
-}
-
-impl LineTable {
-    fn read(unit: &Unit<Reader>) -> Result<Self, gimli::Error> {
-        let mut sequences = Vec::new();
-        let Some(program) = unit.line_program.clone() else { return Ok(Self { sequences }) };
-        let mut rows = program.rows();
-        let mut current: Vec<(u64, u64, u32)> = Vec::new();
-        while let Some((_, row)) = rows.next_row()? {
-            if row.end_sequence() {
-                if let Some(start) = current.first().map(|r| r.0)
-                    && start < row.address()
-                {
-                    sequences.push(Sequence { start, end: row.address(), rows: std::mem::take(&mut current) });
-                }
-                current.clear();
-                continue;
-            }
-            let entry = (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32);
-            match current.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => current.push(entry),
+/// The file index and line of the line-table row that holds each of `addresses` (sorted), as
+/// `addr2line` finds it: the last row at or before it (of rows at one address, the last) in a
+/// sequence that holds it. The table is read until every address is found.
+fn rows_at(unit: &Unit<Reader>, addresses: &[u64]) -> Result<Vec<Option<(u64, u32)>>, gimli::Error> {
+    let mut found = vec![None; addresses.len()];
+    let Some(program) = unit.line_program.clone() else { return Ok(found) };
+    let mut missing = addresses.len();
+    let mut rows = program.rows();
+    // The row before, in this sequence: it holds the addresses from its own up to this row's.
+    let mut previous: Option<(u64, u64, u32)> = None;
+    while missing > 0
+        && let Some((_, row)) = rows.next_row()?
+    {
+        if let Some((start, file, line)) = previous.filter(|(start, _, _)| *start < row.address()) {
+            let first = addresses.partition_point(|a| *a < start);
+            let held = addresses[first..].iter().take_while(|a| **a < row.address()).count();
+            for slot in found[first..first + held].iter_mut().filter(|slot| slot.is_none()) {
+                *slot = Some((file, line));
+                missing -= 1;
             }
         }
-        sequences.sort_unstable_by_key(|s| s.start);
-        Ok(Self { sequences })
+        previous =
+            (!row.end_sequence()).then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32));
     }
-
-    fn row_at(&self, address: u64) -> Option<(u64, u32)> {
-        let i = self.sequences.partition_point(|s| s.start <= address).checked_sub(1)?;
-        let sequence = self.sequences.get(i).filter(|s| address < s.end)?;
-        let row = sequence.rows.partition_point(|r| r.0 <= address).checked_sub(1)?;
-        sequence.rows.get(row).map(|r| (r.1, r.2))
-    }
+    Ok(found)
 }
 
 /// `addr2line`'s join: an absolute part replaces what is there.

@@ -344,17 +344,18 @@ struct UnitSources<'a> {
 }
 
 impl UnitSources<'_> {
-    /// The chains at `addresses`, all in the unit: walked to (`UnitChains`), or, where the
-    /// walk finds no function or fails, from an `addr2line` context of the unit (made once).
+    /// The chains at `addresses` (sorted, each once), all in the unit: walked to
+    /// (`UnitChains`), or, where the walk finds no function or fails, from an `addr2line`
+    /// context of the unit (made once).
     fn resolve(&self, addresses: &[u64]) -> Vec<(u64, Result<Vec<SourceFrame>, gimli::Error>)> {
-        let mut walk = UnitChains::new(self.dwarf, self.unit);
+        let walked = UnitChains::new(self.dwarf, self.unit).and_then(|mut walk| walk.chains(addresses));
+        let walked = walked.unwrap_or_else(|_| vec![None; addresses.len()]);
         let mut context = None;
         let mut resolved = Vec::with_capacity(addresses.len());
-        for &address in addresses {
-            let walked = walk.as_mut().map_err(|e| *e).and_then(|walk| walk.chain(address));
+        for (&address, walked) in addresses.iter().zip(walked) {
             let found = match walked {
-                Ok(Some(frames)) => Ok(frames),
-                Ok(None) | Err(_) => context
+                Some(frames) => Ok(frames),
+                None => context
                     .get_or_insert_with(|| unit_context(self.sections, self.sup, self.endian, self.unit))
                     .as_ref()
                     .map_err(|e| *e)
@@ -639,12 +640,15 @@ mod tests {
             let (mut compared, mut walked) = (0, 0);
             for (unit, addresses) in by_unit {
                 let context = unit_context(&sections, None, endian, unit).unwrap();
-                let mut walk = UnitChains::new(&dwarf, unit).unwrap();
-                for address in addresses {
+                let mut addresses = addresses;
+                addresses.sort_unstable();
+                addresses.dedup();
+                let walks = UnitChains::new(&dwarf, unit).unwrap().chains(&addresses).unwrap();
+                for (address, walk) in addresses.into_iter().zip(walks) {
                     // addr2line made of one unit cannot follow a reference into another.
                     let Ok(expected) = chain(&context, address) else { continue };
                     compared += 1;
-                    if let Some(frames) = walk.chain(address).unwrap() {
+                    if let Some(frames) = walk {
                         walked += 1;
                         assert_eq!(frames, expected, "{}: at {address:#x}", file.display());
                     } else {
