@@ -2,7 +2,7 @@
 //! does not move while zeek-probe runs, so the table is read once and shared by every target.
 //! With `kernel.kptr_restrict` (or without root) kallsyms lists every address as zero: kernel
 //! frames are then shown as one `[kernel]` frame, and zeek-probe says why once.
-use std::{fs, sync::OnceLock};
+use std::{fs, ops::Range, sync::OnceLock};
 
 use crate::output;
 
@@ -19,8 +19,11 @@ pub fn is_kernel_frame(name: &str) -> bool {
 /// Kernel text symbols by address.
 #[derive(Debug, Default)]
 pub struct KernelSymbols {
-    /// Start address and name (with `[module]` for a module's), sorted by address.
-    functions: Vec<(u64, String)>,
+    /// kallsyms as read: ~200,000 names, kept where they are rather than each allocated.
+    text: String,
+    /// Start address, and where in `text` the name is (a module's followed by a tab and
+    /// `[module]`), sorted by address.
+    functions: Vec<(u64, Range<u32>)>,
 }
 
 impl KernelSymbols {
@@ -28,7 +31,7 @@ impl KernelSymbols {
     pub fn shared() -> &'static Self {
         static SHARED: OnceLock<KernelSymbols> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let symbols = fs::read_to_string("/proc/kallsyms").map(|text| Self::parse(&text)).unwrap_or_default();
+            let symbols = fs::read_to_string("/proc/kallsyms").map(Self::parse).unwrap_or_default();
             if symbols.functions.is_empty() {
                 output::note(format!(
                     "/proc/kallsyms shows no kernel addresses (kernel.kptr_restrict, or not root): kernel frames are shown as {KERNEL_UNNAMED}"
@@ -40,25 +43,26 @@ impl KernelSymbols {
 
     /// Parses kallsyms text (`ffffffff81000000 T _stext`, `… t name\t[module]`), keeping text
     /// symbols. All-zero addresses (hidden) give an empty table.
-    pub fn parse(text: &str) -> Self {
-        let mut functions: Vec<(u64, String)> = text
+    pub fn parse(text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        let base = text.as_ptr() as usize;
+        let mut functions: Vec<(u64, Range<u32>)> = text
             .lines()
             .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let address = u64::from_str_radix(fields.next()?, 16).ok()?;
-                let kind = fields.next()?;
-                let name = fields.next()?;
+                let (address, rest) = line.split_once(' ')?;
+                let (kind, name) = rest.split_once(' ')?;
+                let address = u64::from_str_radix(address, 16).ok()?;
                 if address == 0 || !matches!(kind, "T" | "t" | "W" | "w") {
                     return None;
                 }
-                Some(match fields.next() {
-                    Some(module) => (address, format!("{name} {module}")),
-                    None => (address, name.to_owned()),
-                })
+                let name = name.trim_end();
+                let start = u32::try_from(name.as_ptr() as usize - base).ok()?;
+                Some((address, start..start.checked_add(u32::try_from(name.len()).ok()?)?))
             })
             .collect();
-        functions.sort_unstable();
-        Self { functions }
+        // Of symbols at one address, the report names the last: as with names sorted.
+        functions.sort_unstable_by(|(a, x), (b, y)| a.cmp(b).then_with(|| name_in(&text, x).cmp(name_in(&text, y))));
+        Self { text, functions }
     }
 
     /// The frame name of the kernel function containing `address`: kallsyms has no sizes, so
@@ -66,7 +70,8 @@ impl KernelSymbols {
     pub fn frame_name(&self, address: u64) -> String {
         let i = self.functions.partition_point(|(start, _)| *start <= address);
         match i.checked_sub(1).map(|i| &self.functions[i]) {
-            Some((_, name)) => format!("{KERNEL_PREFIX}{name}"),
+            // A module's symbol: `name [module]`.
+            Some((_, name)) => format!("{KERNEL_PREFIX}{}", name_in(&self.text, name).replace('\t', " ")),
             None => KERNEL_UNNAMED.to_owned(),
         }
     }
@@ -74,6 +79,10 @@ impl KernelSymbols {
     pub fn is_empty(&self) -> bool {
         self.functions.is_empty()
     }
+}
+
+fn name_in<'a>(text: &'a str, range: &Range<u32>) -> &'a str {
+    text.get(range.start as usize..range.end as usize).unwrap_or_default()
 }
 
 #[cfg(test)]
