@@ -8,7 +8,7 @@ use std::{num::NonZeroU32, path::PathBuf, thread};
 use aya::{
     Ebpf, EbpfLoader, include_bytes_aligned,
     maps::ProgramArray,
-    programs::{PerfEvent, Program, ProgramError, UProbe, uprobe::UProbeScope},
+    programs::{PerfEvent, Program, ProgramError, uprobe::UProbeScope},
 };
 use profiler_common::names;
 
@@ -179,11 +179,6 @@ fn load_error(program: &'static str, source: ProgramError) -> ProbeError {
 }
 
 pub fn perf_event<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut PerfEvent, ProbeError> {
-    let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
-    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
-}
-
-pub fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, ProbeError> {
     let program = ebpf.program_mut(name).ok_or(ProbeError::Missing { what: "program", name })?;
     program.try_into().map_err(|source| ProbeError::Program { program: name, source })
 }
