@@ -140,12 +140,16 @@ fn perf_dwarf_unwinding_agrees_with_the_native_chains_truth() {
             f.name, f.self_share, perf_self, f.inclusive_share, perf_inclusive
         );
     }
+    // Not even half the share the fixture gave it says perf missed the function, where chance
+    // cannot: 30 samples or more expected (then fewer than 15 has odds below 0.2 %).
+    let samples = stacks.len() as f64;
     for f in &chain {
         let (perf_self, perf_inclusive) = perf[&f.name];
         for (what, want, got) in [("inclusive", f.inclusive_share, perf_inclusive), ("self", f.self_share, perf_self)] {
+            let halved = want * samples / 100.0 >= 30.0 && got < want / 2.0;
             assert!(
-                (got - want).abs() <= POINTS && got >= want / 2.0,
-                "{}: perf's {what} share {got:.2}%, the fixture's {want:.2}% of the main thread",
+                (got - want).abs() <= POINTS && !halved,
+                "{}: perf's {what} share {got:.2}%, the fixture's {want:.2}% of the main thread ({samples} samples)",
                 f.name
             );
         }

@@ -11,7 +11,9 @@ use std::{
 
 use crate::{common::*, real_zeek_support::*};
 
-/// Agreement asked for, in points of the main thread's samples.
+/// Agreement asked for, in points of the main thread's samples: this, or four standard
+/// deviations of the difference two samplers of that many samples show by chance, whichever
+/// is more (`tolerance`).
 const POINTS: f64 = 2.0;
 /// How many of each side's hottest functions are compared.
 const HOTTEST: usize = 6;
@@ -44,6 +46,8 @@ type PerfShares = BTreeMap<String, (f64, Dso)>;
 
 /// What each sampler saw of the main thread.
 struct Run {
+    /// How many main-thread samples each took: zeek-probe, perf.
+    samples: (f64, f64),
     /// perf: every symbol its samples landed in, and where.
     perf: PerfShares,
     /// zeek-probe: the leaves of native stacks (kernel ones without their `[k] `), and of
@@ -82,7 +86,7 @@ fn try_record_under_perf(dir: &Path, command: &[&OsStr], env: &[(&str, String)])
         return Err(String::from_utf8_lossy(&script.stderr).into_owned());
     }
     let folded = std::fs::read_to_string(out.join("profile.folded")).unwrap();
-    let (native, kernel) = probe_shares(&folded, &crate::sampling::script_names(&summary));
+    let (native, kernel, probe_samples) = probe_shares(&folded, &crate::sampling::script_names(&summary));
     let script = String::from_utf8_lossy(&script.stdout);
     let aliases = Aliases::of_libraries_in(&script);
     let native = native.into_iter().map(|(name, share)| (aliases.one_name(name), share)).fold(
@@ -92,14 +96,15 @@ fn try_record_under_perf(dir: &Path, command: &[&OsStr], env: &[(&str, String)])
             shares
         },
     );
-    let perf = perf_shares(&script, pid).into_iter().map(|(name, v)| (aliases.one_name(name), v)).fold(
+    let (perf, perf_samples) = perf_shares(&script, pid);
+    let perf = perf.into_iter().map(|(name, v)| (aliases.one_name(name), v)).fold(
         PerfShares::new(),
         |mut shares, (name, (share, dso))| {
             shares.entry(name).or_insert((0.0, dso)).0 += share;
             shares
         },
     );
-    Ok(Run { perf, native, kernel })
+    Ok(Run { samples: (probe_samples, perf_samples), perf, native, kernel })
 }
 
 /// One name per library function: a function has aliases at its address (libc's `free`,
@@ -138,9 +143,9 @@ impl Aliases {
     }
 }
 
-/// perf's main-thread samples (thread id = process id) per symbol. A line is
+/// perf's main-thread samples (thread id = process id) per symbol, and how many. A line is
 /// `TID IP SYMBOL (DSO)`; the symbol may hold spaces.
-fn perf_shares(script: &str, pid: u64) -> PerfShares {
+fn perf_shares(script: &str, pid: u64) -> (PerfShares, f64) {
     let mut counts = PerfShares::new();
     for line in script.lines() {
         let mut fields = line.split_whitespace();
@@ -156,7 +161,7 @@ fn perf_shares(script: &str, pid: u64) -> PerfShares {
     let total: f64 = counts.values().map(|(n, _)| n).sum();
     assert!(total > 1000.0, "perf sampled the main thread: {total} samples");
     counts.values_mut().for_each(|(n, _)| *n *= 100.0 / total);
-    counts
+    (counts, total)
 }
 
 /// A demangled name without its spaces: perf's demangler writes a function type in a template
@@ -172,8 +177,8 @@ fn comparable(symbol: &str) -> String {
 }
 
 /// zeek-probe's main-thread samples (not `[thread]` stacks) by leaf function, as native and kernel shares:
-/// native where the leaf is no script frame (nor an event's C++ dispatch, `[dispatch]`).
-fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Shares, Shares) {
+/// native where the leaf is no script frame (nor an event's C++ dispatch, `[dispatch]`); and how many.
+fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Shares, Shares, f64) {
     let (mut native, mut kernel) = (Shares::new(), Shares::new());
     let mut total = 0.0;
     for line in folded.lines().filter(|l| !l.starts_with("[thread] ")) {
@@ -194,7 +199,7 @@ fn probe_shares(folded: &str, script: &std::collections::HashSet<String>) -> (Sh
     for share in native.values_mut().chain(kernel.values_mut()) {
         *share *= 100.0 / total;
     }
-    (native, kernel)
+    (native, kernel, total)
 }
 
 fn hottest(shares: impl IntoIterator<Item = (String, f64)>) -> Vec<(String, f64)> {
@@ -204,10 +209,20 @@ fn hottest(shares: impl IntoIterator<Item = (String, f64)>) -> Vec<(String, f64)
     shares
 }
 
-/// zeek-probe's hottest functions of `probe` and perf's hottest in `dso` within `POINTS`.
+/// How far two shares (in percent) of samplers with `samples` samples each may differ: `POINTS`,
+/// or four standard deviations of the difference chance gives them (both sampling the same
+/// run independently), whichever is more. Four: a few dozen functions are compared per run.
+fn tolerance(ours: f64, theirs: f64, samples: (f64, f64)) -> f64 {
+    let p = (ours + theirs) / 200.0;
+    let sigma = 100.0 * (p * (1.0 - p) * (1.0 / samples.0 + 1.0 / samples.1)).sqrt();
+    POINTS.max(4.0 * sigma)
+}
+
+/// zeek-probe's hottest functions of `probe` and perf's hottest in `dso` agree (`tolerance`).
 /// Code no symbol covers has no name to match by (zeek-probe's `[libcrypto.so.3]`, perf's
 /// `[unknown]`): a stripped library's static functions.
-fn assert_agree(what: &str, probe: &Shares, perf: &PerfShares, dso: Dso) {
+fn assert_agree(what: &str, run: &Run, probe: &Shares, dso: Dso) {
+    let perf = &run.perf;
     let named = |(name, _): &(String, f64)| !name.starts_with('[');
     let probe_named = probe.iter().map(|(n, s)| (n.clone(), *s)).filter(named);
     let perf_kind =
@@ -216,9 +231,11 @@ fn assert_agree(what: &str, probe: &Shares, perf: &PerfShares, dso: Dso) {
     for name in names {
         let ours = probe.get(&name).copied().unwrap_or(0.0);
         let theirs = perf.get(&name).map_or(0.0, |(share, _)| *share);
+        let tolerance = tolerance(ours, theirs, run.samples);
         assert!(
-            (ours - theirs).abs() <= POINTS,
-            "{what}: {name}: zeek-probe {ours:.2}% of the main thread, perf {theirs:.2}%\nzeek-probe: {probe:?}"
+            (ours - theirs).abs() <= tolerance,
+            "{what}: {name}: zeek-probe {ours:.2}% of the main thread, perf {theirs:.2}% (within {tolerance:.2} asked, of {:?} samples)\nzeek-probe: {probe:?}",
+            run.samples
         );
     }
 }
@@ -238,8 +255,8 @@ fn perf_agrees_with_the_native_and_kernel_self_shares_on_the_fixture() {
     let fixture = fixture("zeek-shaped-8.2");
     let run = record_under_perf(dir.path(), &[fixture.as_os_str(), "--seconds".as_ref(), "10".as_ref()], &[]);
     assert!(run.native.keys().any(|n| n.starts_with("__memset_")), "libc's memset named: {:?}", run.native);
-    assert_agree("fixture, native", &run.native, &run.perf, Dso::SharedLibrary);
-    assert_agree("fixture, kernel", &run.kernel, &run.perf, Dso::Kernel);
+    assert_agree("fixture, native", &run, &run.native, Dso::SharedLibrary);
+    assert_agree("fixture, kernel", &run, &run.kernel, Dso::Kernel);
 }
 
 /// On a real replay every hottest main-thread function agrees: the kernel's, the libraries'
@@ -253,7 +270,7 @@ fn perf_agrees_with_the_native_and_kernel_self_shares_on_a_real_replay() {
     let replay = thrice_merged_trace();
     let command = [zeek.path.as_os_str(), "-r".as_ref(), replay.as_os_str(), "local".as_ref()];
     let run = record_under_perf(dir.path(), &command, &zeek.env());
-    assert_agree("real Zeek, kernel", &run.kernel, &run.perf, Dso::Kernel);
-    assert_agree("real Zeek, libraries", &run.native, &run.perf, Dso::SharedLibrary);
-    assert_agree("real Zeek, Zeek's own", &run.native, &run.perf, Dso::Other);
+    assert_agree("real Zeek, kernel", &run, &run.kernel, Dso::Kernel);
+    assert_agree("real Zeek, libraries", &run, &run.native, Dso::SharedLibrary);
+    assert_agree("real Zeek, Zeek's own", &run, &run.native, Dso::Other);
 }
