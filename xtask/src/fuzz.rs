@@ -17,6 +17,10 @@ pub fn run(seconds: u64) -> Result<()> {
     let crate_dir = run::workspace_root().join("profiler-user");
     let fuzz_dir = crate_dir.join("fuzz");
     run::status(Command::new("cargo").args(["+nightly", "fuzz", "build", "--release"]).current_dir(&crate_dir))?;
+    // `zeek_binary` inspects each input through the layout cache, which keeps an entry per
+    // file: thousands per run, in the host's /var/cache/zeek-probe (as root) but for this.
+    let cache = run::workspace_root().join("target/fuzz-layout-cache");
+    let _ = fs::remove_dir_all(&cache);
     for target in TARGETS {
         let seeds = fuzz_dir.join("corpus").join(target);
         let found = run::workspace_root().join("target/fuzz-corpus").join(target);
@@ -30,6 +34,8 @@ pub fn run(seconds: u64) -> Result<()> {
             .arg(format!("-max_total_time={seconds}"))
             .args(["-rss_limit_mb=2048", "-timeout=10", "-print_final_stats=1"])
             .current_dir(&crate_dir)
+            .env("CACHE_DIRECTORY", &cache)
+            .env_remove("ZEEK_PROBE_CACHE")
             .status()
             .context("cannot run cargo fuzz")?;
         if !status.success() {
