@@ -30,7 +30,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         let inspection = scope.spawn(move || Session::inspect(pid));
         let target = StoppedTarget {
             pid: NonZeroU32::new(pid).context("the command has no PID")?,
-            inspected: || {
+            inspected: Box::new(|| {
                 let result = inspection.join();
                 let found = match &result {
                     Ok(Ok((process, binary))) => Some((process.exe.clone(), binary.probe_points.clone())),
@@ -38,7 +38,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
                 };
                 inspected = Some(result);
                 found
-            },
+            }),
         };
         anyhow::Ok(Probes::load_for_stopped(args.probes.plan(args.hz, true), target)?)
     });

@@ -13,10 +13,7 @@ pub mod programs;
 mod release;
 pub mod sampler;
 
-use std::{
-    num::NonZeroU32,
-    path::{Path, PathBuf},
-};
+use std::{num::NonZeroU32, path::Path};
 
 use aya::Ebpf;
 pub use error::ProbeError;
@@ -44,23 +41,17 @@ pub struct Probes {
 impl Probes {
     /// Loads the programs `plan` uses into the kernel; nothing is attached yet.
     pub fn load(plan: AttachPlan) -> Result<Self, ProbeError> {
-        Self::load_with(plan, None::<StoppedTarget<fn() -> Option<(PathBuf, Vec<ProbePoint>)>>>)
+        Self::load_with(plan, None)
     }
 
     /// As `load`, for a process stopped at exec (`record`): its uprobes are attached while
     /// the sampler's programs are verified (`programs::StoppedTarget`); its `attach` then
     /// registers it and starts the sampler.
-    pub fn load_for_stopped<F>(plan: AttachPlan, target: StoppedTarget<F>) -> Result<Self, ProbeError>
-    where
-        F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
-    {
+    pub fn load_for_stopped(plan: AttachPlan, target: StoppedTarget) -> Result<Self, ProbeError> {
         Self::load_with(plan, Some(target))
     }
 
-    fn load_with<F>(plan: AttachPlan, stopped: Option<StoppedTarget<F>>) -> Result<Self, ProbeError>
-    where
-        F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
-    {
+    fn load_with(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<Self, ProbeError> {
         let (mut ebpf, attached) = programs::load(plan, stopped)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
         let native_stacks = match plan.native_stack_bytes {

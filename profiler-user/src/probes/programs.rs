@@ -26,11 +26,11 @@ const VERIFIER_NICENESS: libc::c_int = 5;
 /// A process stopped at exec (`record`): nothing of it runs before its probes are all in
 /// place, so its uprobes need not wait for the rest. Registering a uprobe waits an RCU grace
 /// period (10–40 ms), which then passes while the sampler's programs are verified.
-pub struct StoppedTarget<F> {
+pub struct StoppedTarget<'a> {
     pub pid: NonZeroU32,
     /// Its executable and probe points, once the binary is inspected (the loading thread
     /// waits for them); `None` if it could not be.
-    pub inspected: F,
+    pub inspected: Box<dyn FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)> + 'a>,
 }
 
 static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
@@ -43,10 +43,7 @@ pub fn check_privileges() -> Result<(), ProbeError> {
 
 /// Loads the programs `plan` uses. Nothing is attached, but for a `stopped` target's uprobes:
 /// those links are returned with its PID.
-pub fn load<F>(plan: AttachPlan, stopped: Option<StoppedTarget<F>>) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError>
-where
-    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
-{
+pub fn load(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError> {
     check_privileges()?;
     // aya's loader parses the kernel's BTF as it is made; the offset zeek-probe reads from the
     // same BTF is found beside it rather than after it.
@@ -84,15 +81,12 @@ where
 /// thread, and the sampler's take tens of milliseconds each, which `record` makes Zeek wait
 /// for. Each of those has a thread of its own; the uprobes (small) are loaded on this one,
 /// then attached to a `stopped` target (on failure, dropping the `Ebpf` detaches them).
-fn load_side_by_side<F>(
+fn load_side_by_side(
     ebpf: &mut Ebpf,
     wanted: &[&'static str],
     plan: AttachPlan,
-    stopped: Option<StoppedTarget<F>>,
-) -> Result<Option<StoppedLinks>, ProbeError>
-where
-    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
-{
+    stopped: Option<StoppedTarget>,
+) -> Result<Option<StoppedLinks>, ProbeError> {
     let programs: Vec<(&'static str, &mut Program)> = ebpf
         .programs_mut()
         .filter_map(|(name, program)| Some((*wanted.iter().find(|w| **w == name)?, program)))
@@ -124,14 +118,11 @@ where
 }
 
 /// Loads the uprobe programs and attaches them at a `stopped` target's probe points.
-fn load_and_attach<F>(
+fn load_and_attach(
     mut uprobes: Vec<(&'static str, &mut Program)>,
     plan: AttachPlan,
-    stopped: Option<StoppedTarget<F>>,
-) -> Result<Option<StoppedLinks>, ProbeError>
-where
-    F: FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)>,
-{
+    stopped: Option<StoppedTarget>,
+) -> Result<Option<StoppedLinks>, ProbeError> {
     for (name, program) in &mut uprobes {
         load_one(name, program)?;
     }
