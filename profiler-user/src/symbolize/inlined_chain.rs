@@ -3,8 +3,8 @@
 //! (and its namespaces'), each other DIE skipped whole (GCC's `DW_AT_sibling` jumps over a
 //! class's members, a declaration's parameters); then only that function's subtree is read.
 //! `addr2line` reads every DIE of the unit to index all its functions first: for a real
-//! Zeek's units, megabytes each, about ten times the work when a report wants a few
-//! addresses of them.
+//! Zeek's units, megabytes each, 2-3 times the work when a report wants a few addresses of
+//! them.
 //!
 //! The chains are `addr2line`'s, the same names, files and lines (its rules are followed
 //! here, and tested against it): where the walk finds no function (one nested where it does
@@ -67,10 +67,10 @@ impl<'a> UnitChains<'a> {
         address: u64,
         row: Option<(u64, u32)>,
     ) -> Result<Vec<SourceFrame>, gimli::Error> {
-        let mut levels =
-            vec![Level { name: self.name_of(&self.unit.entry(function)?)?, call_file: None, call_line: 0 }];
         let mut tree = self.unit.entries_tree(Some(function))?;
-        self.inlined_at(tree.root()?, address, &mut levels)?;
+        let root = tree.root()?;
+        let mut levels = vec![Level { name: self.name_of(root.entry())?, call_file: None, call_line: 0 }];
+        self.inlined_at(root, address, &mut levels)?;
 
         // The innermost level runs the line the line table gives; each outer one the line of
         // the call inlined into it.
@@ -93,38 +93,30 @@ impl<'a> UnitChains<'a> {
     /// The subprogram whose ranges hold each of `addresses` (sorted), among the unit's
     /// top-level DIEs and its namespaces' (the first in the unit, should two).
     fn functions_at(&self, addresses: &[u64]) -> Result<Vec<Option<UnitOffset>>, gimli::Error> {
-        let mut found = vec![None; addresses.len()];
-        let mut missing = addresses.len();
+        let mut found = Found::new(addresses);
         let mut tree = self.unit.entries_tree(None)?;
-        self.functions_under(tree.root()?, addresses, &mut found, &mut missing)?;
-        Ok(found)
+        self.functions_under(tree.root()?, &mut found)?;
+        Ok(found.values)
     }
 
-    /// Walks `node`'s children until no address is `missing` its function.
+    /// Walks `node`'s children until every address has its function.
     fn functions_under(
         &self,
         node: EntriesTreeNode<Reader>,
-        addresses: &[u64],
-        found: &mut [Option<UnitOffset>],
-        missing: &mut usize,
+        found: &mut Found<UnitOffset>,
     ) -> Result<(), gimli::Error> {
         let mut children = node.children();
-        while *missing > 0
+        while found.missing > 0
             && let Some(child) = children.next()?
         {
             match child.entry().tag {
                 gimli::DW_TAG_subprogram => {
                     let mut ranges = self.dwarf.die_ranges(&self.unit, child.entry())?;
                     while let Some(range) = ranges.next()? {
-                        let first = addresses.partition_point(|a| *a < range.begin);
-                        let held = addresses[first..].iter().take_while(|a| **a < range.end).count();
-                        for slot in found[first..first + held].iter_mut().filter(|slot| slot.is_none()) {
-                            *slot = Some(child.entry().offset());
-                            *missing -= 1;
-                        }
+                        found.fill(range.begin..range.end, child.entry().offset());
                     }
                 }
-                gimli::DW_TAG_namespace => self.functions_under(child, addresses, found, missing)?,
+                gimli::DW_TAG_namespace => self.functions_under(child, found)?,
                 _ => {}
             }
         }
@@ -164,7 +156,7 @@ impl<'a> UnitChains<'a> {
     fn holds(&self, entry: &DebuggingInformationEntry<Reader>, address: u64) -> Result<bool, gimli::Error> {
         let mut ranges = self.dwarf.die_ranges(&self.unit, entry)?;
         while let Some(range) = ranges.next()? {
-            if range.begin < range.end && (range.begin..range.end).contains(&address) {
+            if (range.begin..range.end).contains(&address) {
                 return Ok(true);
             }
         }
@@ -328,27 +320,46 @@ fn unit_holding(
 /// `addr2line` finds it: the last row at or before it (of rows at one address, the last) in a
 /// sequence that holds it. The table is read until every address is found.
 fn rows_at(unit: &Unit<Reader>, addresses: &[u64]) -> Result<Vec<Option<(u64, u32)>>, gimli::Error> {
-    let mut found = vec![None; addresses.len()];
-    let Some(program) = unit.line_program.clone() else { return Ok(found) };
-    let mut missing = addresses.len();
+    let mut found = Found::new(addresses);
+    let Some(program) = unit.line_program.clone() else { return Ok(found.values) };
     let mut rows = program.rows();
     // The row before, in this sequence: it holds the addresses from its own up to this row's.
     let mut previous: Option<(u64, u64, u32)> = None;
-    while missing > 0
+    while found.missing > 0
         && let Some((_, row)) = rows.next_row()?
     {
-        if let Some((start, file, line)) = previous.filter(|(start, _, _)| *start < row.address()) {
-            let first = addresses.partition_point(|a| *a < start);
-            let held = addresses[first..].iter().take_while(|a| **a < row.address()).count();
-            for slot in found[first..first + held].iter_mut().filter(|slot| slot.is_none()) {
-                *slot = Some((file, line));
-                missing -= 1;
-            }
+        if let Some((start, file, line)) = previous {
+            found.fill(start..row.address(), (file, line));
         }
         previous =
             (!row.end_sequence()).then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32));
     }
-    Ok(found)
+    Ok(found.values)
+}
+
+/// What was found for each of some sorted addresses, the first find kept.
+struct Found<'a, T> {
+    addresses: &'a [u64],
+    values: Vec<Option<T>>,
+    /// How many have nothing yet.
+    missing: usize,
+}
+
+impl<'a, T: Copy> Found<'a, T> {
+    fn new(addresses: &'a [u64]) -> Self {
+        Self { addresses, values: vec![None; addresses.len()], missing: addresses.len() }
+    }
+
+    /// Gives `value` to the addresses in `range` that have nothing yet (an empty range holds
+    /// none).
+    fn fill(&mut self, range: std::ops::Range<u64>, value: T) {
+        let first = self.addresses.partition_point(|a| *a < range.start);
+        let held = self.addresses[first..].iter().take_while(|a| range.contains(a)).count();
+        for slot in self.values[first..first + held].iter_mut().filter(|slot| slot.is_none()) {
+            *slot = Some(value);
+            self.missing -= 1;
+        }
+    }
 }
 
 /// `addr2line`'s join: an absolute part replaces what is there.
