@@ -10,10 +10,10 @@
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
+    sync::{Arc, LazyLock, Mutex, Weak},
 };
 
-use super::{SourceFrame, SourceLines, native_lines::Effort};
+use super::{SourceFrame, SourceLines, lock, native_lines::Effort};
 use crate::{
     binary::{ElfFile, FileId, dwarf, elf::LoadSegment, symbols::NativeSymbols},
     target::mappings::{Mapping, VDSO, own_vdso},
@@ -187,10 +187,6 @@ impl LibrarySymbols {
             })
             .clone()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

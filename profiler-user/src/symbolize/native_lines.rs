@@ -13,7 +13,7 @@ use std::{
     ops::{Deref, Range},
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
@@ -22,7 +22,7 @@ use std::{
 use gimli::{EndianReader, RunTimeEndian, SectionId};
 use object::{Object as _, ObjectSection as _};
 
-use super::inlined_chain::UnitChains;
+use super::{inlined_chain::UnitChains, lock};
 use crate::{binary::elf::ElfFile, output};
 
 /// What a `prefetch` may take of the machine.
@@ -146,7 +146,7 @@ impl SourceLines {
 
     /// The state, the file's DWARF opened on first use.
     fn opened(&self) -> MutexGuard<'_, State> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         let opened = match &*state {
             State::Mapped(elf) => Some(Resolver::open(elf, &self.path)),
             State::Unopened(reason) => Some(Err(reason.clone())),
@@ -166,7 +166,7 @@ impl SourceLines {
     /// How many addresses are resolved already.
     #[cfg(test)]
     pub(crate) fn resolved(&self) -> usize {
-        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &*lock(&self.state) {
             State::Open(resolver) => resolver.resolved.len(),
             State::Mapped(_) | State::Unopened(_) | State::Unreadable => 0,
         }
@@ -175,7 +175,7 @@ impl SourceLines {
     /// How many looked-up addresses had debug information that could not be read.
     #[cfg(test)]
     fn failed_lookups(&self) -> u64 {
-        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &*lock(&self.state) {
             State::Open(resolver) => resolver.failed,
             State::Mapped(_) | State::Unopened(_) | State::Unreadable => 0,
         }

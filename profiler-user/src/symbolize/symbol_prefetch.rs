@@ -8,14 +8,14 @@
 //! does the rest on every core (and waits for it only where it needs that very file).
 use std::{
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::Thread,
     time::Duration,
 };
 
-use super::{Effort, KernelSymbols, ProcessCode};
+use super::{Effort, KernelSymbols, ProcessCode, lock};
 use crate::{target::mappings, thread_nice};
 
 /// The native addresses of the command's samples not handed out before (the ones unwound
@@ -94,10 +94,6 @@ impl Drop for ForgetOnDrop {
     fn drop(&mut self) {
         *lock(&self.0) = None;
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
