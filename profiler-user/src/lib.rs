@@ -21,6 +21,7 @@
 //! (default), `attach` also subscribes to the companion Zeek package over ZeroMQ: the
 //! `profiler-zeromq` crate, its families exported beside the probes' metrics.
 pub mod binary;
+pub mod cache_dir;
 pub mod cli;
 pub mod commands;
 pub mod exporter;

@@ -8,13 +8,10 @@
 //! made again, the same way) or why DWARF was unreadable. An entry written by another
 //! zeek-probe version, for other wanted fields, or unreadable is ignored and rewritten.
 //!
-//! Where: `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`), else `/var/cache/zeek-probe` for
-//! root, else `$XDG_CACHE_HOME/zeek-probe` or `~/.cache/zeek-probe`. `ZEEK_PROBE_CACHE=off`
-//! turns it off. A cache that cannot be written costs nothing but the time saved.
+//! Where: the host's cache directory (`cache_dir`).
 use std::{
-    env, fs,
+    fs,
     hash::{DefaultHasher, Hash, Hasher},
-    io::Write as _,
     path::{Path, PathBuf},
 };
 
@@ -24,6 +21,7 @@ use super::{
     dwarf::{DwarfOffsets, Field},
     file_id::FileId,
 };
+use crate::cache_dir;
 
 /// Bumped whenever an entry's meaning changes.
 const FORMAT: u32 = 1;
@@ -62,22 +60,7 @@ struct Entry {
 impl LayoutCache {
     /// The cache where this process should keep it (see the module's comment).
     pub fn from_env() -> Self {
-        if env::var_os("ZEEK_PROBE_CACHE").is_some_and(|v| v == "off") {
-            return Self { dir: None };
-        }
-        let systemd = env::var_os("CACHE_DIRECTORY")
-            .and_then(|dirs| env::split_paths(&dirs).next())
-            .filter(|d| !d.as_os_str().is_empty());
-        let per_user = || {
-            env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-                .map(|base| base.join("zeek-probe"))
-        };
-        // SAFETY: geteuid cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
-        let dir = systemd.or_else(|| if root { Some(PathBuf::from("/var/cache/zeek-probe")) } else { per_user() });
-        Self { dir }
+        Self { dir: cache_dir::from_env() }
     }
 
     pub fn at(dir: &Path) -> Self {
@@ -145,7 +128,7 @@ fn load(path: &Path, wanted: &[Field]) -> Option<DwarfResult> {
     Some(Ok(DwarfOffsets::from_values(entry.dwarf_file, values)))
 }
 
-/// Writes the entry whole or not at all (a temporary file renamed over it).
+/// Keeps the entry, whole or not at all.
 fn store(path: &Path, wanted: &[Field], result: &DwarfResult) -> std::io::Result<()> {
     let (dwarf_file, offsets, error) = match result {
         Ok(found) => (
@@ -163,16 +146,7 @@ fn store(path: &Path, wanted: &[Field], result: &DwarfResult) -> std::io::Result
         offsets,
         error,
     };
-    fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-    // Per process: two zeek-probes filling the same entry each rename a whole file over it.
-    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
-    let written = fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(&serde_json::to_vec(&entry).map_err(std::io::Error::other)?))
-        .and_then(|()| fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written
+    cache_dir::write_whole(path, &serde_json::to_vec(&entry).map_err(std::io::Error::other)?)
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Kernel instruction pointers → kernel function names, from /proc/kallsyms. The kernel's text
-//! does not move while zeek-probe runs, so the table is read once and shared by every target.
-//! With `kernel.kptr_restrict` (or without root) kallsyms lists every address as zero: kernel
-//! frames are then shown as one `[kernel]` frame, and zeek-probe says why once.
+//! does not move while zeek-probe runs, so the table is read once and shared by every target;
+//! what of it stays put for the whole boot is kept from one run to the next
+//! (`kernel_symbol_cache`). With `kernel.kptr_restrict` (or without root) kallsyms lists every
+//! address as zero: kernel frames are then shown as one `[kernel]` frame, and zeek-probe says
+//! why once.
 use std::{fs, ops::Range, sync::OnceLock};
 
+use super::kernel_symbol_cache;
 use crate::output;
 
 /// How kernel frames are named: `[k] do_syscall_64`.
@@ -24,18 +27,30 @@ pub struct KernelSymbols {
     /// Start address, and where in `text` the name is (a module's followed by a tab and
     /// `[module]`), sorted by address.
     functions: Vec<(u64, Range<u32>)>,
+    /// The address ranges (sorted) this table names, when it holds only what the boot's cache
+    /// keeps: other addresses are named from kallsyms as listed now. `None`: all of them.
+    covers: Option<Vec<Range<u64>>>,
 }
 
 impl KernelSymbols {
-    /// The running kernel's symbols, read on first use; empty (with a note) when hidden.
+    /// The running kernel's symbols, read on first use: this boot's cache, else kallsyms; empty
+    /// (with a note) when hidden.
     pub fn shared() -> &'static Self {
-        static SHARED: OnceLock<KernelSymbols> = OnceLock::new();
-        SHARED.get_or_init(|| {
+        static CACHED: OnceLock<Option<KernelSymbols>> = OnceLock::new();
+        CACHED.get_or_init(kernel_symbol_cache::load).as_ref().unwrap_or_else(Self::listed)
+    }
+
+    /// The whole table as /proc/kallsyms lists it, read once (and its lasting part cached).
+    fn listed() -> &'static Self {
+        static LISTED: OnceLock<KernelSymbols> = OnceLock::new();
+        LISTED.get_or_init(|| {
             let symbols = fs::read_to_string("/proc/kallsyms").map(Self::parse).unwrap_or_default();
             if symbols.functions.is_empty() {
                 output::note(format!(
                     "/proc/kallsyms shows no kernel addresses (kernel.kptr_restrict, or not root): kernel frames are shown as {KERNEL_UNNAMED}"
                 ));
+            } else {
+                kernel_symbol_cache::store(&symbols);
             }
             symbols
         })
@@ -62,12 +77,33 @@ impl KernelSymbols {
             .collect();
         // Of symbols at one address, the report names the last: as with names sorted.
         functions.sort_unstable_by(|(a, x), (b, y)| a.cmp(b).then_with(|| name_in(&text, x).cmp(name_in(&text, y))));
-        Self { text, functions }
+        Self { text, functions, covers: None }
+    }
+
+    /// This table, naming only the addresses in `covers` (sorted) itself.
+    pub(super) fn covering(self, covers: Vec<Range<u64>>) -> Self {
+        Self { covers: Some(covers), ..self }
+    }
+
+    /// Whether this table names `address` itself.
+    pub(super) fn covers(&self, address: u64) -> bool {
+        self.covers.as_ref().is_none_or(|covers| {
+            let i = covers.partition_point(|range| range.start <= address);
+            i.checked_sub(1).is_some_and(|i| covers[i].contains(&address))
+        })
+    }
+
+    /// The symbols, by address; a module's name followed by a tab and `[module]`.
+    pub(super) fn symbols(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.functions.iter().map(|(address, name)| (*address, name_in(&self.text, name)))
     }
 
     /// The frame name of the kernel function containing `address`: kallsyms has no sizes, so
     /// the nearest symbol at or below it.
     pub fn frame_name(&self, address: u64) -> String {
+        if !self.covers(address) {
+            return Self::listed().frame_name(address);
+        }
         let i = self.functions.partition_point(|(start, _)| *start <= address);
         match i.checked_sub(1).map(|i| &self.functions[i]) {
             // A module's symbol: `name [module]`.

@@ -1,0 +1,71 @@
+//! Where zeek-probe keeps what it learnt about this host between runs: the binaries' layouts
+//! (`binary::layout_cache`) and the kernel's symbols of this boot
+//! (`symbolize::kernel_symbol_cache`).
+//!
+//! `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`), else `/var/cache/zeek-probe` for root,
+//! else `$XDG_CACHE_HOME/zeek-probe` or `~/.cache/zeek-probe`. `ZEEK_PROBE_CACHE=off` turns it
+//! off. A cache that cannot be written costs nothing but the time saved.
+use std::{
+    env, fs,
+    io::{self, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+/// The cache directory this process should use; `None` when turned off or there is none.
+pub fn from_env() -> Option<PathBuf> {
+    if env::var_os("ZEEK_PROBE_CACHE").is_some_and(|v| v == "off") {
+        return None;
+    }
+    let systemd = env::var_os("CACHE_DIRECTORY")
+        .and_then(|dirs| env::split_paths(&dirs).next())
+        .filter(|d| !d.as_os_str().is_empty());
+    let per_user = || {
+        env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+            .map(|base| base.join("zeek-probe"))
+    };
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    systemd.or_else(|| if root { Some(PathBuf::from("/var/cache/zeek-probe")) } else { per_user() })
+}
+
+/// Writes `bytes` to `path` whole or not at all (a temporary file renamed over it), readable
+/// by its owner alone (the kernel's symbols give its address layout away).
+pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    // Per process: two zeek-probes filling the same entry each rename a whole file over it.
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_written_file_is_whole_and_its_owners_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/entry");
+        write_whole(&path, b"first").unwrap();
+        write_whole(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // No temporary file is left beside it.
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+}
