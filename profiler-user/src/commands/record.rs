@@ -69,7 +69,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // report once it has stopped. At its exit stop it is held only to read what needs it
     // alive: its counts, mappings and names, and its CPU time, every thread's summed.
     let mut at_exit = None;
-    let exit = tracee.run_to_exit(|| {
+    let exiting = tracee.run_to_exit(|| {
         session.learn_names(&probes.log_write_keys());
         let snapshot = probes.snapshot();
         at_exit = Some((snapshot, ProcessStats::read(session.pid()).map(|s| s.cpu_seconds)));
@@ -89,9 +89,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
         Ok(()) => format!("report: {}/ (summary.json{files})\n", args.out.display()),
         Err(_) => String::new(),
     };
+    // The report was made while the kernel ended the command.
+    let exit = exiting.reap()?;
     output::print(&(top_table::render(&profile) + &report_line))?;
     written?;
-    // The kernel takes ~0.1 s per uprobe to release it: after we have ended.
+    // The kernel takes ~0.1 s per uprobe to release it: after we (and the command) have ended.
     probes.release_after_exit();
     Ok(exit.status())
 }

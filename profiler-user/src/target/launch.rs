@@ -101,12 +101,11 @@ impl Tracee {
             ForkResult::Parent { child } => child,
         };
         drop((go_reader, errno_writer));
-        let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
         let tracee = Self { pid };
         let seized = ptrace::seize(pid, Options::PTRACE_O_TRACEEXIT | Options::PTRACE_O_TRACEEXEC);
         if let Err(source) = seized {
             tracee.kill();
-            return Err(trace_err(source));
+            return Err(trace_err(pid, source));
         }
         if let Err(source) = go_writer.write_all(&[1]) {
             tracee.kill();
@@ -126,7 +125,7 @@ impl Tracee {
                 return Err(LaunchError::Signals { signal, source });
             }
         }
-        match waitpid(pid, None).map_err(trace_err)? {
+        match waitpid(pid, None).map_err(|source| trace_err(pid, source))? {
             WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXEC as i32 => Ok(tracee),
             WaitStatus::Exited(_, code) => {
                 FOLLOWED.store(0, Ordering::SeqCst);
@@ -156,34 +155,69 @@ impl Tracee {
         }
     }
 
-    /// Lets the command run to its end. `at_exit` runs once while it is stopped on its way
-    /// out (its memory still readable); signals sent to it are passed on unchanged. Signals
+    /// Lets the command run until it is on its way out: `at_exit` runs once while it is
+    /// stopped there (its memory still readable), then it is let go and this returns, while
+    /// the kernel ends it (releasing a big Zeek's memory takes milliseconds, which the caller
+    /// need not wait for: `Exiting::reap`). Signals sent to it are passed on unchanged; those
     /// passed on from zeek-probe stop once it is on its way out (its PID is about to be freed).
-    pub fn run_to_exit(self, mut at_exit: impl FnMut()) -> Result<Exit, LaunchError> {
+    pub fn run_to_exit(self, at_exit: impl FnOnce()) -> Result<Exiting, LaunchError> {
         let pid = self.pid;
-        let trace_err = |source| LaunchError::Trace { pid: pid.as_raw() as u32, source };
-        let mut exit_seen = false;
-        ptrace::cont(pid, None).map_err(trace_err)?;
-        loop {
-            let status = waitpid(pid, None).map_err(trace_err)?;
-            if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
-                FOLLOWED.store(0, Ordering::SeqCst);
+        ptrace::cont(pid, None).map_err(|source| trace_err(pid, source))?;
+        let mut at_exit = Some(at_exit);
+        let ended = follow(pid, &mut || {
+            if let Some(at_exit) = at_exit.take() {
+                at_exit();
             }
-            match status {
-                WaitStatus::Exited(_, code) => return Ok(Exit::Code(code)),
-                WaitStatus::Signaled(_, signal, _) => return Ok(Exit::Signal(signal)),
-                WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXIT as i32 => {
-                    FOLLOWED.store(0, Ordering::SeqCst);
-                    if !exit_seen {
-                        exit_seen = true;
-                        at_exit();
-                    }
-                    resume(pid, None)?;
+        })?;
+        Ok(Exiting { pid, ended })
+    }
+}
+
+/// A command let go on its way out (or already ended: killed past its exit stop).
+pub struct Exiting {
+    pid: Pid,
+    ended: Option<Exit>,
+}
+
+impl Exiting {
+    /// How the command ended, once it has.
+    pub fn reap(self) -> Result<Exit, LaunchError> {
+        match self.ended {
+            Some(exit) => Ok(exit),
+            None => loop {
+                // Any later exit stop (none is expected) is passed through.
+                if let Some(exit) = follow(self.pid, &mut || ())? {
+                    return Ok(exit);
                 }
-                WaitStatus::PtraceEvent(..) => resume(pid, None)?,
-                WaitStatus::Stopped(_, signal) => resume(pid, Some(signal))?,
-                _ => resume(pid, None)?,
+            },
+        }
+    }
+}
+
+fn trace_err(pid: Pid, source: nix::Error) -> LaunchError {
+    LaunchError::Trace { pid: pid.as_raw() as u32, source }
+}
+
+/// Resumes the command from each stop until it has ended (returned), or until it stopped on
+/// its way out: then `at_exit` runs, it is resumed, and `None` is returned.
+fn follow(pid: Pid, at_exit: &mut dyn FnMut()) -> Result<Option<Exit>, LaunchError> {
+    loop {
+        let status = waitpid(pid, None).map_err(|source| trace_err(pid, source))?;
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+            FOLLOWED.store(0, Ordering::SeqCst);
+        }
+        match status {
+            WaitStatus::Exited(_, code) => return Ok(Some(Exit::Code(code))),
+            WaitStatus::Signaled(_, signal, _) => return Ok(Some(Exit::Signal(signal))),
+            WaitStatus::PtraceEvent(_, _, event) if event == Event::PTRACE_EVENT_EXIT as i32 => {
+                FOLLOWED.store(0, Ordering::SeqCst);
+                at_exit();
+                resume(pid, None)?;
+                return Ok(None);
             }
+            WaitStatus::PtraceEvent(..) => resume(pid, None)?,
+            WaitStatus::Stopped(_, signal) => resume(pid, Some(signal))?,
+            _ => resume(pid, None)?,
         }
     }
 }
@@ -208,6 +242,6 @@ fn exec_when_seized(mut go: io::PipeReader, mut errno_out: io::PipeWriter, argv:
 fn resume(pid: Pid, signal: Option<Signal>) -> Result<(), LaunchError> {
     match ptrace::cont(pid, signal) {
         Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
-        Err(source) => Err(LaunchError::Trace { pid: pid.as_raw() as u32, source }),
+        Err(source) => Err(trace_err(pid, source)),
     }
 }
