@@ -61,20 +61,35 @@ fn try_writing_in(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes every report file for `profile` into `dir`: summary.json always; the folded
-/// stacks, flame graph and pprof profile when CPU was sampled.
+/// stacks, flame graph and pprof profile when CPU was sampled. Each is made on a thread of its
+/// own (the flame graph and the compressed profile take milliseconds, which `record` would
+/// otherwise add up); the first failure, in that order, is returned.
 pub fn write_all(dir: &Path, profile: &Profile, duration: std::time::Duration) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    summary_json::write(dir, profile)
-        .with_context(|| format!("cannot write {}", dir.join(summary_json::FILE_NAME).display()))?;
-    if let Some(sampling) = &profile.sampling {
-        folded::write(dir, sampling)
-            .with_context(|| format!("cannot write {}", dir.join(folded::FILE_NAME).display()))?;
-        let t = &profile.target;
-        let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
-        flamegraph::write(dir, sampling, &title)?;
-        let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
-        pprof::write(dir, pprof::ProcessSamples { node: &t.node, pid: t.pid, sampling }, nanos)
-            .with_context(|| format!("cannot write {}", dir.join(pprof::FILE_NAME).display()))?;
-    }
-    Ok(())
+    let cannot_write = |file: &str| format!("cannot write {}", dir.join(file).display());
+    std::thread::scope(|scope| {
+        let mut writers = vec![
+            scope.spawn(|| summary_json::write(dir, profile).with_context(|| cannot_write(summary_json::FILE_NAME))),
+        ];
+        if let Some(sampling) = &profile.sampling {
+            let t = &profile.target;
+            writers.push(
+                scope.spawn(move || folded::write(dir, sampling).with_context(|| cannot_write(folded::FILE_NAME))),
+            );
+            writers.push(scope.spawn(move || {
+                let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
+                Ok(flamegraph::write(dir, sampling, &title)?)
+            }));
+            writers.push(scope.spawn(move || {
+                let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+                pprof::write(dir, pprof::ProcessSamples { node: &t.node, pid: t.pid, sampling }, nanos)
+                    .with_context(|| cannot_write(pprof::FILE_NAME))
+            }));
+        }
+        let written: Vec<anyhow::Result<()>> = writers
+            .into_iter()
+            .map(|writer| writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect();
+        written.into_iter().collect()
+    })
 }
