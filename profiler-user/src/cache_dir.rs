@@ -1,15 +1,18 @@
 //! Where zeek-probe keeps what it learnt about this host between runs: the binaries' layouts
-//! (`binary::layout_cache`) and the kernel's symbols of this boot
-//! (`symbolize::kernel_symbol_cache`).
+//! (`binary::layout_cache`), the kernel's symbols of this boot
+//! (`symbolize::kernel_symbol_cache`) and what else holds until the next boot (`for_this_boot`).
 //!
 //! `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`), else `/var/cache/zeek-probe` for root,
 //! else `$XDG_CACHE_HOME/zeek-probe` or `~/.cache/zeek-probe`. `ZEEK_PROBE_CACHE=off` turns it
 //! off. A cache that cannot be written costs nothing but the time saved.
 use std::{
-    env, fs,
+    env,
+    fmt::Display,
+    fs,
     io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
+    str::FromStr,
 };
 
 /// The cache directory this process should use; `None` when turned off or there is none.
@@ -29,6 +32,36 @@ pub fn from_env() -> Option<PathBuf> {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     systemd.or_else(|| if root { Some(PathBuf::from("/var/cache/zeek-probe")) } else { per_user() })
+}
+
+/// This boot's id (/proc/sys/kernel/random/boot_id): new at every boot.
+pub fn boot_id() -> Option<String> {
+    Some(fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_owned())
+}
+
+/// A fact about the running kernel (`None` included: it lacks it), kept as `name` in the cache
+/// directory for as long as this boot lasts: read from there, else found by `find` and kept.
+pub fn for_this_boot<T: FromStr + Display>(name: &str, find: impl FnOnce() -> Option<T>) -> Option<T> {
+    match (from_env(), boot_id()) {
+        (Some(dir), Some(boot)) => kept_for_boot(&dir.join(name), &boot, find),
+        _ => find(),
+    }
+}
+
+fn kept_for_boot<T: FromStr + Display>(path: &Path, boot: &str, find: impl FnOnce() -> Option<T>) -> Option<T> {
+    let header = format!("boot {boot}\n");
+    let kept = fs::read_to_string(path).ok().and_then(|text| match text.strip_prefix(&header)?.strip_suffix('\n')? {
+        "none" => Some(None),
+        value => value.parse().ok().map(Some),
+    });
+    if let Some(kept) = kept {
+        return kept;
+    }
+    let found = find();
+    let value = found.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string);
+    // Not kept: found again next time.
+    let _ = write_whole(path, format!("{header}{value}\n").as_bytes());
+    found
 }
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file renamed over it), readable
@@ -67,5 +100,28 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         // No temporary file is left beside it.
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_boots_fact_is_found_once_per_boot_and_kept_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, finds) = (dir.path().join("fact"), std::cell::Cell::new(0));
+        let finds = &finds;
+        let find = |value: Option<u32>| {
+            move || {
+                finds.set(finds.get() + 1);
+                value
+            }
+        };
+        assert_eq!(kept_for_boot(&path, "boot-a", find(Some(2744))), Some(2744));
+        assert_eq!(kept_for_boot(&path, "boot-a", find(Some(1))), Some(2744), "kept for this boot");
+        assert_eq!(finds.get(), 1);
+        assert_eq!(kept_for_boot(&path, "boot-b", find(None)), None, "another boot finds it again");
+        assert_eq!(kept_for_boot(&path, "boot-b", find(Some(1))), None, "a missing fact is kept too");
+        assert_eq!(finds.get(), 2);
+        fs::write(&path, "boot boot-b\nnot a number\n").unwrap();
+        assert_eq!(kept_for_boot(&path, "boot-b", find(Some(7))), Some(7), "a damaged entry is found again");
+        assert_eq!(kept_for_boot(&path, "boot-b", find(Some(1))), Some(7));
+        assert_eq!(finds.get(), 3);
     }
 }

@@ -29,7 +29,7 @@ struct Boot {
 
 impl Boot {
     fn current() -> Option<Self> {
-        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_owned();
+        let id = cache_dir::boot_id()?;
         // A kernel built without modules has no /proc/modules.
         let listed = fs::read_to_string("/proc/modules").unwrap_or_default();
         // name size refcount dependencies state address: the refcount and state change meanwhile.
