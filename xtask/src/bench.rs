@@ -570,7 +570,9 @@ const RELEASED: Duration = Duration::from_millis(500);
 /// A trivial run, alone and under `record` (the layout cache warm, as on a host that ran it
 /// before), with and without source lines (which parse the debug file's units that samples
 /// land in), in alternated rounds, each after the previous record's probes are released: one
-/// record's wall time, as someone running it sees it.
+/// record's wall time, as someone running it sees it. The ratio is each round's (a record
+/// against the run alone just before it), the median of the rounds': a shared machine's load
+/// drifts between rounds, less within one.
 fn record_startup(zeek: &Path) -> Result<()> {
     let (mut alone, mut with_lines, mut without_lines) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -583,14 +585,14 @@ fn record_startup(zeek: &Path) -> Result<()> {
         without_lines.push(timed(record_trivial(zeek, "off"))?.0);
         std::thread::sleep(RELEASED);
     }
-    let alone = median(&mut alone);
     for (label, runs) in
         [("source lines on (the default)", &mut with_lines), ("--source-lines off", &mut without_lines)]
     {
-        let recorded = median(runs);
+        let mut ratios: Vec<f64> = runs.iter().zip(&alone).map(|(recorded, alone)| recorded / alone).collect();
+        let (recorded, ratio) = (median(runs), median(&mut ratios));
         println!(
-            "  record of a trivial Zeek run, {label}: {recorded:.3} s against {alone:.3} s alone ({:.2}x; target 1.5x)",
-            recorded / alone
+            "  record of a trivial Zeek run, {label}: {recorded:.3} s against {:.3} s alone ({ratio:.2}x, the median of {ROUNDS} rounds' ratios; target 1.5x)",
+            median(&mut alone.clone())
         );
     }
     Ok(())
