@@ -37,10 +37,17 @@ impl KernelSymbols {
     /// (with a note) when hidden.
     pub fn shared() -> &'static Self {
         static CACHED: OnceLock<Option<KernelSymbols>> = OnceLock::new();
-        CACHED.get_or_init(kernel_symbol_cache::load).as_ref().unwrap_or_else(Self::listed)
+        let cached = CACHED.get_or_init(|| {
+            let cached = kernel_symbol_cache::load();
+            if cached.is_none() && !Self::listed().is_empty() {
+                kernel_symbol_cache::store(Self::listed());
+            }
+            cached
+        });
+        cached.as_ref().unwrap_or_else(Self::listed)
     }
 
-    /// The whole table as /proc/kallsyms lists it, read once (and its lasting part cached).
+    /// The whole table as /proc/kallsyms lists it, read once.
     fn listed() -> &'static Self {
         static LISTED: OnceLock<KernelSymbols> = OnceLock::new();
         LISTED.get_or_init(|| {
@@ -49,8 +56,6 @@ impl KernelSymbols {
                 output::note(format!(
                     "/proc/kallsyms shows no kernel addresses (kernel.kptr_restrict, or not root): kernel frames are shown as {KERNEL_UNNAMED}"
                 ));
-            } else {
-                kernel_symbol_cache::store(&symbols);
             }
             symbols
         })
