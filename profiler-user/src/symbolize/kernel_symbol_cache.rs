@@ -8,8 +8,8 @@
 //! program, an ftrace trampoline, past a module's last symbol) is named from kallsyms, read
 //! then (`KernelSymbols::frame_name`). The entry is this boot's (its boot id) with these modules
 //! (names, sizes, addresses) and this zeek-probe's: any other is ignored and replaced, as is one
-//! that does not read whole.
-use std::{fs, ops::Range, path::Path};
+//! that does not read whole. It is used only while kallsyms shows addresses to the reader.
+use std::{fs, io::Read as _, ops::Range, path::Path};
 
 use super::KernelSymbols;
 use crate::cache_dir;
@@ -48,9 +48,20 @@ impl Boot {
     }
 }
 
-/// This boot's entry, if there is one that reads whole.
+/// This boot's entry, if there is one that reads whole, and only while kallsyms shows this
+/// process addresses (`kernel.kptr_restrict` may have been raised since it was kept).
 pub fn load() -> Option<KernelSymbols> {
+    if !kallsyms_shows_addresses() {
+        return None;
+    }
     load_from(&cache_dir::from_env()?.join(FILE), &Boot::current()?)
+}
+
+/// Whether kallsyms' first line has a non-zero address (the kernel formats only that line).
+fn kallsyms_shows_addresses() -> bool {
+    let mut first = [0u8; 16];
+    let read = fs::File::open("/proc/kallsyms").and_then(|mut file| file.read_exact(&mut first));
+    read.is_ok() && first.iter().any(|digit| !matches!(digit, b'0'))
 }
 
 /// Keeps what of `listed` (kallsyms as read now) lasts the boot. Failing costs only the time
@@ -221,6 +232,7 @@ ffffffffc0200000 t ftrace_trampoline\t[__builtin__ftrace]
             assert!(!root || restricted, "root without kptr_restrict sees kallsyms' addresses");
             return;
         }
+        assert!(kallsyms_shows_addresses());
         let boot = Boot::current().expect("this boot's id");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
