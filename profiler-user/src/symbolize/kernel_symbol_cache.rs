@@ -9,9 +9,15 @@
 //! then (`KernelSymbols::frame_name`). The entry is this boot's (its boot id) with these modules
 //! (names, sizes, addresses) and this zeek-probe's: any other is ignored and replaced, as is one
 //! that does not read whole. It is used only while kallsyms shows addresses to the reader.
-use std::{fs, io::Read as _, ops::Range, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    io::Read as _,
+    ops::Range,
+    path::Path,
+};
 
-use super::KernelSymbols;
+use super::{KernelSymbols, kernel_symbols::in_ranges};
 use crate::cache_dir;
 
 const FILE: &str = "kernel-symbols";
@@ -95,27 +101,29 @@ fn entry(boot: &Boot, listed: &KernelSymbols) -> String {
 }
 
 /// The address ranges of `listed` that last the boot: the image's text and each loaded
-/// module's from its first symbol to its last, sorted.
+/// module's from its first symbol to its last, sorted. One pass over the symbols (sorted by
+/// address): a host has ~100 modules.
 fn lasting_text(boot: &Boot, listed: &KernelSymbols) -> Vec<Range<u64>> {
-    let address_of = |wanted: &str| listed.symbols().find(|(_, name)| *name == wanted).map(|(address, _)| address);
-    let mut covers: Vec<Range<u64>> = Vec::new();
-    if let (Some(start), Some(end)) = (address_of("_stext"), address_of("_etext")) {
-        covers.push(start..end);
-    }
-    for module in boot.module_names() {
-        let suffix = format!("\t[{module}]");
-        let mut addresses = listed.symbols().filter(|(_, name)| name.ends_with(&suffix)).map(|(address, _)| address);
-        if let Some(first) = addresses.next() {
-            let last = addresses.last().unwrap_or(first);
-            covers.push(first..last + 1);
+    let loaded: HashSet<&str> = boot.module_names().collect();
+    let (mut start, mut end) = (None, None);
+    let mut modules: HashMap<&str, Range<u64>> = HashMap::new();
+    for (address, name) in listed.symbols() {
+        match name.rsplit_once("\t[").and_then(|(_, module)| module.strip_suffix(']')) {
+            Some(module) if loaded.contains(module) => {
+                modules.entry(module).or_insert(address..address).end = address + 1;
+            }
+            Some(_) => {}
+            None if name == "_stext" => start = start.or(Some(address)),
+            None if name == "_etext" => end = end.or(Some(address)),
+            None => {}
         }
+    }
+    let mut covers: Vec<Range<u64>> = modules.into_values().collect();
+    if let (Some(start), Some(end)) = (start, end) {
+        covers.push(start..end);
     }
     covers.sort_unstable_by_key(|r| r.start);
     covers
-}
-
-fn in_ranges(ranges: &[Range<u64>], address: u64) -> bool {
-    ranges.iter().any(|r| r.contains(&address))
 }
 
 /// The entry at `path` if it was made under `boot` by this zeek-probe and reads whole.

@@ -92,10 +92,7 @@ impl KernelSymbols {
 
     /// Whether this table names `address` itself.
     pub(super) fn covers(&self, address: u64) -> bool {
-        self.covers.as_ref().is_none_or(|covers| {
-            let i = covers.partition_point(|range| range.start <= address);
-            i.checked_sub(1).is_some_and(|i| covers[i].contains(&address))
-        })
+        self.covers.as_ref().is_none_or(|covers| in_ranges(covers, address))
     }
 
     /// The symbols, by address; a module's name followed by a tab and `[module]`.
@@ -120,6 +117,12 @@ impl KernelSymbols {
     pub fn is_empty(&self) -> bool {
         self.functions.is_empty()
     }
+}
+
+/// Whether `address` is in one of `ranges` (sorted by start, apart).
+pub(super) fn in_ranges(ranges: &[Range<u64>], address: u64) -> bool {
+    let i = ranges.partition_point(|range| range.start <= address);
+    i.checked_sub(1).is_some_and(|i| ranges[i].contains(&address))
 }
 
 fn name_in<'a>(text: &'a str, range: &Range<u32>) -> &'a str {
