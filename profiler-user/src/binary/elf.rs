@@ -142,11 +142,13 @@ impl ElfFile {
         self.parsed().kind() == ObjectKind::Dynamic
     }
 
-    /// Defined function and data symbols from `.dynsym`, then `.symtab` when present.
+    /// Defined function and data symbols from `.symtab`, or from `.dynsym` where the file has
+    /// no `.symtab` (stripped). A `.symtab` has every symbol `.dynsym` defines, and locals.
     pub fn symbols(&self) -> SymbolIndex {
         let file = self.parsed();
+        let table = if file.symbol_table().is_some() { file.symbols() } else { file.dynamic_symbols() };
         let mut found = Vec::new();
-        for sym in file.dynamic_symbols().chain(file.symbols()) {
+        for sym in table {
             if sym.is_undefined() || sym.address() == 0 {
                 continue;
             }

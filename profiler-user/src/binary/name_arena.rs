@@ -22,6 +22,11 @@ impl NameArena {
         Some(NameRef { start, len })
     }
 
+    /// Whether the name at `at` is `name`; most names differ in length, told without reading them.
+    pub fn is(&self, at: NameRef, name: &str) -> bool {
+        at.len as usize == name.len() && self.get(at) == name
+    }
+
     pub fn get(&self, name: NameRef) -> &str {
         let start = name.start as usize;
         self.0.get(start..start + name.len as usize).unwrap_or_default()
@@ -37,8 +42,10 @@ mod tests {
         let mut arena = NameArena::default();
         let names = ["_start", "", "_ZN4zeek6detail10ScriptFunc6InvokeEv", "x"];
         let refs: Vec<NameRef> = names.iter().map(|n| arena.push(n).unwrap()).collect();
-        for (name, at) in names.iter().zip(refs) {
-            assert_eq!(arena.get(at), *name);
+        for (name, at) in names.iter().zip(&refs) {
+            assert_eq!(arena.get(*at), *name);
+            assert!(arena.is(*at, name));
         }
+        assert!(!arena.is(refs[0], "_stark") && !arena.is(refs[0], "_start_") && !arena.is(refs[3], ""));
     }
 }

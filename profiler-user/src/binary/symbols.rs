@@ -1,9 +1,7 @@
 //! Zeek's symbols the probes use (zeek-abi.md §1) and a name → address index over an ELF's
 //! `.dynsym` and `.symtab`. Zeek links with `-rdynamic`, so everything named here is in
 //! `.dynsym` even when the binary is stripped.
-use std::hash::BuildHasher as _;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
+use std::collections::HashSet;
 
 use super::name_arena::{NameArena, NameRef};
 
@@ -39,45 +37,40 @@ pub struct Symbol {
     pub is_weak: bool,
 }
 
-/// Symbols by name, the first of equal names kept (`.dynsym` is read first; a `.symtab`
-/// duplicate adds nothing).
+/// Defined symbols in table order. Looked up by name by a scan: an inspection asks for a
+/// dozen names, and hashing the hundred thousand a Zeek binary has (to find and drop the
+/// duplicates of reading `.dynsym` and `.symtab` both) was half of a warm `check`.
 #[derive(Debug, Default)]
 pub struct SymbolIndex {
     names: NameArena,
     symbols: Vec<(NameRef, Symbol)>,
-    /// Indexes into `symbols`, hashed by name.
-    by_name: HashTable<usize>,
-    hasher: DefaultHashBuilder,
 }
 
 impl SymbolIndex {
-    /// An index built from `symbols`, sized for them up front.
+    /// An index of `symbols`, sized for them up front.
     pub fn of(symbols: &[(&str, Symbol)]) -> Self {
-        let mut index = Self {
-            symbols: Vec::with_capacity(symbols.len()),
-            by_name: HashTable::with_capacity(symbols.len()),
-            ..Self::default()
-        };
+        let mut index = Self { symbols: Vec::with_capacity(symbols.len()), ..Self::default() };
         for (name, symbol) in symbols {
             index.insert(name, *symbol);
         }
         index
     }
 
+    /// Adds `symbol` under `name`, even if another has that name (two files' `static`
+    /// functions of one name are two functions).
     pub fn insert(&mut self, name: &str, symbol: Symbol) {
-        let hash = self.hasher.hash_one(name);
-        let Self { names, symbols, by_name, hasher } = self;
-        if by_name.find(hash, |&i| names.get(symbols[i].0) == name).is_some() {
-            return;
+        if let Some(at) = self.names.push(name) {
+            self.symbols.push((at, symbol));
         }
-        let Some(at) = names.push(name) else { return };
-        symbols.push((at, symbol));
-        by_name.insert_unique(hash, symbols.len() - 1, |&i| hasher.hash_one(names.get(symbols[i].0)));
     }
 
-    /// Adds `other`'s symbols that this index does not name yet (a debug file's locals).
+    /// Adds `other`'s symbols whose names this index does not have (a debug file's locals
+    /// beside the stripped file's `.dynsym`, which the debug file's `.symtab` repeats).
     pub fn extend(&mut self, other: SymbolIndex) {
-        for (name, symbol) in other.iter() {
+        let known: HashSet<&str> = self.iter().map(|(name, _)| name).collect();
+        let added: Vec<(&str, Symbol)> = other.iter().filter(|(name, _)| !known.contains(name)).collect();
+        drop(known);
+        for (name, symbol) in added {
             self.insert(name, symbol);
         }
     }
@@ -86,10 +79,9 @@ impl SymbolIndex {
         self.symbols.iter().map(|(name, symbol)| (self.names.get(*name), *symbol))
     }
 
+    /// The first symbol named `name`.
     pub fn get(&self, name: &str) -> Option<Symbol> {
-        let hash = self.hasher.hash_one(name);
-        let i = self.by_name.find(hash, |&i| self.names.get(self.symbols[i].0) == name)?;
-        Some(self.symbols[*i].1)
+        self.symbols.iter().find(|(at, _)| self.names.is(*at, name)).map(|(_, symbol)| *symbol)
     }
 
     pub fn address(&self, name: &str) -> Option<u64> {
@@ -235,6 +227,27 @@ mod tests {
         assert_eq!(functions.lookup(0x1b780).as_deref(), Some("_dl_start"));
         assert_eq!(functions.lookup(0x40000 + 4095).as_deref(), Some("last_label"));
         assert_eq!(functions.lookup(0x40000 + 4096).as_deref(), None, "at most SIZELESS_REACH");
+    }
+
+    /// Two files' `static` functions of one name both name their code; a lookup by name finds
+    /// the first; a debug file adds only the names the stripped file lacks.
+    #[test]
+    fn same_named_functions_each_name_their_code_and_a_debug_file_adds_what_is_missing() {
+        let function = |address| Symbol { address, size: 0x10, is_function: true, is_weak: false };
+        let mut stripped = SymbolIndex::default();
+        stripped.insert("exported", function(0x1000));
+        let mut debug = SymbolIndex::default();
+        debug.insert("exported", function(0x1000));
+        debug.insert("helper", function(0x2000));
+        debug.insert("helper", function(0x3000));
+        stripped.extend(debug);
+        assert_eq!(stripped.address("helper"), Some(0x2000));
+        assert_eq!(stripped.address("helpe"), None);
+        assert_eq!(stripped.symbols.len(), 3, "exported once");
+        let functions = stripped.functions();
+        for (address, name) in [(0x1008, "exported"), (0x2008, "helper"), (0x3008, "helper")] {
+            assert_eq!(functions.lookup(address).as_deref(), Some(name));
+        }
     }
 
     #[test]
