@@ -36,6 +36,15 @@ struct Level {
     call_line: u32,
 }
 
+/// What a walk of a DIE's children looks at.
+#[derive(Clone, Copy)]
+enum Walk {
+    Subprograms,
+    /// Into namespaces only (their subprograms and nested namespaces: `Both`).
+    Namespaces,
+    Both,
+}
+
 impl<'a> UnitChains<'a> {
     /// The unit at `offset` in `.debug_info`.
     pub(super) fn new(dwarf: &'a Dwarf, offset: usize) -> Result<Self, gimli::Error> {
@@ -90,12 +99,21 @@ impl<'a> UnitChains<'a> {
         Ok(frames)
     }
 
-    /// The subprogram whose ranges hold each of `addresses` (sorted), among the unit's
-    /// top-level DIEs and its namespaces' (the first in the unit, should two).
+    /// The subprogram whose ranges hold each of `addresses` (sorted): among the unit's
+    /// top-level DIEs first, then among its namespaces' (the first in that order, should two).
+    /// A C++ unit's namespaces hold the declarations of every header it includes, `std`'s
+    /// alone thousands of DIEs, and the out-of-line definitions of member functions (most of
+    /// Zeek's code) are top-level DIEs: looked for before the namespaces are walked, most
+    /// addresses are found stepping over each namespace whole (GCC's `DW_AT_sibling`).
     fn functions_at(&self, addresses: &[u64]) -> Result<Vec<Option<UnitOffset>>, gimli::Error> {
         let mut found = Found::new(addresses);
-        let mut tree = self.unit.entries_tree(None)?;
-        self.functions_under(tree.root()?, &mut found)?;
+        for walk in [Walk::Subprograms, Walk::Namespaces] {
+            if found.missing == 0 {
+                break;
+            }
+            let mut tree = self.unit.entries_tree(None)?;
+            self.functions_under(tree.root()?, &mut found, walk)?;
+        }
         Ok(found.values)
     }
 
@@ -104,19 +122,22 @@ impl<'a> UnitChains<'a> {
         &self,
         node: EntriesTreeNode<Reader>,
         found: &mut Found<UnitOffset>,
+        walk: Walk,
     ) -> Result<(), gimli::Error> {
         let mut children = node.children();
         while found.missing > 0
             && let Some(child) = children.next()?
         {
-            match child.entry().tag {
-                gimli::DW_TAG_subprogram => {
+            match (child.entry().tag, walk) {
+                (gimli::DW_TAG_subprogram, Walk::Subprograms | Walk::Both) => {
                     let mut ranges = self.dwarf.die_ranges(&self.unit, child.entry())?;
                     while let Some(range) = ranges.next()? {
                         found.fill(range.begin..range.end, child.entry().offset());
                     }
                 }
-                gimli::DW_TAG_namespace => self.functions_under(child, found)?,
+                (gimli::DW_TAG_namespace, Walk::Namespaces | Walk::Both) => {
+                    self.functions_under(child, found, Walk::Both)?
+                }
                 _ => {}
             }
         }
