@@ -95,5 +95,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     written?;
     // The kernel takes ~0.1 s per uprobe to release it: after we (and the command) have ended.
     probes.release_after_exit();
+    // What the report was made from (symbol tables, parsed DWARF, the samples: tens of MB with
+    // source lines) is not freed piece by piece (~5 ms) but with the address space, which the
+    // release child tears down in its exit, after ours (`probes::release`).
+    std::mem::forget((session, profile, snapshot));
     Ok(exit.status())
 }

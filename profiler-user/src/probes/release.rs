@@ -8,31 +8,54 @@
 //! exit, which nobody waits for. It is only done once every target has exited, so the probes
 //! it keeps a moment longer serve no process. It holds nothing else: files, pipes and sockets
 //! (someone may read zeek-probe's output to its end) are closed in it at once.
+//!
+//! The child shares zeek-probe's memory (`CLONE_VM`) rather than copying it (`fork`: ~2 ms of
+//! page tables for a report's symbol tables and DWARF), so that memory is also torn down in
+//! the child's exit, not in zeek-probe's (and what `record` has not freed by then costs it
+//! nothing). Sharing it, the child makes its system calls itself: libc's wrappers write
+//! `errno`, which is zeek-probe's thread's.
 use std::{
     fs, io,
     os::fd::{AsRawFd as _, IntoRawFd as _, RawFd},
 };
 
-use nix::unistd::{ForkResult, fork};
+/// The child's stack: its few calls, and a signal handler of zeek-probe's run on it.
+const CHILD_STACK: usize = 64 * 1024;
 
-/// Forks the child that keeps the probes' descriptors until this process has ended. Returns
+/// What the child is given, left to it: it lives in memory the child shares.
+struct Handover {
+    to_close: Vec<RawFd>,
+    reader: RawFd,
+    writer: RawFd,
+}
+
+/// Starts the child that keeps the probes' descriptors until this process has ended. Returns
 /// once it is started; afterwards closing ours costs nothing.
 pub fn hand_over() -> io::Result<()> {
-    // Everything the child does is prepared here: after fork it may not allocate.
+    // Everything the child uses is prepared here, and never freed: it shares this memory.
     let to_close = descriptors_to_close()?;
     let (reader, writer) = io::pipe()?;
-    let (reader_fd, writer_fd) = (reader.as_raw_fd(), writer.as_raw_fd());
-    // SAFETY: the child only makes async-signal-safe calls (prctl, close, read, _exit) on
-    // memory prepared before the fork.
-    match unsafe { fork() }.map_err(io::Error::from)? {
-        ForkResult::Child => keep_until_parent_ends(&to_close, reader_fd, writer_fd),
-        ForkResult::Parent { .. } => {
-            drop(reader);
-            // Ours stays open until this process ends: its closing is the child's signal.
-            let _ = writer.into_raw_fd();
-            Ok(())
-        }
+    let handover = Box::leak(Box::new(Handover { to_close, reader: reader.as_raw_fd(), writer: writer.as_raw_fd() }));
+    let stack: &mut [u8] = Box::leak(vec![0u8; CHILD_STACK].into_boxed_slice());
+    // The stack grows down from its end, 16-byte aligned as the ABI wants it.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: the child runs `keep_until_parent_ends` on its own stack, with memory leaked
+    // above (never freed, never written again by us); it makes raw system calls only.
+    let pid = unsafe {
+        libc::clone(
+            keep_until_parent_ends,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            (handover as *mut Handover).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
     }
+    drop(reader);
+    // Ours stays open until this process ends: its closing is the child's signal.
+    let _ = writer.into_raw_fd();
+    Ok(())
 }
 
 /// This process's descriptors but the kernel objects the probes are made of (perf events,
@@ -52,21 +75,48 @@ fn descriptors_to_close() -> io::Result<Vec<RawFd>> {
 }
 
 /// The child's side of `hand_over`: never returns.
-fn keep_until_parent_ends(to_close: &[RawFd], reader: RawFd, writer: RawFd) -> ! {
-    // SAFETY: prctl, close, read and _exit are async-signal-safe system calls on memory
-    // prepared before the fork.
+extern "C" fn keep_until_parent_ends(handover: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `hand_over` passes its leaked `Handover`, which nothing writes any more.
+    let Handover { to_close, reader, writer } = unsafe { &*handover.cast::<Handover>() };
+    // Seen in `ps` for the moment it lives: what it is.
+    let name = c"zeek-probe-rel";
+    // SAFETY: system calls on memory that stays valid (leaked, or this stack's).
     unsafe {
-        // Seen in `ps` for the moment it lives: what it is.
-        libc::prctl(libc::PR_SET_NAME, c"zeek-probe-rel".as_ptr());
-        for fd in to_close.iter().filter(|fd| **fd != reader) {
-            libc::close(*fd);
+        syscall(libc::SYS_prctl, libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0);
+        for fd in to_close.iter().filter(|fd| *fd != reader) {
+            syscall(libc::SYS_close, *fd as usize, 0, 0);
         }
-        libc::close(writer);
+        syscall(libc::SYS_close, *writer as usize, 0, 0);
         let mut byte = 0u8;
         // Nothing is ever written: this returns at the parent's end (0) or on an error.
-        while libc::read(reader, (&raw mut byte).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
-        libc::_exit(0)
+        while syscall(libc::SYS_read, *reader as usize, (&raw mut byte) as usize, 1) == -(libc::EINTR as isize) {}
+        syscall(libc::SYS_exit_group, 0, 0, 0);
     }
+    0
+}
+
+/// A system call of up to three arguments, its result as the kernel returns it (`-errno` on
+/// failure), `errno` untouched.
+///
+/// # Safety
+/// As the call itself: pointers passed must be valid for it.
+unsafe fn syscall(number: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let result: isize;
+    // SAFETY: the x86-64 system call convention: number and result in rax, arguments in rdi,
+    // rsi and rdx; the kernel clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
 }
 
 #[cfg(test)]
