@@ -69,9 +69,13 @@ impl Collector {
 pub struct NewAddresses(Arc<Mutex<Collector>>);
 
 impl NewAddresses {
-    /// `pid`'s addresses first unwound since the last call (the others' stay for theirs).
+    /// `pid`'s addresses first unwound since the last call (the others' stay for theirs),
+    /// after unwinding what waits in the ring: a caller that looks more often than every
+    /// `DRAIN_PERIOD` (`record`'s symbol prefetch) gets them sooner.
     pub fn take(&self, pid: u32) -> Vec<u64> {
-        lock(&self.0).fresh.as_mut().map(|fresh| fresh.take(pid)).unwrap_or_default()
+        let mut collector = lock(&self.0);
+        collector.drain();
+        collector.fresh.as_mut().map(|fresh| fresh.take(pid)).unwrap_or_default()
     }
 }
 
