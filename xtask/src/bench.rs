@@ -563,6 +563,10 @@ fn record_trivial(zeek: &Path, source_lines: &str) -> Command {
     record
 }
 
+/// Rounds of the record start-up: a ratio of two runs of ~0.1 s each moves by a tenth from
+/// one round to the next on a shared machine; 5 rounds' median moved as much between benches.
+const RECORD_ROUNDS: usize = 15;
+
 /// How long the kernel may still be releasing a finished `record`'s uprobes (~0.1 s each, in
 /// the child it hands them to): a record started meanwhile waits for that in its own attach.
 const RELEASED: Duration = Duration::from_millis(500);
@@ -575,7 +579,7 @@ const RELEASED: Duration = Duration::from_millis(500);
 /// drifts between rounds, less within one.
 fn record_startup(zeek: &Path) -> Result<()> {
     let (mut alone, mut with_lines, mut without_lines) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..RECORD_ROUNDS {
         let mut plain = Command::new(zeek);
         plain.args(TRIVIAL_RUN);
         alone.push(timed(plain)?.0);
@@ -592,7 +596,7 @@ fn record_startup(zeek: &Path) -> Result<()> {
         let mut ratios: Vec<f64> = runs.iter().zip(&alone).map(|(recorded, alone)| recorded / alone).collect();
         let (recorded, ratio) = (median(runs), median(&mut ratios));
         println!(
-            "  record of a trivial Zeek run, {label}: {recorded:.3} s against {alone_median:.3} s alone ({ratio:.2}x, the median of {ROUNDS} rounds' ratios; target 1.5x)"
+            "  record of a trivial Zeek run, {label}: {recorded:.3} s against {alone_median:.3} s alone ({ratio:.2}x, the median of {RECORD_ROUNDS} rounds' ratios; target 1.5x)"
         );
     }
     Ok(())
