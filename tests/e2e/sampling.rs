@@ -84,6 +84,9 @@ pub fn tolerance(share: f64, samples: f64) -> f64 {
     1.0 + 5.0 * 100.0 * (p * (1.0 - p) / samples.max(1.0)).sqrt()
 }
 
+/// The fixture's BIF that throws, once per run (`zeek_shaped.cc`).
+const THROWING_BIF: &str = "to_addr";
+
 /// At 999 Hz over 5 s: the top functions' and the native functions' self-time shares within
 /// `tolerance` of the truth, every stack a real call path, every name a real function.
 fn check_sampling(fixture_name: &str) {
@@ -133,6 +136,13 @@ fn check_sampling(fixture_name: &str) {
     let names = zeek_names(&summary);
     let zeek = |n: &str| names.get(n).map_or(n, String::as_str).to_owned();
     let edges = callers(&truth);
+    // The BIF that throws once per run (`to_addr`) leaves its `call_stack` entry behind, as in
+    // Zeek, under the rest of the event's bodies (a call to `fmt`). Before 8.1 an entry holds
+    // the `Func*`, nothing that tells a leftover from a live call: a sample in that moment
+    // shows the BIF calling on (once in a CI run, on 8.0). From 8.1 the entry holds the BIF's
+    // own `Frame`, freed when it threw: those generations are held to exact edges still.
+    let abi = GENERATIONS.iter().find(|(name, _, _)| fixture_name.starts_with(name));
+    let leftover_looks_live = abi.is_some_and(|(_, _, abi)| *abi < "8.1");
     // Samples caught at the instant a call is pushed or popped (see programs/sample.rs): a
     // stale bottom entry misjudged adds or drops a root, a frame being built reads as
     // <unresolved>. Rare; everything else must be exact.
@@ -156,6 +166,11 @@ fn check_sampling(fixture_name: &str) {
         if !edges.contains_key(&(String::new(), frames[0].clone())) {
             racy += count;
             frames.remove(0);
+        }
+        let calling_on = frames.iter().rev().skip(1).position(|f| f == THROWING_BIF);
+        if leftover_looks_live && let Some(from_leaf) = calling_on {
+            racy += count;
+            frames.remove(frames.len() - 2 - from_leaf);
         }
         for pair in frames.windows(2) {
             assert!(
