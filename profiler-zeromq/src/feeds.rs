@@ -132,12 +132,10 @@ impl Feeds {
         self.feeds.iter().map(|f| (f.kind, f.endpoint.clone())).collect()
     }
 
+    /// The counters are read before the nodes: a message is applied to the nodes before it is
+    /// counted, so every message counted is in the nodes read (read the other way round, a
+    /// scrape could count messages decoded whose rows it did not show).
     pub fn snapshot(&self) -> Snapshot {
-        let nodes = {
-            let mut memory = lock(&self.shared.memory);
-            memory.tick(Instant::now());
-            memory.snapshot()
-        };
         let feeds = self
             .feeds
             .iter()
@@ -148,6 +146,11 @@ impl Feeds {
                 log_records: lock(&f.log_counts).snapshot(),
             })
             .collect();
+        let nodes = {
+            let mut memory = lock(&self.shared.memory);
+            memory.tick(Instant::now());
+            memory.snapshot()
+        };
         Snapshot { feeds, nodes }
     }
 
