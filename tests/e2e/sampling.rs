@@ -137,12 +137,13 @@ fn check_sampling(fixture_name: &str) {
     let zeek = |n: &str| names.get(n).map_or(n, String::as_str).to_owned();
     let edges = callers(&truth);
     // The BIF that throws once per run (`to_addr`) leaves its `call_stack` entry behind, as in
-    // Zeek, under the rest of the event's bodies (a call to `fmt`). Before 8.1 an entry holds
-    // the `Func*`, nothing that tells a leftover from a live call: a sample in that moment
-    // shows the BIF calling on (once in a CI run, on 8.0). From 8.1 the entry holds the BIF's
-    // own `Frame`, freed when it threw: those generations are held to exact edges still.
+    // Zeek, under the rest of the event's bodies (a call to `fmt`). In 8.0 an entry holds the
+    // `Func*`, nothing that tells a leftover from a live call: a sample in that moment shows
+    // the BIF calling on (once in a CI run). Before 8.0 the sampler walks `g_frame_stack`
+    // instead, and from 8.1 the entry holds the BIF's own `Frame`, freed when it threw: those
+    // generations are held to exact edges.
     let abi = GENERATIONS.iter().find(|(name, _, _)| fixture_name.starts_with(name));
-    let leftover_looks_live = abi.is_some_and(|(_, _, abi)| *abi < "8.1");
+    let leftover_looks_live = abi.is_some_and(|(_, _, abi)| *abi == "8.0");
     // Samples caught at the instant a call is pushed or popped (see programs/sample.rs): a
     // stale bottom entry misjudged adds or drops a root, a frame being built reads as
     // <unresolved>. Rare; everything else must be exact.
