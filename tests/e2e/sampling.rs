@@ -106,13 +106,25 @@ fn check_sampling(fixture_name: &str) {
         .collect();
     true_cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
     let samples = main * 999.0;
+    // What a share off its truth was made of, for the failure message: the most sampled
+    // stacks that name the function.
+    let stacks_with = |name: &str| {
+        let mut lines: Vec<(u64, &str)> = folded
+            .lines()
+            .filter(|line| line.contains(name))
+            .filter_map(|line| Some((line.rsplit_once(' ')?.1.parse().ok()?, line)))
+            .collect();
+        lines.sort_unstable_by_key(|(count, _)| std::cmp::Reverse(*count));
+        lines.iter().take(15).map(|(_, line)| *line).collect::<Vec<_>>().join("\n")
+    };
     for (name, seconds) in true_cpu.iter().take(8) {
         let want = 100.0 * seconds / main;
         let got = 100.0 * sampled.get(name).copied().unwrap_or(0.0) / main;
         let bound = tolerance(want, samples);
         assert!(
             (got - want).abs() <= bound,
-            "{fixture_name}: {name}: sampled {got:.2}% of the main thread, true {want:.2}% (± {bound:.2})"
+            "{fixture_name}: {name}: sampled {got:.2}% of the main thread, true {want:.2}% (± {bound:.2}); its stacks:\n{}",
+            stacks_with(name)
         );
     }
     // Native time shows up under native frames, each within 3 points too.
@@ -126,7 +138,8 @@ fn check_sampling(fixture_name: &str) {
         let bound = tolerance(want, samples);
         assert!(
             (got - want).abs() <= bound,
-            "{fixture_name}: {name}: sampled {got:.2}%, true {want:.2}% (± {bound:.2})"
+            "{fixture_name}: {name}: sampled {got:.2}%, true {want:.2}% (± {bound:.2}); its stacks:\n{}",
+            stacks_with(name)
         );
     }
 
