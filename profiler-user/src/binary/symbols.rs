@@ -1,6 +1,6 @@
 //! Zeek's symbols the probes use (zeek-abi.md §1) and a name → address index over an ELF's
-//! `.dynsym` and `.symtab`. Zeek links with `-rdynamic`, so everything named here is in
-//! `.dynsym` even when the binary is stripped.
+//! `.symtab`, or its `.dynsym` when stripped. Zeek links with `-rdynamic`, so everything named
+//! here is in `.dynsym` even when the binary is stripped.
 use std::collections::HashSet;
 
 use super::name_arena::{NameArena, NameRef};
@@ -38,8 +38,7 @@ pub struct Symbol {
 }
 
 /// Defined symbols in table order. Looked up by name by a scan: an inspection asks for a
-/// dozen names, and hashing the hundred thousand a Zeek binary has (to find and drop the
-/// duplicates of reading `.dynsym` and `.symtab` both) was half of a warm `check`.
+/// dozen names, and hashing every name of a Zeek binary's tables was half of a warm `check`.
 #[derive(Debug, Default)]
 pub struct SymbolIndex {
     names: NameArena,
