@@ -9,7 +9,7 @@
 //! The chains are `addr2line`'s, the same names, files and lines (its rules are followed
 //! here, and tested against it): where the walk finds no function (one nested where it does
 //! not look), the caller asks `addr2line`.
-use std::{borrow::Cow, collections::HashMap};
+use std::{borrow::Cow, collections::HashMap, ops::Range};
 
 use gimli::{AttributeValue, DebuggingInformationEntry, EntriesTreeNode, Reader as _, Unit, UnitOffset};
 
@@ -22,10 +22,81 @@ const NAME_LINKS: usize = 16;
 /// One compile unit, parsed as far as its addresses need.
 pub(super) struct UnitChains<'a> {
     dwarf: &'a Dwarf,
+    parsed: ParsedUnit,
+}
+
+/// A compile unit as far as it has been read, kept between lookups: a running command's
+/// samples land in the same units again (a third of a trivial real Zeek run's units were
+/// parsed twice or more). Its DIEs and line table are read in one order, each until every
+/// address asked for is found; what was read answers later addresses, and reading goes on
+/// from where it stopped for the others: a unit is read at most once (but for the namespace
+/// pass, which starts over when it must look further).
+pub(super) struct ParsedUnit {
     unit: Unit<Reader>,
     /// File paths by index in the line table, rendered on first use.
     files: HashMap<u64, Option<String>>,
     demangled: HashMap<String, String>,
+    /// The ranges of the subprograms read, in the order `functions_at` reads them: the
+    /// top-level ones, then (once every top-level one is read) those in namespaces.
+    functions: Vec<(Range<u64>, UnitOffset)>,
+    /// The next top-level DIE to read; `None` once all are.
+    next_top_level: Option<UnitOffset>,
+    /// How many of `functions` are top-level ones, once all are.
+    top_level: usize,
+    /// Whether the namespace pass read to its end.
+    namespaces_read: bool,
+    /// The line table's rows read, as address spans and their (file index, line), in order.
+    rows: Vec<(Range<u64>, (u64, u32))>,
+    /// Where reading the line table stopped; `None` once read to its end (or none).
+    rows_left: Option<Box<RowsLeft>>,
+}
+
+/// The rest of a line table, and its last row read (address, file index, line) if its
+/// sequence goes on: it holds the addresses from its own up to the next row's.
+struct RowsLeft {
+    rows: gimli::LineRows<Reader, gimli::IncompleteLineProgram<Reader>, usize>,
+    previous: Option<(u64, u64, u32)>,
+}
+
+impl ParsedUnit {
+    fn new(unit: Unit<Reader>) -> Result<Self, gimli::Error> {
+        // The root's first child, where the top-level DIEs start.
+        let mut entries = unit.entries();
+        let first_child = if entries.next_entry()? && entries.current().is_some_and(|root| root.has_children()) {
+            entries.next_entry()?;
+            entries.current().map(|child| child.offset())
+        } else {
+            None
+        };
+        let rows_left =
+            unit.line_program.clone().map(|program| Box::new(RowsLeft { rows: program.rows(), previous: None }));
+        Ok(Self {
+            unit,
+            files: HashMap::new(),
+            demangled: HashMap::new(),
+            functions: Vec::new(),
+            next_top_level: first_child,
+            top_level: 0,
+            namespaces_read: false,
+            rows: Vec::new(),
+            rows_left,
+        })
+    }
+
+    /// How many spans it keeps: what its memory grows with.
+    pub(super) fn spans(&self) -> usize {
+        self.functions.len() + self.rows.len()
+    }
+}
+
+/// Gives each of `found`'s addresses the value of the first of `spans` that holds it.
+fn answer<T: Copy>(spans: &[(Range<u64>, T)], found: &mut Found<T>) {
+    for (range, value) in spans {
+        if found.missing == 0 {
+            break;
+        }
+        found.fill(range.clone(), *value);
+    }
 }
 
 /// One level of the chain before it is named: its function's name still as DWARF has it.
@@ -36,21 +107,22 @@ struct Level {
     call_line: u32,
 }
 
-/// What a walk of a DIE's children looks at.
-#[derive(Clone, Copy)]
-enum Walk {
-    Subprograms,
-    /// Into namespaces only (their subprograms and nested namespaces: `Both`).
-    Namespaces,
-    Both,
-}
-
 impl<'a> UnitChains<'a> {
     /// The unit at `offset` in `.debug_info`.
     pub(super) fn new(dwarf: &'a Dwarf, offset: usize) -> Result<Self, gimli::Error> {
         let header = dwarf.debug_info.header_from_offset(gimli::DebugInfoOffset(offset))?;
-        let unit = dwarf.unit(header)?;
-        Ok(Self { dwarf, unit, files: HashMap::new(), demangled: HashMap::new() })
+        let parsed = ParsedUnit::new(dwarf.unit(header)?)?;
+        Ok(Self { dwarf, parsed })
+    }
+
+    /// Goes on with a unit of `dwarf` read before.
+    pub(super) fn resume(dwarf: &'a Dwarf, parsed: ParsedUnit) -> Self {
+        Self { dwarf, parsed }
+    }
+
+    /// What has been read of the unit, to resume later.
+    pub(super) fn into_parsed(self) -> ParsedUnit {
+        self.parsed
     }
 
     /// The chains at `addresses` (sorted, each once), each outermost first (as
@@ -58,7 +130,7 @@ impl<'a> UnitChains<'a> {
     /// function for. The unit's DIEs and line table are read only until every address is found.
     pub(super) fn chains(&mut self, addresses: &[u64]) -> Result<Vec<Option<Vec<SourceFrame>>>, gimli::Error> {
         let functions = self.functions_at(addresses)?;
-        let rows = rows_at(&self.unit, addresses)?;
+        let rows = self.rows_at(addresses)?;
         let mut chains = Vec::with_capacity(addresses.len());
         for ((address, function), row) in addresses.iter().zip(functions).zip(rows) {
             chains.push(match function {
@@ -69,6 +141,32 @@ impl<'a> UnitChains<'a> {
         Ok(chains)
     }
 
+    /// The file index and line of the line-table row that holds each of `addresses` (sorted),
+    /// as `addr2line` finds it: the last row at or before it (of rows at one address, the
+    /// last) in a sequence that holds it. The table is read on until every address is found.
+    fn rows_at(&mut self, addresses: &[u64]) -> Result<Vec<Option<(u64, u32)>>, gimli::Error> {
+        let mut found = Found::new(addresses);
+        let parsed = &mut self.parsed;
+        answer(&parsed.rows, &mut found);
+        while found.missing > 0
+            && let Some(left) = parsed.rows_left.as_mut()
+        {
+            let Some((_, row)) = left.rows.next_row()? else {
+                parsed.rows_left = None;
+                break;
+            };
+            if let Some((start, file, line)) = left.previous
+                && start < row.address()
+            {
+                found.fill(start..row.address(), (file, line));
+                parsed.rows.push((start..row.address(), (file, line)));
+            }
+            left.previous = (!row.end_sequence())
+                .then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32));
+        }
+        Ok(found.values)
+    }
+
     /// The chain at `address` in `function`, whose line-table row (file index, line) is `row`.
     fn chain_in(
         &mut self,
@@ -76,7 +174,7 @@ impl<'a> UnitChains<'a> {
         address: u64,
         row: Option<(u64, u32)>,
     ) -> Result<Vec<SourceFrame>, gimli::Error> {
-        let mut tree = self.unit.entries_tree(Some(function))?;
+        let mut tree = self.parsed.unit.entries_tree(Some(function))?;
         let root = tree.root()?;
         let mut levels = vec![Level { name: self.name_of(root.entry())?, call_file: None, call_line: 0 }];
         self.inlined_at(root, address, &mut levels)?;
@@ -104,40 +202,77 @@ impl<'a> UnitChains<'a> {
     /// A C++ unit's namespaces hold the declarations of every header it includes, `std`'s
     /// alone thousands of DIEs, and the out-of-line definitions of member functions (most of
     /// Zeek's code) are top-level DIEs: looked for before the namespaces are walked, most
-    /// addresses are found stepping over each namespace whole (GCC's `DW_AT_sibling`).
-    fn functions_at(&self, addresses: &[u64]) -> Result<Vec<Option<UnitOffset>>, gimli::Error> {
+    /// addresses are found stepping over each namespace whole (GCC's `DW_AT_sibling`). What
+    /// earlier lookups read answers first; reading goes on from where they stopped.
+    fn functions_at(&mut self, addresses: &[u64]) -> Result<Vec<Option<UnitOffset>>, gimli::Error> {
         let mut found = Found::new(addresses);
-        for walk in [Walk::Subprograms, Walk::Namespaces] {
-            if found.missing == 0 {
-                break;
-            }
-            let mut tree = self.unit.entries_tree(None)?;
-            self.functions_under(tree.root()?, &mut found, walk)?;
+        answer(&self.parsed.functions, &mut found);
+        self.read_top_level(&mut found)?;
+        if found.missing > 0 && self.parsed.next_top_level.is_none() && !self.parsed.namespaces_read {
+            // The namespaces read before did not hold them all: read from the first again.
+            let mut met = std::mem::take(&mut self.parsed.functions);
+            met.truncate(self.parsed.top_level);
+            let walked = self.parsed.unit.entries_tree(None).and_then(|mut tree| {
+                let root = tree.root()?;
+                self.functions_under(root, &mut found, &mut met, false)
+            });
+            self.parsed.functions = met;
+            walked?;
+            self.parsed.namespaces_read = found.missing > 0;
         }
         Ok(found.values)
     }
 
-    /// Walks `node`'s children until every address has its function.
+    /// Reads the unit's top-level subprograms on from where reading stopped, until every
+    /// address has its function or every one is read.
+    fn read_top_level(&mut self, found: &mut Found<UnitOffset>) -> Result<(), gimli::Error> {
+        let Some(next) = self.parsed.next_top_level else { return Ok(()) };
+        let parsed = &mut self.parsed;
+        let mut entries = parsed.unit.entries_at_offset(next)?;
+        entries.next_entry()?;
+        while let Some(entry) = entries.current() {
+            if found.missing == 0 {
+                parsed.next_top_level = Some(entry.offset());
+                return Ok(());
+            }
+            if entry.tag == gimli::DW_TAG_subprogram {
+                let mut ranges = self.dwarf.die_ranges(&parsed.unit, entry)?;
+                while let Some(range) = ranges.next()? {
+                    found.fill(range.begin..range.end, entry.offset());
+                    parsed.functions.push((range.begin..range.end, entry.offset()));
+                }
+            }
+            if entries.next_sibling()?.is_none() {
+                break;
+            }
+        }
+        parsed.next_top_level = None;
+        parsed.top_level = parsed.functions.len();
+        Ok(())
+    }
+
+    /// Walks `node`'s children until every address has its function, noting the ranges of the
+    /// subprograms in namespaces in `met` (`in_namespace`: `node` is one).
     fn functions_under(
         &self,
         node: EntriesTreeNode<Reader>,
         found: &mut Found<UnitOffset>,
-        walk: Walk,
+        met: &mut Vec<(Range<u64>, UnitOffset)>,
+        in_namespace: bool,
     ) -> Result<(), gimli::Error> {
         let mut children = node.children();
         while found.missing > 0
             && let Some(child) = children.next()?
         {
-            match (child.entry().tag, walk) {
-                (gimli::DW_TAG_subprogram, Walk::Subprograms | Walk::Both) => {
-                    let mut ranges = self.dwarf.die_ranges(&self.unit, child.entry())?;
+            match child.entry().tag {
+                gimli::DW_TAG_subprogram if in_namespace => {
+                    let mut ranges = self.dwarf.die_ranges(&self.parsed.unit, child.entry())?;
                     while let Some(range) = ranges.next()? {
                         found.fill(range.begin..range.end, child.entry().offset());
+                        met.push((range.begin..range.end, child.entry().offset()));
                     }
                 }
-                (gimli::DW_TAG_namespace, Walk::Namespaces | Walk::Both) => {
-                    self.functions_under(child, found, Walk::Both)?
-                }
+                gimli::DW_TAG_namespace => self.functions_under(child, found, met, true)?,
                 _ => {}
             }
         }
@@ -175,7 +310,7 @@ impl<'a> UnitChains<'a> {
     }
 
     fn holds(&self, entry: &DebuggingInformationEntry<Reader>, address: u64) -> Result<bool, gimli::Error> {
-        let mut ranges = self.dwarf.die_ranges(&self.unit, entry)?;
+        let mut ranges = self.dwarf.die_ranges(&self.parsed.unit, entry)?;
         while let Some(range) = ranges.next()? {
             if (range.begin..range.end).contains(&address) {
                 return Ok(true);
@@ -192,7 +327,7 @@ impl<'a> UnitChains<'a> {
             match attr.name() {
                 gimli::DW_AT_call_file => {
                     if let AttributeValue::FileIndex(index) = attr.value()
-                        && (index > 0 || self.unit.header.version() >= 5)
+                        && (index > 0 || self.parsed.unit.header.version() >= 5)
                     {
                         level.call_file = Some(index);
                     }
@@ -211,13 +346,15 @@ impl<'a> UnitChains<'a> {
         for attr in entry.attrs() {
             match attr.name() {
                 gimli::DW_AT_linkage_name | gimli::DW_AT_MIPS_linkage_name => {
-                    if let Ok(value) = self.dwarf.attr_string(&self.unit, attr.value()) {
+                    if let Ok(value) = self.dwarf.attr_string(&self.parsed.unit, attr.value()) {
                         name = Some(value);
                     }
                 }
-                gimli::DW_AT_name if name.is_none() => name = self.dwarf.attr_string(&self.unit, attr.value()).ok(),
+                gimli::DW_AT_name if name.is_none() => {
+                    name = self.dwarf.attr_string(&self.parsed.unit, attr.value()).ok()
+                }
                 gimli::DW_AT_abstract_origin | gimli::DW_AT_specification if name.is_none() => {
-                    name = referred_name(self.dwarf, &self.unit, attr.value(), NAME_LINKS)?;
+                    name = referred_name(self.dwarf, &self.parsed.unit, attr.value(), NAME_LINKS)?;
                 }
                 _ => {}
             }
@@ -228,22 +365,25 @@ impl<'a> UnitChains<'a> {
     /// The path of the line table's file `index`, as `addr2line` renders it: the unit's
     /// directory, the file's directory, its name (each absolute one starting over).
     fn file(&mut self, index: u64) -> Result<Option<String>, gimli::Error> {
-        if let Some(path) = self.files.get(&index) {
+        if let Some(path) = self.parsed.files.get(&index) {
             return Ok(path.clone());
         }
-        let path = match self.unit.line_program.as_ref().map(|program| program.header()) {
+        let path = match self.parsed.unit.line_program.as_ref().map(|program| program.header()) {
             Some(header) => match header.file(index) {
                 Some(file) => {
-                    let mut path = match &self.unit.comp_dir {
+                    let mut path = match &self.parsed.unit.comp_dir {
                         Some(dir) => dir.to_string_lossy()?.into_owned(),
                         None => String::new(),
                     };
                     if file.directory_index() != 0
                         && let Some(directory) = file.directory(header)
                     {
-                        path_push(&mut path, &self.dwarf.attr_string(&self.unit, directory)?.to_string_lossy()?);
+                        path_push(&mut path, &self.dwarf.attr_string(&self.parsed.unit, directory)?.to_string_lossy()?);
                     }
-                    path_push(&mut path, &self.dwarf.attr_string(&self.unit, file.path_name())?.to_string_lossy()?);
+                    path_push(
+                        &mut path,
+                        &self.dwarf.attr_string(&self.parsed.unit, file.path_name())?.to_string_lossy()?,
+                    );
                     Some(path)
                 }
                 // DWARF 4 has no file 0; `addr2line` names it "".
@@ -252,18 +392,18 @@ impl<'a> UnitChains<'a> {
             },
             None => None,
         };
-        self.files.insert(index, path.clone());
+        self.parsed.files.insert(index, path.clone());
         Ok(path)
     }
 
     /// Demangled once per unit: its rows repeat the same few functions.
     fn demangle(&mut self, raw: &Reader) -> Result<String, gimli::Error> {
         let raw: Cow<'_, str> = raw.to_string_lossy()?;
-        if let Some(name) = self.demangled.get(raw.as_ref()) {
+        if let Some(name) = self.parsed.demangled.get(raw.as_ref()) {
             return Ok(name.clone());
         }
         let name = crate::binary::symbols::demangle(&raw);
-        self.demangled.insert(raw.into_owned(), name.clone());
+        self.parsed.demangled.insert(raw.into_owned(), name.clone());
         Ok(name)
     }
 }
@@ -335,27 +475,6 @@ fn unit_holding(
         }
     }
     Ok(None)
-}
-
-/// The file index and line of the line-table row that holds each of `addresses` (sorted), as
-/// `addr2line` finds it: the last row at or before it (of rows at one address, the last) in a
-/// sequence that holds it. The table is read until every address is found.
-fn rows_at(unit: &Unit<Reader>, addresses: &[u64]) -> Result<Vec<Option<(u64, u32)>>, gimli::Error> {
-    let mut found = Found::new(addresses);
-    let Some(program) = unit.line_program.clone() else { return Ok(found.values) };
-    let mut rows = program.rows();
-    // The row before, in this sequence: it holds the addresses from its own up to this row's.
-    let mut previous: Option<(u64, u64, u32)> = None;
-    while found.missing > 0
-        && let Some((_, row)) = rows.next_row()?
-    {
-        if let Some((start, file, line)) = previous {
-            found.fill(start..row.address(), (file, line));
-        }
-        previous =
-            (!row.end_sequence()).then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()) as u32));
-    }
-    Ok(found.values)
 }
 
 /// What was found for each of some sorted addresses, the first find kept.

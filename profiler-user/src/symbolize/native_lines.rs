@@ -3,8 +3,8 @@
 //! megabytes: nothing of it is read until the first sampled address is asked for (at report
 //! time, not at attach), the file is mapped rather than read, only the compile units holding
 //! sampled addresses are read, each only as far as its addresses need (`inlined_chain`; all of
-//! it, by `addr2line`, where that walk finds no function), and each distinct address is
-//! resolved once.
+//! it, by `addr2line`, where that walk finds no function) and on from there for the addresses
+//! that come later (`KeptUnits`), and each distinct address is resolved once.
 use std::{
     borrow::Cow,
     collections::{HashMap, hash_map},
@@ -22,7 +22,10 @@ use std::{
 use gimli::{EndianReader, RunTimeEndian, SectionId};
 use object::{Object as _, ObjectSection as _};
 
-use super::{inlined_chain::UnitChains, lock};
+use super::{
+    inlined_chain::{ParsedUnit, UnitChains},
+    lock,
+};
 use crate::{binary::elf::ElfFile, output};
 
 /// What a `prefetch` may take of the machine.
@@ -90,6 +93,8 @@ struct Resolver {
     units: Units,
     /// Link-time address → its chain, outermost first (empty: DWARF does not cover it).
     resolved: HashMap<u64, Arc<[SourceFrame]>>,
+    /// Units as far as they were read, for the next addresses in them.
+    parsed: KeptUnits,
     /// Addresses whose lookup failed on bad DWARF (the first one said).
     failed: u64,
 }
@@ -103,6 +108,38 @@ enum Units {
     ByRange { ranges: Vec<UnitRange>, dwarf: Box<Dwarf> },
     /// Without `.debug_aranges`, one context of the whole file.
     Whole(Box<addr2line::Context<Reader>>),
+}
+
+/// How many spans (a subprogram's range, a line-table row's) the units kept between lookups
+/// hold in all, 24 bytes each (~25 MB at most; a trivial real Zeek run's report keeps ~200,000):
+/// past it, units are read for their lookup and dropped, as before they were kept.
+const PARSED_SPANS: usize = 1 << 20;
+
+/// Units as far as they were read (`ParsedUnit`), by offset in `.debug_info`, for the next
+/// addresses in them: up to `PARSED_SPANS` spans in all, then no more are kept.
+#[derive(Default)]
+struct KeptUnits {
+    by_offset: HashMap<usize, ParsedUnit>,
+    spans: usize,
+}
+
+impl KeptUnits {
+    /// The unit at `unit` as far as it was read before, if it was kept.
+    fn take(&mut self, unit: usize) -> Option<ParsedUnit> {
+        let parsed = self.by_offset.remove(&unit)?;
+        self.spans -= parsed.spans();
+        Some(parsed)
+    }
+
+    /// Keeps what was read of the unit at `unit`, if the budget allows.
+    fn keep(&mut self, unit: usize, parsed: Option<ParsedUnit>) {
+        if let Some(parsed) = parsed
+            && self.spans + parsed.spans() <= PARSED_SPANS
+        {
+            self.spans += parsed.spans();
+            self.by_offset.insert(unit, parsed);
+        }
+    }
 }
 
 /// Code addresses `begin..end` are compiled in the unit at `unit` in `.debug_info`.
@@ -215,7 +252,16 @@ impl Resolver {
             let dwarf = load_dwarf(&sections, sup.as_ref(), endian, None).map_err(unreadable)?;
             Units::ByRange { ranges, dwarf: Box::new(dwarf) }
         };
-        Ok(Self { path: path.to_owned(), sections, sup, endian, units, resolved: HashMap::new(), failed: 0 })
+        Ok(Self {
+            path: path.to_owned(),
+            sections,
+            sup,
+            endian,
+            units,
+            resolved: HashMap::new(),
+            parsed: KeptUnits::default(),
+            failed: 0,
+        })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
@@ -254,7 +300,9 @@ impl Resolver {
         let Some(unit) = unit_of(ranges, address) else { return Ok(Vec::new()) };
         let in_unit =
             UnitSources { dwarf, sections: &self.sections, sup: self.sup.as_ref(), endian: self.endian, unit };
-        in_unit.resolve(&[address]).pop().map_or(Ok(Vec::new()), |(_, chain)| chain)
+        let (mut resolved, parsed) = in_unit.resolve(&[address], self.parsed.take(unit));
+        self.parsed.keep(unit, parsed);
+        resolved.pop().map_or(Ok(Vec::new()), |(_, chain)| chain)
     }
 
     /// Resolves the addresses not resolved yet, their units on the threads `effort` gives
@@ -272,40 +320,50 @@ impl Resolver {
                 }
             }
         }
-        let units: Vec<(usize, Vec<u64>)> = by_unit
+        let units: Vec<(usize, Vec<u64>, Mutex<Option<ParsedUnit>>)> = by_unit
             .into_iter()
             .map(|(unit, mut addresses)| {
                 addresses.sort_unstable();
                 addresses.dedup();
-                (unit, addresses)
+                (unit, addresses, Mutex::new(self.parsed.take(unit)))
             })
             .collect();
         let next = AtomicUsize::new(0);
         let (sections, sup, endian) = (&self.sections, self.sup.as_ref(), self.endian);
         let resolve_units = || {
-            let mut resolved = Vec::new();
+            let (mut resolved, mut parsed) = (Vec::new(), Vec::new());
             while !effort.stopped()
-                && let Some((unit, addresses)) = units.get(next.fetch_add(1, Ordering::Relaxed))
+                && let Some((unit, addresses, before)) = units.get(next.fetch_add(1, Ordering::Relaxed))
             {
-                resolved.extend(UnitSources { dwarf, sections, sup, endian, unit: *unit }.resolve(addresses));
+                let in_unit = UnitSources { dwarf, sections, sup, endian, unit: *unit };
+                let (chains, now) = in_unit.resolve(addresses, lock(before).take());
+                resolved.extend(chains);
+                parsed.push((*unit, now));
             }
-            resolved
+            (resolved, parsed)
         };
         let threads = effort.threads().min(units.len());
         // One thread is this one: its priority is the caller's (`SymbolPrefetch` raises it).
-        let resolved: Vec<_> = if threads <= 1 {
-            resolve_units()
+        let done: Vec<_> = if threads <= 1 {
+            vec![resolve_units()]
         } else {
             thread::scope(|scope| {
                 let workers: Vec<_> = (0..threads).map(|_| scope.spawn(resolve_units)).collect();
-                workers
-                    .into_iter()
-                    .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                    .collect()
+                workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
             })
         };
-        for (address, chain) in resolved {
-            self.keep(address, chain);
+        for (resolved, parsed) in done {
+            for (address, chain) in resolved {
+                self.keep(address, chain);
+            }
+            for (unit, parsed) in parsed {
+                self.parsed.keep(unit, parsed);
+            }
+        }
+        // Units not reached before a stop: what was read of them before is kept still.
+        for (unit, _, before) in units {
+            let before = before.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.parsed.keep(unit, before);
         }
     }
 }
@@ -334,6 +392,9 @@ fn unit_ranges(aranges: Reader) -> Result<Vec<UnitRange>, gimli::Error> {
     Ok(ranges)
 }
 
+/// An address and its chain, or why DWARF could not say it.
+type AddressChain = (u64, Result<Vec<SourceFrame>, gimli::Error>);
+
 /// What resolves addresses of the compile unit at `unit` (its offset in `.debug_info`).
 struct UnitSources<'a> {
     dwarf: &'a Dwarf,
@@ -347,8 +408,15 @@ impl UnitSources<'_> {
     /// The chains at `addresses` (sorted, each once), all in the unit: walked to
     /// (`UnitChains`), or, where the walk finds no function or fails, from an `addr2line`
     /// context of the unit (made once).
-    fn resolve(&self, addresses: &[u64]) -> Vec<(u64, Result<Vec<SourceFrame>, gimli::Error>)> {
-        let walked = UnitChains::new(self.dwarf, self.unit).and_then(|mut walk| walk.chains(addresses));
+    fn resolve(&self, addresses: &[u64], before: Option<ParsedUnit>) -> (Vec<AddressChain>, Option<ParsedUnit>) {
+        let walk = match before {
+            Some(parsed) => Ok(UnitChains::resume(self.dwarf, parsed)),
+            None => UnitChains::new(self.dwarf, self.unit),
+        };
+        let (walked, parsed) = match walk {
+            Ok(mut walk) => (walk.chains(addresses), Some(walk.into_parsed())),
+            Err(err) => (Err(err), None),
+        };
         let walked = walked.unwrap_or_else(|_| vec![None; addresses.len()]);
         let mut context = None;
         let mut resolved = Vec::with_capacity(addresses.len());
@@ -363,7 +431,7 @@ impl UnitSources<'_> {
             };
             resolved.push((address, found));
         }
-        resolved
+        (resolved, parsed)
     }
 }
 
@@ -607,42 +675,57 @@ mod tests {
         assert_eq!(prefetched.failed_lookups(), 0);
     }
 
-    /// The walk down a unit (`UnitChains`) gives `addr2line`'s chains: at addresses spread
-    /// over every unit of this test binary (built by LLVM: namespaces everywhere, no
-    /// `DW_AT_sibling`) and of the real Zeek's debug file (GCC) where `cargo xtask setup`
-    /// installed it (under CI=true it must have). It finds the function of nearly every
-    /// address that has one.
-    #[test]
-    fn walked_chains_are_addr2lines() {
+    /// This test binary (built by LLVM: namespaces everywhere, no `DW_AT_sibling`) and the
+    /// real Zeek's debug file (GCC) where `cargo xtask setup` installed it (under CI=true it
+    /// must have).
+    fn test_binaries() -> Vec<PathBuf> {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let zeek = ElfFile::open(Path::new("/usr/local/zeek/bin/zeek")).ok().and_then(|zeek| dwarf::source(&zeek));
         if std::env::var_os("CI").is_some_and(|v| v == "true") {
             assert!(zeek.is_some(), "the real Zeek and its debug file, installed by cargo xtask setup");
         }
-        for file in std::iter::once(exe).chain(zeek) {
-            let file = file.as_path();
-            let elf = Arc::new(ElfFile::open(file).unwrap());
-            let sections = DebugSections::read(&elf);
-            let endian = RunTimeEndian::Little;
-            let ranges = unit_ranges(EndianReader::new(sections.get(SectionId::DebugAranges), endian)).unwrap();
-            let dwarf = load_dwarf(&sections, None, endian, None).unwrap();
-            let mut by_unit: HashMap<usize, Vec<u64>> = HashMap::new();
-            // Not the code of functions the linker dropped, moved to address 0, where both
-            // answer arbitrarily (they overlap): no sample lands in an ELF's first page.
-            let code = ranges.iter().filter(|r| r.begin >= 0x1000);
-            for (i, range) in code.enumerate().filter(|(i, _)| i % (ranges.len() / 150).max(1) == 0) {
-                let step = ((range.end - range.begin) / 7).max(1);
-                by_unit
-                    .entry(range.unit)
-                    .or_default()
-                    .extend((0..7).map(|k| range.begin + (k * step + i as u64) % (range.end - range.begin)));
-            }
-            let (mut compared, mut walked) = (0, 0);
-            for (unit, addresses) in by_unit {
-                let context = unit_context(&sections, None, endian, unit).unwrap();
-                let mut addresses = addresses;
+        std::iter::once(exe).chain(zeek).collect()
+    }
+
+    /// `file`'s DWARF, and addresses spread over its units (sorted, each once, by unit).
+    fn units_sampled(file: &Path) -> (DebugSections, Dwarf, Vec<(usize, Vec<u64>)>) {
+        let elf = Arc::new(ElfFile::open(file).unwrap());
+        let sections = DebugSections::read(&elf);
+        let endian = RunTimeEndian::Little;
+        let ranges = unit_ranges(EndianReader::new(sections.get(SectionId::DebugAranges), endian)).unwrap();
+        let dwarf = load_dwarf(&sections, None, endian, None).unwrap();
+        let mut by_unit: HashMap<usize, Vec<u64>> = HashMap::new();
+        // Not the code of functions the linker dropped, moved to address 0, where both
+        // answer arbitrarily (they overlap): no sample lands in an ELF's first page.
+        let code = ranges.iter().filter(|r| r.begin >= 0x1000);
+        for (i, range) in code.enumerate().filter(|(i, _)| i % (ranges.len() / 150).max(1) == 0) {
+            let step = ((range.end - range.begin) / 7).max(1);
+            by_unit
+                .entry(range.unit)
+                .or_default()
+                .extend((0..7).map(|k| range.begin + (k * step + i as u64) % (range.end - range.begin)));
+        }
+        let units = by_unit
+            .into_iter()
+            .map(|(unit, mut addresses)| {
                 addresses.sort_unstable();
                 addresses.dedup();
+                (unit, addresses)
+            })
+            .collect();
+        (sections, dwarf, units)
+    }
+
+    /// The walk down a unit (`UnitChains`) gives `addr2line`'s chains, at addresses spread over
+    /// every unit of the test binaries. It finds the function of nearly every address that
+    /// has one.
+    #[test]
+    fn walked_chains_are_addr2lines() {
+        for file in test_binaries() {
+            let (sections, dwarf, units) = units_sampled(&file);
+            let (mut compared, mut walked) = (0, 0);
+            for (unit, addresses) in units {
+                let context = unit_context(&sections, None, RunTimeEndian::Little, unit).unwrap();
                 let walks = UnitChains::new(&dwarf, unit).unwrap().chains(&addresses).unwrap();
                 for (address, walk) in addresses.into_iter().zip(walks) {
                     // addr2line made of one unit cannot follow a reference into another.
@@ -661,6 +744,39 @@ mod tests {
                 }
             }
             assert!(compared > 100 && walked * 10 >= compared * 9, "{}: {walked} of {compared} walked", file.display());
+        }
+    }
+
+    /// A unit read in steps, what was read kept between them (`ParsedUnit`, as the prefetch
+    /// keeps it), answers as one read at once: one address, then every other one, then all
+    /// (some found in what the steps before read, some by reading on), over every unit of the
+    /// test binaries.
+    #[test]
+    fn units_read_in_steps_answer_as_read_at_once() {
+        for file in test_binaries() {
+            let (_, dwarf, units) = units_sampled(&file);
+            let mut resumed = 0;
+            for (unit, addresses) in units {
+                let at_once = UnitChains::new(&dwarf, unit).unwrap().chains(&addresses).unwrap();
+                let every_other: Vec<u64> = addresses.iter().copied().step_by(2).collect();
+                let mut parsed = None;
+                for step in [&addresses[addresses.len() / 2..][..1], &every_other, &addresses] {
+                    let mut walk = match parsed.take() {
+                        Some(parsed) => {
+                            resumed += 1;
+                            UnitChains::resume(&dwarf, parsed)
+                        }
+                        None => UnitChains::new(&dwarf, unit).unwrap(),
+                    };
+                    let chains = walk.chains(step).unwrap();
+                    for (address, chain) in step.iter().zip(chains) {
+                        let i = addresses.binary_search(address).unwrap();
+                        assert_eq!(chain, at_once[i], "{}: at {address:#x}", file.display());
+                    }
+                    parsed = Some(walk.into_parsed());
+                }
+            }
+            assert!(resumed > 100, "{}: {resumed} steps resumed", file.display());
         }
     }
 
