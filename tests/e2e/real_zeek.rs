@@ -412,6 +412,53 @@ fn real_zeeks_main_thread_unwinds_to_main_with_script_frames_spliced_in() {
     assert!(inlined > 10, "{inlined} locations with inlined calls, each with its file");
 }
 
+/// A script stack deeper than the sampler keeps: a real Zeek's function recursing 80 deep,
+/// then spinning. Its samples show the innermost `MAX_STACK_DEPTH` frames, read in steps of a
+/// few entries chained by tail calls: none is lost for a chain cut short (the kernel allows 33
+/// tail calls).
+#[test]
+fn a_deep_script_stack_keeps_its_innermost_frames() {
+    let Some(zeek) = real_zeek_privileged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(dir.path(), "deep.zeek", DESCEND_80_THEN_SPIN);
+    let summary =
+        record(&zeek, dir.path(), &["--hz", "999", "--native-stacks", "off"], &["-b".as_ref(), script.as_os_str()]);
+    assert_eq!(summary["probe_health"]["samples_lost"].as_u64(), Some(0), "{}", summary["probe_health"]);
+    let folded = std::fs::read_to_string(dir.path().join("report/profile.folded")).unwrap();
+    let (spinning, samples) = folded
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(stack, n)| (stack, n.parse::<u64>().unwrap()))
+        .max_by_key(|(_, n)| *n)
+        .expect("samples");
+    let frames: Vec<&str> = spinning.split(';').collect();
+    assert!(samples >= 10, "{samples} samples of the spin: {spinning}");
+    assert_eq!(frames.len(), profiler_common::samples::MAX_STACK_DEPTH, "{spinning}");
+    assert!(frames.iter().all(|f| *f == "descend"), "{spinning}");
+}
+
+const DESCEND_80_THEN_SPIN: &str = r#"function descend(n: count): count
+	{
+	if ( n == 0 )
+		{
+		local i = 0;
+		local s = 0;
+		while ( i < 2000000 )
+			{
+			s += i;
+			++i;
+			}
+		return s;
+		}
+	return descend(n - 1) + 1;
+	}
+
+event zeek_init()
+	{
+	print descend(80);
+	}
+"#;
+
 fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::ffi::OsStr]) -> Value {
     let out = dir.join("report");
     let output = Command::new(zeek_probe())
