@@ -34,10 +34,12 @@ use crate::{
 /// More entries than this is not a call stack but a misread vector.
 const MAX_SANE_ENTRIES: u64 = 1 << 20;
 /// `call_stack` entries read per program run. The verifier walks every iteration, so the
-/// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17). Four keep
-/// the verifier's work (what `record` makes Zeek wait for) small, and a full stack's chain
-/// (1 + MAX_STACK_DEPTH / 4 + 1 programs) within the kernel's 33 tail calls.
-const FRAMES_PER_STEP: u32 = 4;
+/// frames are read in steps chained by tail calls (`bpf_loop` needs kernel 5.17). Three keep
+/// the verifier's work (what `record` makes Zeek wait for) small (this program: 10,100
+/// instructions verified, 12,900 for four), and a full stack's chain (1 + ⌈MAX_STACK_DEPTH / 3⌉
+/// + 1 = 24 programs) within the kernel's 33 tail calls.
+const FRAMES_PER_STEP: u32 = 3;
+const _: () = assert!(1 + MAX_STACK_DEPTH.div_ceil(FRAMES_PER_STEP as usize) < 33);
 
 /// Where the frame walk of the current sample stands, between tail calls.
 #[derive(Clone, Copy)]
@@ -135,9 +137,9 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     to_finish(ctx)
 }
 
-/// Ends the sample in `sample_finish`. Its chain is at most 1 + MAX_STACK_DEPTH /
-/// FRAMES_PER_STEP tail calls, far from the kernel's limit of 33: a failure means the slot is
-/// empty, and the sample is counted as lost.
+/// Ends the sample in `sample_finish`. Its chain is at most ⌈MAX_STACK_DEPTH /
+/// FRAMES_PER_STEP⌉ + 1 tail calls, below the kernel's limit of 33 (asserted above): a failure
+/// means the slot is empty, and the sample is counted as lost.
 #[inline(always)]
 fn to_finish(ctx: &PerfEventContext) -> Option<()> {
     // SAFETY: as above.
