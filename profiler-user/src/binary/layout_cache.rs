@@ -8,8 +8,12 @@
 //! made again, the same way) or why DWARF was unreadable. An entry written by another
 //! zeek-probe version, for other wanted fields, or unreadable is ignored and rewritten.
 //!
-//! Where: the host's cache directory (`cache_dir`).
+//! Where: the host's cache directory (`cache_dir`). Writing an entry removes those no lookup
+//! will ask for again (`evict`): the directory stays small however many binaries, debug files
+//! and zeek-probe versions come and go.
 use std::{
+    cmp::Reverse,
+    collections::HashMap,
     fs,
     hash::{DefaultHasher, Hash, Hasher},
     path::{Path, PathBuf},
@@ -25,6 +29,14 @@ use crate::cache_dir;
 
 /// Bumped whenever an entry's meaning changes.
 const FORMAT: u32 = 1;
+
+/// Entries kept per binary, the newest: each is for another debug file (installed, upgraded,
+/// removed: only the one there now is looked up) or another zeek-probe's fields. A few, for
+/// hosts that run two zeek-probe versions or a binary with and without its debug file.
+const PER_BINARY: usize = 4;
+
+/// Entries kept in all, the newest: a sensor runs a few Zeek builds, not hundreds.
+const ENTRIES: usize = 256;
 
 /// What was read for the wanted fields, as `inspect` uses it.
 pub type DwarfResult = Result<DwarfOffsets, String>;
@@ -82,7 +94,10 @@ impl LayoutCache {
         }
         let result = read();
         let kept = match store(&path, wanted, &result) {
-            Ok(()) => CacheUse::Stored(path),
+            Ok(()) => {
+                evict(&path);
+                CacheUse::Stored(path)
+            }
             Err(err) => CacheUse::NotStored(format!("cannot write {}: {err}", path.display())),
         };
         (result, kept)
@@ -95,6 +110,35 @@ impl LayoutCache {
         (source_id.dev, source_id.ino, source_id.size, source_id.mtime_ns, wanted).hash(&mut hasher);
         let safe_key: String = binary_key.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
         Some(dir.join(format!("layout-{safe_key}-{:016x}.json", hasher.finish())))
+    }
+}
+
+/// Removes, once `kept` is written, the entries beyond its binary's newest `PER_BINARY` and
+/// beyond the newest `ENTRIES` in all (`kept` always stays). Nothing else in the directory is
+/// touched; a removal that fails (another zeek-probe's at the same time) costs nothing.
+fn evict(kept: &Path) {
+    let Some(listing) = kept.parent().and_then(|dir| fs::read_dir(dir).ok()) else { return };
+    let mut entries: Vec<(bool, Reverse<std::time::SystemTime>, String, PathBuf)> = listing
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let (binary, _source) = name.strip_prefix("layout-")?.strip_suffix(".json")?.rsplit_once('-')?;
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            let path = entry.path();
+            Some((path != kept, Reverse(modified), binary.to_owned(), path))
+        })
+        .collect();
+    // `kept` first, then the newest first.
+    entries.sort_unstable();
+    let (mut per_binary, mut total) = (HashMap::<&str, usize>::new(), 0);
+    for (other, _, binary, path) in &entries {
+        let of_binary = per_binary.entry(binary).or_default();
+        if *other && (*of_binary >= PER_BINARY || total >= ENTRIES) {
+            let _ = fs::remove_file(path);
+        } else {
+            *of_binary += 1;
+            total += 1;
+        }
     }
 }
 
@@ -242,6 +286,40 @@ mod tests {
         let (found, used) = lookup(&cache, &source, &Cell::new(0));
         assert!(matches!(used, CacheUse::NotStored(_)), "{used:?}");
         assert_eq!(found.unwrap().get(WANTED[1]), Some(56));
+    }
+
+    /// Writing an entry removes its binary's entries beyond the newest `PER_BINARY` (debug
+    /// files replaced since) and the oldest beyond `ENTRIES` in all; never the entry written,
+    /// nor any other file of the directory.
+    #[test]
+    fn writing_an_entry_removes_the_replaced_and_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let aged = |name: &str, seconds: u64| {
+            let path = dir.path().join(name);
+            fs::write(&path, b"{}").unwrap();
+            let file = fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(seconds)).unwrap();
+            path
+        };
+        // The binary `lookup` keys by, with six debug files before: 1 to 6 hours old.
+        let replaced: Vec<PathBuf> =
+            (1..=6).map(|hours| aged(&format!("layout-58f68c79-{hours:016x}.json"), hours * 3600)).collect();
+        // As many other binaries' as are kept in all, older, the first the newest.
+        let others: Vec<PathBuf> =
+            (1..=ENTRIES as u64).map(|i| aged(&format!("layout-{i:040x}-{:016x}.json", 0), 86_400 + i)).collect();
+        let unrelated = aged("kernel-symbols", 10 * 86_400);
+        let source = dir.path().join("zeek.debug");
+        fs::write(&source, b"debug").unwrap();
+
+        let (_, CacheUse::Stored(written)) = lookup(&LayoutCache::at(dir.path()), &source, &Cell::new(0)) else {
+            panic!("not stored")
+        };
+        assert!(written.exists() && unrelated.exists());
+        let kept: Vec<bool> = replaced.iter().map(|path| path.exists()).collect();
+        assert_eq!(kept, [true, true, true, false, false, false], "the entry written and its binary's 3 newest");
+        let kept = others.iter().take_while(|path| path.exists()).count();
+        assert_eq!(kept, ENTRIES - PER_BINARY, "then the newest of the others");
+        assert!(others[kept..].iter().all(|path| !path.exists()));
     }
 
     #[test]
