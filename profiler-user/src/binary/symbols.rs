@@ -108,11 +108,15 @@ impl SymbolIndex {
     /// Functions sorted by address, for naming instruction pointers. A function symbol without
     /// a size (assembly entry points: ld.so's `_start`, where a new process's first sample
     /// lands) reaches to the next function, at most [`SIZELESS_REACH`] bytes, as perf extends
-    /// them; one that shares its address with a sized symbol adds nothing.
+    /// them; one that shares its address with a sized symbol adds nothing. Of the names of one
+    /// function (glibc gives `clock_gettime` five), an address is named by the largest, then
+    /// one that is not a compat version (`pthread_create@GLIBC_2.2.5`: the call went to the
+    /// default, `pthread_create@@GLIBC_2.34`, as perf names it), then the last in name order.
     pub fn functions(&self) -> NativeSymbols {
         let mut functions: Vec<(u64, u64, &str)> =
             self.iter().filter(|(_, s)| s.is_function).map(|(name, s)| (s.address, s.size, name)).collect();
         functions.sort_unstable();
+        prefer_default_versions(&mut functions);
         let starts: Vec<u64> = functions.iter().map(|(start, _, _)| *start).collect();
         let sized_at = |address: u64| {
             let at = starts.partition_point(|s| *s < address)..starts.partition_point(|s| *s <= address);
@@ -134,6 +138,29 @@ impl SymbolIndex {
         }
         native
     }
+}
+
+/// Of the names of one function (`functions`, sorted), the last, which names it, is made the
+/// last that is not a compat version, if there is one. Few functions have more than one name.
+fn prefer_default_versions(functions: &mut [(u64, u64, &str)]) {
+    let mut begin = 0;
+    while let Some(&(start, size, _)) = functions.get(begin) {
+        let names = functions[begin..].iter().take_while(|(s, z, _)| (*s, *z) == (start, size)).count();
+        let end = begin + names;
+        if names > 1
+            && is_compat_version(functions[end - 1].2)
+            && let Some(named) = functions[begin..end].iter().rposition(|(_, _, name)| !is_compat_version(name))
+        {
+            functions[begin + named..end].rotate_left(1);
+        }
+        begin = end;
+    }
+}
+
+/// Whether `name` is a symbol's compat version (`name@VERSION`, kept for programs linked against
+/// an older library), not its default (`name@@VERSION`) nor a PLT stub's (`name@plt`).
+fn is_compat_version(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(_, version)| !version.starts_with('@') && version != "plt")
 }
 
 /// How far a function symbol without a size reaches at most: entry stubs are short, and a
@@ -205,6 +232,24 @@ mod tests {
         assert_eq!(functions.lookup(0x1100), None, "past the end of NextPacket");
         assert_eq!(functions.lookup(0x10), None);
         assert!(functions.covers(0x1080) && !functions.covers(0x1100) && !functions.covers(0x10));
+    }
+
+    /// glibc's names of one function: the default version's names it, not the compat one's
+    /// (last in name order) nor an internal alias.
+    #[test]
+    fn a_function_is_named_by_its_default_version_not_a_compat_one() {
+        let mut index = SymbolIndex::default();
+        let function = |address| Symbol { address, size: 106, is_function: true, is_weak: false };
+        for name in ["__clock_gettime_2", "__GI___clock_gettime", "clock_gettime@@GLIBC_2.17", "__clock_gettime"] {
+            index.insert(name, function(0xcf420));
+        }
+        index.insert("clock_gettime@GLIBC_2.2.5", function(0xcf420));
+        index.insert("isupper@plt", function(0x2000));
+        let functions = index.functions();
+        assert_eq!(functions.lookup(0xcf420 + 8).as_deref(), Some("clock_gettime@@GLIBC_2.17"));
+        assert_eq!(functions.lookup(0x2008).as_deref(), Some("isupper@plt"));
+        assert!(is_compat_version("pthread_create@GLIBC_2.2.5"));
+        assert!(!is_compat_version("pthread_create@@GLIBC_2.34") && !is_compat_version("isupper@plt"));
     }
 
     #[test]
