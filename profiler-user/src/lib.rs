@@ -28,6 +28,7 @@ pub mod exporter;
 pub mod live_view;
 pub mod output;
 pub mod own_memory;
+mod poisoned_lock;
 pub mod probes;
 pub mod profile;
 pub mod report;

@@ -4,7 +4,8 @@
 //! class's members, a declaration's parameters); then only that function's subtree is read.
 //! `addr2line` reads every DIE of the unit to index all its functions first: for a real
 //! Zeek's units, megabytes each, 2-3 times the work when a report wants a few addresses of
-//! them.
+//! them. What was read of a unit is kept (`ParsedUnit`): its later addresses are found in it,
+//! or by reading on from where the last lookup stopped.
 //!
 //! The chains are `addr2line`'s, the same names, files and lines (its rules are followed
 //! here, and tested against it): where the walk finds no function (one nested where it does

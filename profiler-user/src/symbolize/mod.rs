@@ -1,6 +1,6 @@
 //! Turning what the probes recorded (name hashes, enum ordinals, raw kinds) into the names
 //! people read. One small decoder per label kind, each cached where the lookup is costly.
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use crate::poisoned_lock::lock;
 
 pub mod component;
 pub mod func_kind;
@@ -27,9 +27,3 @@ pub use native_lines::{Effort, SourceFrame, SourceLines};
 pub use process_code::ProcessCode;
 pub use stack::{DecodedFrame, NativeCode, StackDecoder, StackFrame};
 pub use symbol_prefetch::SymbolPrefetch;
-
-/// A lock whose holder panicked is taken anyway: what it guards (symbols read, lines
-/// resolved) stays consistent between its steps.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -306,7 +306,8 @@ impl Resolver {
     }
 
     /// Resolves the addresses not resolved yet, their units on the threads `effort` gives
-    /// (each thread parses a unit, resolves its addresses, drops it and takes the next).
+    /// (each thread takes a unit, reads it on from where earlier lookups left it, resolves its
+    /// addresses and takes the next; what was read of each is kept after, `KeptUnits`).
     /// Without `.debug_aranges` there is one context of the whole file: nothing to share out.
     fn prefetch(&mut self, addresses: impl IntoIterator<Item = u64>, effort: Effort) {
         let Units::ByRange { ranges, dwarf } = &self.units else { return };

@@ -5,7 +5,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
@@ -14,6 +14,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 
 use super::{DRAIN_PERIOD, NativeStackTable, binary_unwind_data::BinaryCache, process_unwinder::ProcessUnwinder, ring};
+use crate::poisoned_lock::lock;
 
 struct Collector {
     ring: RingBuf<MapData>,
@@ -131,11 +132,6 @@ impl NativeStackCollector {
             fresh.forget(pid);
         }
     }
-}
-
-/// The collector, also after a panic elsewhere left the lock poisoned (its state is counts).
-fn lock(collector: &Mutex<Collector>) -> MutexGuard<'_, Collector> {
-    collector.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for NativeStackCollector {
