@@ -90,6 +90,23 @@ impl ParsedUnit {
     }
 }
 
+/// A subprogram met by a walk: the addresses its ranges hold have their function, and its
+/// ranges are noted in `met`, in walk order.
+fn meet_subprogram(
+    dwarf: &Dwarf,
+    unit: &Unit<Reader>,
+    entry: &DebuggingInformationEntry<Reader>,
+    found: &mut Found<UnitOffset>,
+    met: &mut Vec<(Range<u64>, UnitOffset)>,
+) -> Result<(), gimli::Error> {
+    let mut ranges = dwarf.die_ranges(unit, entry)?;
+    while let Some(range) = ranges.next()? {
+        found.fill(range.begin..range.end, entry.offset());
+        met.push((range.begin..range.end, entry.offset()));
+    }
+    Ok(())
+}
+
 /// Gives each of `found`'s addresses the value of the first of `spans` that holds it.
 fn answer<T: Copy>(spans: &[(Range<u64>, T)], found: &mut Found<T>) {
     for (range, value) in spans {
@@ -237,11 +254,7 @@ impl<'a> UnitChains<'a> {
                 return Ok(());
             }
             if entry.tag == gimli::DW_TAG_subprogram {
-                let mut ranges = self.dwarf.die_ranges(&parsed.unit, entry)?;
-                while let Some(range) = ranges.next()? {
-                    found.fill(range.begin..range.end, entry.offset());
-                    parsed.functions.push((range.begin..range.end, entry.offset()));
-                }
+                meet_subprogram(self.dwarf, &parsed.unit, entry, found, &mut parsed.functions)?;
             }
             if entries.next_sibling()?.is_none() {
                 break;
@@ -267,11 +280,7 @@ impl<'a> UnitChains<'a> {
         {
             match child.entry().tag {
                 gimli::DW_TAG_subprogram if in_namespace => {
-                    let mut ranges = self.dwarf.die_ranges(&self.parsed.unit, child.entry())?;
-                    while let Some(range) = ranges.next()? {
-                        found.fill(range.begin..range.end, child.entry().offset());
-                        met.push((range.begin..range.end, child.entry().offset()));
-                    }
+                    meet_subprogram(self.dwarf, &self.parsed.unit, child.entry(), found, met)?
                 }
                 gimli::DW_TAG_namespace => self.functions_under(child, found, met, true)?,
                 _ => {}
