@@ -160,7 +160,7 @@ fn prefer_default_versions(functions: &mut [(u64, u64, &str)]) {
 /// Whether `name` is a symbol's compat version (`name@VERSION`, kept for programs linked against
 /// an older library), not its default (`name@@VERSION`) nor a PLT stub's (`name@plt`).
 fn is_compat_version(name: &str) -> bool {
-    name.split_once('@').is_some_and(|(_, version)| !version.starts_with('@') && version != "plt")
+    name.split_once('@').is_some_and(|(_, version)| !version.starts_with('@')) && !name.ends_with(PLT_SUFFIX)
 }
 
 /// How far a function symbol without a size reaches at most: entry stubs are short, and a
