@@ -30,6 +30,11 @@ use crate::cache_dir;
 /// Bumped whenever an entry's meaning changes.
 const FORMAT: u32 = 1;
 
+/// An entry's file name: this, its binary's key, `-`, a hash of its debug file's identity and
+/// wanted fields, and `ENTRY_SUFFIX`.
+const ENTRY_PREFIX: &str = "layout-";
+const ENTRY_SUFFIX: &str = ".json";
+
 /// Entries kept per binary, the newest: each is for another debug file (installed, upgraded,
 /// removed: only the one there now is looked up) or another zeek-probe's fields. A few, for
 /// hosts that run two zeek-probe versions or a binary with and without its debug file.
@@ -109,7 +114,7 @@ impl LayoutCache {
         let mut hasher = DefaultHasher::new();
         (source_id.dev, source_id.ino, source_id.size, source_id.mtime_ns, wanted).hash(&mut hasher);
         let safe_key: String = binary_key.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-        Some(dir.join(format!("layout-{safe_key}-{:016x}.json", hasher.finish())))
+        Some(dir.join(format!("{ENTRY_PREFIX}{safe_key}-{:016x}{ENTRY_SUFFIX}", hasher.finish())))
     }
 }
 
@@ -122,7 +127,7 @@ fn evict(kept: &Path) {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let (binary, _source) = name.strip_prefix("layout-")?.strip_suffix(".json")?.rsplit_once('-')?;
+            let (binary, _source) = name.strip_prefix(ENTRY_PREFIX)?.strip_suffix(ENTRY_SUFFIX)?.rsplit_once('-')?;
             let modified = entry.metadata().ok()?.modified().ok()?;
             let path = entry.path();
             Some((path != kept, Reverse(modified), binary.to_owned(), path))
