@@ -10,10 +10,11 @@ pub mod maps;
 pub mod plan;
 pub mod privileges;
 pub mod programs;
+mod registration_warm_up;
 mod release;
 pub mod sampler;
 
-use std::{num::NonZeroU32, path::Path};
+use std::{num::NonZeroU32, os::fd::OwnedFd, path::Path};
 
 use aya::Ebpf;
 pub use error::ProbeError;
@@ -36,6 +37,9 @@ pub struct Probes {
     sampler: sampler::Sampler,
     /// Unwinds the sampled threads' native stacks, when the plan copies them.
     native_stacks: Option<NativeStackCollector>,
+    /// The uprobe that let a stopped target's registration skip its grace period, held as
+    /// long as the probes (`registration_warm_up`).
+    _registration_warm_up: Option<OwnedFd>,
 }
 
 impl Probes {
@@ -52,6 +56,9 @@ impl Probes {
     }
 
     fn load_with(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<Self, ProbeError> {
+        // Only a stopped target waits for its uprobes: a running one's are attached after the
+        // sampler's verification, long after the grace period of the first.
+        let warm_up = stopped.as_ref().map(|_| registration_warm_up::RegistrationWarmUp::start());
         let (mut ebpf, attached) = programs::load(plan, stopped)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
         let native_stacks = match plan.native_stack_bytes {
@@ -62,7 +69,17 @@ impl Probes {
         if let Some((pid, attached)) = attached {
             links.adopt(pid, attached);
         }
-        Ok(Self { plan, ebpf, maps, links, sampler: Default::default(), native_stacks })
+        // An optimisation: where the kernel could not register it, nothing else differs.
+        let registration_warm_up = warm_up.and_then(|w| w.finish().ok());
+        Ok(Self {
+            plan,
+            ebpf,
+            maps,
+            links,
+            sampler: Default::default(),
+            native_stacks,
+            _registration_warm_up: registration_warm_up,
+        })
     }
 
     /// Fails as `load` would for want of a privilege, without loading anything.
