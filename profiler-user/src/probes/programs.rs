@@ -45,13 +45,10 @@ pub fn check_privileges() -> Result<(), ProbeError> {
 /// those links are returned with its PID.
 pub fn load(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError> {
     check_privileges()?;
-    // aya's loader parses the kernel's BTF as it is made; the offset zeek-probe reads from the
-    // same BTF is found beside it rather than after it.
-    let (task_fsbase_offset, mut loader) = thread::scope(|scope| {
-        let offset = scope.spawn(kernel_btf::task_fsbase_offset);
-        let loader = EbpfLoader::new();
-        (offset.join().ok().flatten(), loader)
-    });
+    // The loader (aya patched: third_party/README.md) parses no kernel BTF: these programs
+    // relocate nothing against it. The one offset they take from it is zeek-probe's reading.
+    let task_fsbase_offset = kernel_btf::task_fsbase_offset();
+    let mut loader = EbpfLoader::new();
     for (map, entries) in map_sizes::entries(plan.map_budget_mib) {
         loader.map_max_entries(map, entries);
     }
@@ -69,17 +66,12 @@ pub fn load(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<(Ebpf, O
     if plan.sample.is_some() {
         wanted.extend(names::PERF_EVENTS);
     }
-    thread::scope(|scope| {
-        // The loader holds the kernel's BTF as aya parsed it (~150,000 types): freeing it
-        // takes ~2 ms, which a stopped command waited for after the verifier, not beside it.
-        scope.spawn(move || drop(loader));
-        let attached = load_side_by_side(&mut ebpf, &wanted, plan, stopped)?;
-        if plan.sample.is_some() {
-            wire_sample_step(&mut ebpf, names::SAMPLE_FRAMES, names::SAMPLE_STEP_SLOT)?;
-            wire_sample_step(&mut ebpf, names::SAMPLE_FINISH, names::SAMPLE_FINISH_SLOT)?;
-        }
-        Ok((ebpf, attached))
-    })
+    let attached = load_side_by_side(&mut ebpf, &wanted, plan, stopped)?;
+    if plan.sample.is_some() {
+        wire_sample_step(&mut ebpf, names::SAMPLE_FRAMES, names::SAMPLE_STEP_SLOT)?;
+        wire_sample_step(&mut ebpf, names::SAMPLE_FINISH, names::SAMPLE_FINISH_SLOT)?;
+    }
+    Ok((ebpf, attached))
 }
 
 /// Loads the `wanted` programs side by side: the kernel verifies a program on the loading
