@@ -81,6 +81,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     }
     let mut profile = session.profile(&snapshot);
     profile.target.cpu_seconds = cpu_seconds;
+    // What was read of the debug files' units, for the next record of the same binary: beside
+    // the report (a cache: failing to keep it costs the next run time, nothing else).
+    let code = session.code();
+    let keeping_units = std::thread::spawn(move || code.keep_read_units());
 
     // The table is shown even when the files could not be written.
     let written = report::write_all(&args.out, &profile, started.elapsed());
@@ -93,6 +97,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     let exit = exiting.reap()?;
     output::print(&(top_table::render(&profile) + &report_line))?;
     written?;
+    let _ = keeping_units.join();
     // The kernel takes ~0.1 s per uprobe to release it: after we (and the command) have ended.
     probes.release_after_exit();
     // What the report was made from (symbol tables, parsed DWARF, the samples: tens of MB with

@@ -39,7 +39,7 @@ pub(super) struct ParsedUnit {
     demangled: HashMap<String, String>,
     /// The ranges of the subprograms read, in the order `functions_at` reads them: the
     /// top-level ones, then (once every top-level one is read) those in namespaces.
-    functions: Vec<(Range<u64>, UnitOffset)>,
+    functions: Vec<FunctionSpan>,
     /// The next top-level DIE to read; `None` once all are.
     next_top_level: Option<UnitOffset>,
     /// How many of `functions` are top-level ones, once all are.
@@ -47,7 +47,7 @@ pub(super) struct ParsedUnit {
     /// Whether the namespace pass read to its end.
     namespaces_read: bool,
     /// The line table's rows read, as address spans and their (file index, line), in order.
-    rows: Vec<(Range<u64>, (u64, u32))>,
+    rows: Vec<RowSpan>,
     /// Where reading the line table stopped; `None` once read to its end (or none).
     rows_left: Option<Box<RowsLeft>>,
 }
@@ -57,6 +57,38 @@ pub(super) struct ParsedUnit {
 struct RowsLeft {
     rows: gimli::LineRows<Reader, gimli::IncompleteLineProgram<Reader>, usize>,
     previous: Option<(u64, u64, u32)>,
+    /// How many rows of the table were read (`UnitIndex::rows_read`).
+    read: u64,
+    /// Rows whose spans were kept by an earlier process (`UnitChains::from_index`): read again
+    /// without being kept twice, to stand where it stopped.
+    known: u64,
+}
+
+/// What was read of a unit, without the unit: where its subprograms and line rows are and where
+/// reading stopped. It outlives the process (`kept_units_file`): in the same file, a later
+/// process's lookups start from it as from a `ParsedUnit`.
+/// A subprogram's range and its DIE.
+pub(super) type FunctionSpan = (Range<u64>, UnitOffset);
+/// A line-table row's addresses and its (file index, line).
+pub(super) type RowSpan = (Range<u64>, (u64, u32));
+
+/// Borrowed from a `ParsedUnit` to be written, owned when read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UnitIndex<'a> {
+    pub functions: Cow<'a, [FunctionSpan]>,
+    pub next_top_level: Option<UnitOffset>,
+    pub top_level: usize,
+    pub namespaces_read: bool,
+    pub rows: Cow<'a, [RowSpan]>,
+    /// How many line-table rows were read; `None` once the table was read to its end.
+    pub rows_read: Option<u64>,
+}
+
+impl UnitIndex<'_> {
+    /// How many spans it holds (as `ParsedUnit::spans`).
+    pub(super) fn spans(&self) -> usize {
+        self.functions.len() + self.rows.len()
+    }
 }
 
 impl ParsedUnit {
@@ -69,8 +101,10 @@ impl ParsedUnit {
         } else {
             None
         };
-        let rows_left =
-            unit.line_program.clone().map(|program| Box::new(RowsLeft { rows: program.rows(), previous: None }));
+        let rows_left = unit
+            .line_program
+            .clone()
+            .map(|program| Box::new(RowsLeft { rows: program.rows(), previous: None, read: 0, known: 0 }));
         Ok(Self {
             unit,
             files: HashMap::new(),
@@ -88,6 +122,19 @@ impl ParsedUnit {
     pub(super) fn spans(&self) -> usize {
         self.functions.len() + self.rows.len()
     }
+
+    /// What was read of it, to outlive the process.
+    pub(super) fn index(&self) -> UnitIndex<'_> {
+        UnitIndex {
+            functions: Cow::Borrowed(&self.functions),
+            next_top_level: self.next_top_level,
+            top_level: self.top_level,
+            namespaces_read: self.namespaces_read,
+            rows: Cow::Borrowed(&self.rows),
+            // Restored and not read on yet, it stands where the earlier process stopped.
+            rows_read: self.rows_left.as_ref().map(|left| left.read.max(left.known)),
+        }
+    }
 }
 
 /// A subprogram met by a walk: the addresses its ranges hold have their function, and its
@@ -97,7 +144,7 @@ fn meet_subprogram(
     unit: &Unit<Reader>,
     entry: &DebuggingInformationEntry<Reader>,
     found: &mut Found<UnitOffset>,
-    met: &mut Vec<(Range<u64>, UnitOffset)>,
+    met: &mut Vec<FunctionSpan>,
 ) -> Result<(), gimli::Error> {
     let mut ranges = dwarf.die_ranges(unit, entry)?;
     while let Some(range) = ranges.next()? {
@@ -138,6 +185,27 @@ impl<'a> UnitChains<'a> {
         Self { dwarf, parsed }
     }
 
+    /// Goes on with the unit at `offset`, read by an earlier process as far as `index` says.
+    /// Its line table, if it must be read further, is read again from its start (its rows
+    /// known from `index` are not kept twice).
+    pub(super) fn from_index(dwarf: &'a Dwarf, offset: usize, index: UnitIndex<'_>) -> Result<Self, gimli::Error> {
+        let Self { dwarf, mut parsed } = Self::new(dwarf, offset)?;
+        parsed.functions = index.functions.into_owned();
+        parsed.next_top_level = index.next_top_level;
+        parsed.top_level = index.top_level;
+        parsed.namespaces_read = index.namespaces_read;
+        parsed.rows = index.rows.into_owned();
+        match index.rows_read {
+            Some(read) => {
+                if let Some(left) = parsed.rows_left.as_mut() {
+                    left.known = read;
+                }
+            }
+            None => parsed.rows_left = None,
+        }
+        Ok(Self { dwarf, parsed })
+    }
+
     /// What has been read of the unit, to resume later.
     pub(super) fn into_parsed(self) -> ParsedUnit {
         self.parsed
@@ -173,8 +241,10 @@ impl<'a> UnitChains<'a> {
                 parsed.rows_left = None;
                 break;
             };
+            left.read += 1;
             if let Some((start, file, line)) = left.previous
                 && start < row.address()
+                && left.read > left.known
             {
                 found.fill(start..row.address(), (file, line));
                 parsed.rows.push((start..row.address(), (file, line)));
@@ -271,7 +341,7 @@ impl<'a> UnitChains<'a> {
         &self,
         node: EntriesTreeNode<Reader>,
         found: &mut Found<UnitOffset>,
-        met: &mut Vec<(Range<u64>, UnitOffset)>,
+        met: &mut Vec<FunctionSpan>,
         in_namespace: bool,
     ) -> Result<(), gimli::Error> {
         let mut children = node.children();

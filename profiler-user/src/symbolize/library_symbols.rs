@@ -169,6 +169,14 @@ impl LibrarySymbols {
         }
     }
 
+    /// Keeps what was read of each library's compile units for the next process
+    /// (`SourceLines::keep_read_units`); the first failure is returned, after all were tried.
+    pub fn keep_read_units(&self) -> std::io::Result<()> {
+        let libraries: Vec<Arc<Library>> = lock(&self.libraries).values().flatten().cloned().collect();
+        let kept = libraries.iter().filter_map(|library| library.lines.as_ref()).map(SourceLines::keep_read_units);
+        kept.fold(Ok(()), Result::and)
+    }
+
     /// Whether the library at `path` was read (or found unreadable) already.
     pub fn is_read(&self, path: &str) -> bool {
         lock(&self.libraries).contains_key(path)

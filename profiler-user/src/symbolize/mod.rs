@@ -7,6 +7,7 @@ pub mod func_kind;
 pub mod func_name;
 pub mod function_names;
 mod inlined_chain;
+mod kept_units_file;
 mod kernel_symbol_cache;
 pub mod kernel_symbols;
 pub mod library_symbols;

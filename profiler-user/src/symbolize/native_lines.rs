@@ -4,7 +4,8 @@
 //! time, not at attach), the file is mapped rather than read, only the compile units holding
 //! sampled addresses are read, each only as far as its addresses need (`inlined_chain`; all of
 //! it, by `addr2line`, where that walk finds no function) and on from there for the addresses
-//! that come later (`KeptUnits`), and each distinct address is resolved once.
+//! that come later (`KeptUnits`; `record` keeps that for its next run of the same binary,
+//! `kept_units_file`), and each distinct address is resolved once.
 use std::{
     borrow::Cow,
     collections::{HashMap, hash_map},
@@ -23,7 +24,8 @@ use gimli::{EndianReader, RunTimeEndian, SectionId};
 use object::{Object as _, ObjectSection as _};
 
 use super::{
-    inlined_chain::{ParsedUnit, UnitChains},
+    inlined_chain::{ParsedUnit, UnitChains, UnitIndex},
+    kept_units_file::{EarlierUnits, KeptUnitsFile},
     lock,
 };
 use crate::{binary::elf::ElfFile, output};
@@ -116,19 +118,44 @@ enum Units {
 const PARSED_SPANS: usize = 1 << 20;
 
 /// Units as far as they were read (`ParsedUnit`), by offset in `.debug_info`, for the next
-/// addresses in them: up to `PARSED_SPANS` spans in all, then no more are kept.
+/// addresses in them: up to `PARSED_SPANS` spans in all, then no more are kept. Those an
+/// earlier process read (`kept_units_file`) are taken as it left them.
 #[derive(Default)]
 struct KeptUnits {
     by_offset: HashMap<usize, ParsedUnit>,
     spans: usize,
+    /// Units an earlier process read, not taken by this one yet.
+    earlier: EarlierUnits,
+    /// Where those were kept, and what this process read goes.
+    file: Option<KeptUnitsFile>,
+    /// The spans `earlier` held when read: no more in all at the end means nothing new.
+    spans_read: usize,
+}
+
+/// A unit as far as it was read before: by this process, or by an earlier one.
+enum ReadBefore {
+    Here(Box<ParsedUnit>),
+    Earlier(UnitIndex<'static>),
 }
 
 impl KeptUnits {
+    /// What earlier processes read of the DWARF in `dwarf_file`, to go on from.
+    fn from_file(dwarf_file: &Path) -> Self {
+        let file = KeptUnitsFile::of(dwarf_file);
+        let earlier = file.as_ref().map(KeptUnitsFile::load).unwrap_or_default();
+        let spans_read = earlier.spans();
+        Self { earlier, file, spans_read, ..Self::default() }
+    }
+
     /// The unit at `unit` as far as it was read before, if it was kept.
-    fn take(&mut self, unit: usize) -> Option<ParsedUnit> {
-        let parsed = self.by_offset.remove(&unit)?;
-        self.spans -= parsed.spans();
-        Some(parsed)
+    fn take(&mut self, unit: usize) -> Option<ReadBefore> {
+        match self.by_offset.remove(&unit) {
+            Some(parsed) => {
+                self.spans -= parsed.spans();
+                Some(ReadBefore::Here(Box::new(parsed)))
+            }
+            None => self.earlier.take(unit).map(ReadBefore::Earlier),
+        }
     }
 
     /// Keeps what was read of the unit at `unit`, if the budget allows.
@@ -139,6 +166,38 @@ impl KeptUnits {
             self.spans += parsed.spans();
             self.by_offset.insert(unit, parsed);
         }
+    }
+
+    /// Puts back a unit taken but not read.
+    fn put_back(&mut self, unit: usize, before: Option<ReadBefore>) {
+        match before {
+            Some(ReadBefore::Here(parsed)) => self.keep(unit, Some(*parsed)),
+            Some(ReadBefore::Earlier(index)) => self.earlier.put_back(unit, index),
+            None => {}
+        }
+    }
+
+    /// Writes what this process and earlier ones read to the file, if this one read anything
+    /// new: this one's units first, then the earlier ones' it did not take, up to
+    /// `PARSED_SPANS` spans in all.
+    fn store(&self) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        if self.spans + self.earlier.spans() <= self.spans_read {
+            return Ok(());
+        }
+        let mut room = PARSED_SPANS.saturating_sub(self.spans);
+        let earlier_kept: std::collections::HashSet<usize> = self
+            .earlier
+            .units()
+            .filter(|(_, spans)| {
+                let fits = *spans <= room;
+                room -= if fits { *spans } else { 0 };
+                fits
+            })
+            .map(|(unit, _)| unit)
+            .collect();
+        let read_here = self.by_offset.iter().map(|(unit, parsed)| (*unit, parsed.index()));
+        file.store(read_here, &self.earlier, |unit| earlier_kept.contains(&unit))
     }
 }
 
@@ -200,6 +259,15 @@ impl SourceLines {
         state
     }
 
+    /// Keeps what was read of its compile units for the next process that reads this file
+    /// (`kept_units_file`), if anything new was; nothing when its DWARF was never opened.
+    pub fn keep_read_units(&self) -> std::io::Result<()> {
+        match &*lock(&self.state) {
+            State::Open(resolver) => resolver.parsed.store(),
+            State::Mapped(_) | State::Unopened(_) | State::Unreadable => Ok(()),
+        }
+    }
+
     /// How many addresses are resolved already.
     #[cfg(test)]
     pub(crate) fn resolved(&self) -> usize {
@@ -244,24 +312,15 @@ impl Resolver {
         };
         let sections = DebugSections::read(elf);
         let aranges = sections.get(SectionId::DebugAranges);
-        let units = if aranges.is_empty() {
+        let (units, parsed) = if aranges.is_empty() {
             let dwarf = load_dwarf(&sections, sup.as_ref(), endian, None).map_err(unreadable)?;
-            Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?))
+            (Units::Whole(Box::new(addr2line::Context::from_dwarf(dwarf).map_err(unreadable)?)), KeptUnits::default())
         } else {
             let ranges = unit_ranges(EndianReader::new(aranges, endian)).map_err(unreadable)?;
             let dwarf = load_dwarf(&sections, sup.as_ref(), endian, None).map_err(unreadable)?;
-            Units::ByRange { ranges, dwarf: Box::new(dwarf) }
+            (Units::ByRange { ranges, dwarf: Box::new(dwarf) }, KeptUnits::from_file(path))
         };
-        Ok(Self {
-            path: path.to_owned(),
-            sections,
-            sup,
-            endian,
-            units,
-            resolved: HashMap::new(),
-            parsed: KeptUnits::default(),
-            failed: 0,
-        })
+        Ok(Self { path: path.to_owned(), sections, sup, endian, units, resolved: HashMap::new(), parsed, failed: 0 })
     }
 
     fn frames(&mut self, address: u64) -> Arc<[SourceFrame]> {
@@ -321,7 +380,7 @@ impl Resolver {
                 }
             }
         }
-        let units: Vec<(usize, Vec<u64>, Mutex<Option<ParsedUnit>>)> = by_unit
+        let units: Vec<(usize, Vec<u64>, Mutex<Option<ReadBefore>>)> = by_unit
             .into_iter()
             .map(|(unit, mut addresses)| {
                 addresses.sort_unstable();
@@ -364,7 +423,7 @@ impl Resolver {
         // Units not reached before a stop: what was read of them before is kept still.
         for (unit, _, before) in units {
             let before = before.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.parsed.keep(unit, before);
+            self.parsed.put_back(unit, before);
         }
     }
 }
@@ -409,9 +468,10 @@ impl UnitSources<'_> {
     /// The chains at `addresses` (sorted, each once), all in the unit: walked to
     /// (`UnitChains`), or, where the walk finds no function or fails, from an `addr2line`
     /// context of the unit (made once).
-    fn resolve(&self, addresses: &[u64], before: Option<ParsedUnit>) -> (Vec<AddressChain>, Option<ParsedUnit>) {
+    fn resolve(&self, addresses: &[u64], before: Option<ReadBefore>) -> (Vec<AddressChain>, Option<ParsedUnit>) {
         let walk = match before {
-            Some(parsed) => Ok(UnitChains::resume(self.dwarf, parsed)),
+            Some(ReadBefore::Here(parsed)) => Ok(UnitChains::resume(self.dwarf, *parsed)),
+            Some(ReadBefore::Earlier(index)) => UnitChains::from_index(self.dwarf, self.unit, index),
             None => UnitChains::new(self.dwarf, self.unit),
         };
         let (walked, parsed) = match walk {
@@ -748,33 +808,48 @@ mod tests {
         }
     }
 
-    /// A unit read in steps, what was read kept between them (`ParsedUnit`, as the prefetch
-    /// keeps it), answers as one read at once: one address, then every other one, then all
-    /// (some found in what the steps before read, some by reading on), over every unit of the
-    /// test binaries.
+    /// A unit read in steps, what was read kept between them, answers as one read at once:
+    /// one address, then every other one, then all (some found in what the steps before read,
+    /// some by reading on), over every unit of the test binaries. What was read is kept as the
+    /// prefetch keeps it (`ParsedUnit`) and as a later process finds it (`UnitIndex`, through
+    /// its file): from either, a step answers the same and reads on to the same place.
     #[test]
     fn units_read_in_steps_answer_as_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
         for file in test_binaries() {
             let (_, dwarf, units) = units_sampled(&file);
+            let kept_file = KeptUnitsFile::in_dir(dir.path(), &file).unwrap();
             let mut resumed = 0;
             for (unit, addresses) in units {
                 let at_once = UnitChains::new(&dwarf, unit).unwrap().chains(&addresses).unwrap();
                 let every_other: Vec<u64> = addresses.iter().copied().step_by(2).collect();
-                let mut parsed = None;
+                let mut parsed: Option<ParsedUnit> = None;
                 for step in [&addresses[addresses.len() / 2..][..1], &every_other, &addresses] {
-                    let mut walk = match parsed.take() {
+                    let mut walks = match parsed.take() {
                         Some(parsed) => {
                             resumed += 1;
-                            UnitChains::resume(&dwarf, parsed)
+                            kept_file.store([(unit, parsed.index())], &EarlierUnits::default(), |_| true).unwrap();
+                            let index = kept_file.load().take(unit).expect("the unit kept");
+                            vec![
+                                UnitChains::resume(&dwarf, parsed),
+                                UnitChains::from_index(&dwarf, unit, index).unwrap(),
+                            ]
                         }
-                        None => UnitChains::new(&dwarf, unit).unwrap(),
+                        None => vec![UnitChains::new(&dwarf, unit).unwrap()],
                     };
-                    let chains = walk.chains(step).unwrap();
-                    for (address, chain) in step.iter().zip(chains) {
-                        let i = addresses.binary_search(address).unwrap();
-                        assert_eq!(chain, at_once[i], "{}: at {address:#x}", file.display());
+                    for walk in &mut walks {
+                        let chains = walk.chains(step).unwrap();
+                        for (address, chain) in step.iter().zip(chains) {
+                            let i = addresses.binary_search(address).unwrap();
+                            assert_eq!(chain, at_once[i], "{}: at {address:#x}", file.display());
+                        }
                     }
-                    parsed = Some(walk.into_parsed());
+                    let mut read = walks.into_iter().map(UnitChains::into_parsed);
+                    parsed = read.next();
+                    if let Some(from_index) = read.next() {
+                        let here = parsed.as_ref().map(ParsedUnit::index);
+                        assert_eq!(Some(from_index.index()), here, "{}: unit {unit:#x} read on alike", file.display());
+                    }
                 }
             }
             assert!(resumed > 100, "{}: {resumed} steps resumed", file.display());

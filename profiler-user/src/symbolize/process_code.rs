@@ -20,6 +20,13 @@ pub struct ProcessCode {
 }
 
 impl ProcessCode {
+    /// Keeps what was read of the executable's and its libraries' compile units for the next
+    /// process that names their addresses (`SourceLines::keep_read_units`).
+    pub fn keep_read_units(&self) -> std::io::Result<()> {
+        let executable = self.lines.as_deref().map_or(Ok(()), SourceLines::keep_read_units);
+        executable.and(self.libraries.keep_read_units())
+    }
+
     /// The view that names addresses, with the process's `mappings` as last read.
     pub fn native_code<'a>(&'a self, mappings: &'a [Mapping], kernel: &'a KernelSymbols) -> NativeCode<'a> {
         NativeCode {
