@@ -221,25 +221,39 @@ fn every_fixture_runs_the_same_native_chains_and_none_without_the_flag() {
 /// `name (inlined)` frames right under a caller the fixture gave them; pprof has them as lines
 /// inlined into their caller's location, with the fixture's source file and line; and the Zeek
 /// components its frames belong to take the inclusive time of the chain's outermost function
-/// of each (`zeek_probe_component_seconds_total`, from summary.json).
+/// of each (`zeek_probe_component_seconds_total`, from summary.json). So for a first record,
+/// which reads the debug files' units, and for a second, which starts from what the first kept
+/// of them (`units-*` in the cache directory).
 #[test]
 fn zeek_probe_unwinds_the_native_chains_and_their_components() {
     if !privileged() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (truth_path, out) = (dir.path().join("truth.json"), dir.path().join("report"));
-    let output = Command::new(zeek_probe())
-        .args(["record", "--hz", "999", "--out"])
-        .arg(&out)
-        .arg("--")
-        .arg(fixture("zeek-shaped-8.2-debuglink"))
-        .args(["--native-chains", "--rounds", ROUNDS, "--truth"])
-        .arg(&truth_path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let truth = read_json(&truth_path);
+    let cache = dir.path().join("cache");
+    for run in ["first", "second"] {
+        let (truth_path, out) = (dir.path().join(format!("truth-{run}.json")), dir.path().join(run));
+        let output = Command::new(zeek_probe())
+            .args(["record", "--hz", "999", "--out"])
+            .arg(&out)
+            .env("CACHE_DIRECTORY", &cache)
+            .env_remove("ZEEK_PROBE_CACHE")
+            .arg("--")
+            .arg(fixture("zeek-shaped-8.2-debuglink"))
+            .args(["--native-chains", "--rounds", ROUNDS, "--truth"])
+            .arg(&truth_path)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{run}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_chains_and_components(&out, &truth_path);
+        let kept = std::fs::read_dir(&cache).unwrap().filter_map(Result::ok);
+        let units = kept.filter(|e| e.file_name().to_string_lossy().starts_with("units-")).count();
+        assert!(units >= 2, "{run}: the units of the fixture's and its library's debug information kept: {units}");
+    }
+}
+
+fn assert_chains_and_components(out: &Path, truth_path: &Path) {
+    let truth = read_json(truth_path);
     let chain = chain_truth(&truth);
     let summary = read_json(&out.join("summary.json"));
     let folded = std::fs::read_to_string(out.join("profile.folded")).unwrap();
