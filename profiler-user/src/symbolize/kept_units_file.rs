@@ -55,6 +55,8 @@ pub(super) struct EarlierUnits {
     units: HashMap<usize, (Range<usize>, usize)>,
     /// Units taken and put back unread (a prefetch stopped before it reached them).
     put_back: HashMap<usize, UnitIndex<'static>>,
+    /// Where the units taken were in `bytes`, and how many spans they held.
+    taken: HashMap<usize, (Range<usize>, usize)>,
 }
 
 impl KeptUnitsFile {
@@ -90,15 +92,20 @@ impl KeptUnitsFile {
         out.extend_from_slice(&(version.len() as u32).to_le_bytes());
         out.extend_from_slice(version);
         let mut unit_bytes = Vec::new();
-        for (unit, index) in read_here {
-            unit_bytes.clear();
-            encode(&index, &mut unit_bytes);
-            put_unit(&mut out, unit, index.spans(), &unit_bytes);
-        }
-        for (unit, index) in earlier.put_back.iter().filter(|(unit, _)| earlier_kept(**unit)) {
+        let mut put_index = |out: &mut Vec<u8>, unit: usize, index: &UnitIndex| {
+            // Read from the entry and not read on: as it was (encoding is most of writing).
+            if let Some(bytes) = earlier.as_read(unit, index.spans()) {
+                return put_unit(out, unit, index.spans(), bytes);
+            }
             unit_bytes.clear();
             encode(index, &mut unit_bytes);
-            put_unit(&mut out, *unit, index.spans(), &unit_bytes);
+            put_unit(out, unit, index.spans(), &unit_bytes);
+        };
+        for (unit, index) in read_here {
+            put_index(&mut out, unit, &index);
+        }
+        for (unit, index) in earlier.put_back.iter().filter(|(unit, _)| earlier_kept(**unit)) {
+            put_index(&mut out, *unit, index);
         }
         for (unit, (range, spans)) in earlier.units.iter().filter(|(unit, _)| earlier_kept(**unit)) {
             put_unit(&mut out, *unit, *spans, &earlier.bytes[range.clone()]);
@@ -130,7 +137,7 @@ impl EarlierUnits {
             input.take(len)?;
             units.insert(unit, (start..start + len, spans));
         }
-        Some(Self { bytes, units, put_back: HashMap::new() })
+        Some(Self { bytes, units, put_back: HashMap::new(), taken: HashMap::new() })
     }
 
     /// The unit at `unit`, decoded, if it was kept and decodes whole.
@@ -138,8 +145,15 @@ impl EarlierUnits {
         if let Some(index) = self.put_back.remove(&unit) {
             return Some(index);
         }
-        let (range, _) = self.units.remove(&unit)?;
+        let (range, spans) = self.units.remove(&unit)?;
+        self.taken.insert(unit, (range.clone(), spans));
         decode(&self.bytes[range])
+    }
+
+    /// The bytes the unit taken at `unit` was read from, if it still holds `spans` spans.
+    fn as_read(&self, unit: usize, spans: usize) -> Option<&[u8]> {
+        let (range, read) = self.taken.get(&unit)?;
+        (*read == spans).then(|| &self.bytes[range.clone()])
     }
 
     /// Gives back a unit taken and not read.
@@ -363,11 +377,13 @@ mod tests {
         let mut read_on = earlier.take(0x1000).unwrap();
         read_on.rows.to_mut().push((1..2, (3, 4)));
         file.store([(0x1000, read_on.clone()), (0x5000, index(6)), (0x6000, index(8))], &earlier, |_| true).unwrap();
+        // Taken and not read on: one put back, one kept as this process's (both as they were).
         let mut earlier = file.load();
         let unread = earlier.take(0x5000).unwrap();
         earlier.put_back(0x5000, unread);
-        assert_eq!(earlier.spans(), read_on.spans() + second.spans() + 2 * index(6).spans());
-        file.store([], &earlier, |unit| unit != 0x6000).unwrap();
+        let kept_as_read = earlier.take(0x9_0000).unwrap();
+        assert_eq!(earlier.spans(), read_on.spans() + 2 * index(6).spans());
+        file.store([(0x9_0000, kept_as_read)], &earlier, |unit| unit != 0x6000).unwrap();
         let units = [0x1000, 0x9_0000, 0x5000, 0x6000];
         assert_eq!(read_back(&file, &units), [Some(read_on), Some(second), Some(index(6)), None]);
         assert_eq!(KeptUnitsFile::in_dir(dir.path(), &other).unwrap().load().units().count(), 0, "another file's");
