@@ -165,6 +165,7 @@ fn answer<T: Copy>(spans: &[(Range<u64>, T)], found: &mut Found<T>) {
 }
 
 /// One level of the chain before it is named: its function's name still as DWARF has it.
+#[derive(Clone)]
 struct Level {
     name: Option<Reader>,
     /// Where in it the next level (or the address) is: a file index and a line.
@@ -217,12 +218,20 @@ impl<'a> UnitChains<'a> {
     pub(super) fn chains(&mut self, addresses: &[u64]) -> Result<Vec<Option<Vec<SourceFrame>>>, gimli::Error> {
         let functions = self.functions_at(addresses)?;
         let rows = self.rows_at(addresses)?;
-        let mut chains = Vec::with_capacity(addresses.len());
-        for ((address, function), row) in addresses.iter().zip(functions).zip(rows) {
-            chains.push(match function {
-                Some(function) => Some(self.chain_in(function, *address, row)?),
-                None => None,
-            });
+        // A function's subtree is walked once for all its addresses (samples land on a hot
+        // function's instructions again and again).
+        let mut by_function: HashMap<UnitOffset, Vec<usize>> = HashMap::new();
+        for (i, function) in functions.iter().enumerate() {
+            if let Some(function) = function {
+                by_function.entry(*function).or_default().push(i);
+            }
+        }
+        let mut chains = vec![None; addresses.len()];
+        for (function, indices) in by_function {
+            let held: Vec<(u64, Option<(u64, u32)>)> = indices.iter().map(|i| (addresses[*i], rows[*i])).collect();
+            for (i, chain) in indices.into_iter().zip(self.chains_in(function, &held)?) {
+                chains[i] = Some(chain);
+            }
         }
         Ok(chains)
     }
@@ -255,18 +264,29 @@ impl<'a> UnitChains<'a> {
         Ok(found.values)
     }
 
-    /// The chain at `address` in `function`, whose line-table row (file index, line) is `row`.
-    fn chain_in(
+    /// The chains at `addresses` in `function`, each with its line-table row (file index,
+    /// line), in the order given.
+    fn chains_in(
         &mut self,
         function: UnitOffset,
-        address: u64,
-        row: Option<(u64, u32)>,
-    ) -> Result<Vec<SourceFrame>, gimli::Error> {
+        addresses: &[(u64, Option<(u64, u32)>)],
+    ) -> Result<Vec<Vec<SourceFrame>>, gimli::Error> {
         let mut tree = self.parsed.unit.entries_tree(Some(function))?;
         let root = tree.root()?;
-        let mut levels = vec![Level { name: self.name_of(root.entry())?, call_file: None, call_line: 0 }];
-        self.inlined_at(root, address, &mut levels)?;
+        let outermost = Level { name: self.name_of(root.entry())?, call_file: None, call_line: 0 };
+        let mut levels = vec![vec![outermost]; addresses.len()];
+        let at: Vec<u64> = addresses.iter().map(|(address, _)| *address).collect();
+        self.inlined_at(root, &at, &(0..at.len()).collect::<Vec<_>>(), &mut levels)?;
+        let mut chains = Vec::with_capacity(addresses.len());
+        for ((_, row), levels) in addresses.iter().zip(levels) {
+            chains.push(self.named(&levels, *row)?);
+        }
+        Ok(chains)
+    }
 
+    /// The frames of a chain's `levels` at an address whose line-table row (file index, line)
+    /// is `row`.
+    fn named(&mut self, levels: &[Level], row: Option<(u64, u32)>) -> Result<Vec<SourceFrame>, gimli::Error> {
         // The innermost level runs the line the line table gives; each outer one the line of
         // the call inlined into it.
         let (file, line) = match row {
@@ -359,44 +379,59 @@ impl<'a> UnitChains<'a> {
         Ok(())
     }
 
-    /// Descends from `node` into the inlined call whose ranges hold `address`, if any, and on
-    /// into the calls inlined into it (through lexical blocks too; not into nested
-    /// functions). Whether one was found below `node`.
+    /// Descends from `node` into the inlined call whose ranges hold each of the `active`
+    /// addresses (indices into `addresses`), if any, and on into the calls inlined into it
+    /// (through lexical blocks too; not into nested functions), each level found pushed onto
+    /// the address's `levels`. Each address takes the first such call in the order of the
+    /// DIEs, as when looked up alone. Returns the addresses found below `node`.
     fn inlined_at(
         &self,
         node: EntriesTreeNode<Reader>,
-        address: u64,
-        levels: &mut Vec<Level>,
-    ) -> Result<bool, gimli::Error> {
+        addresses: &[u64],
+        active: &[usize],
+        levels: &mut [Vec<Level>],
+    ) -> Result<Vec<usize>, gimli::Error> {
+        let mut active = active.to_vec();
+        let mut found = Vec::new();
         let mut children = node.children();
-        while let Some(child) = children.next()? {
-            match child.entry().tag {
-                gimli::DW_TAG_subprogram => {}
+        while !active.is_empty()
+            && let Some(child) = children.next()?
+        {
+            let inside = match child.entry().tag {
+                gimli::DW_TAG_subprogram => continue,
                 gimli::DW_TAG_inlined_subroutine => {
-                    if self.holds(child.entry(), address)? {
-                        levels.push(self.inlined_level(child.entry())?);
-                        self.inlined_at(child, address, levels)?;
-                        return Ok(true);
+                    let held = self.held(child.entry(), addresses, &active)?;
+                    if !held.is_empty() {
+                        let level = self.inlined_level(child.entry())?;
+                        for i in &held {
+                            levels[*i].push(level.clone());
+                        }
+                        self.inlined_at(child, addresses, &held, levels)?;
                     }
+                    held
                 }
-                _ => {
-                    if self.inlined_at(child, address, levels)? {
-                        return Ok(true);
-                    }
-                }
-            }
+                _ => self.inlined_at(child, addresses, &active, levels)?,
+            };
+            active.retain(|i| !inside.contains(i));
+            found.extend(inside);
         }
-        Ok(false)
+        Ok(found)
     }
 
-    fn holds(&self, entry: &DebuggingInformationEntry<Reader>, address: u64) -> Result<bool, gimli::Error> {
+    /// Which of the `active` addresses `entry`'s ranges hold.
+    fn held(
+        &self,
+        entry: &DebuggingInformationEntry<Reader>,
+        addresses: &[u64],
+        active: &[usize],
+    ) -> Result<Vec<usize>, gimli::Error> {
+        let mut held = Vec::new();
         let mut ranges = self.dwarf.die_ranges(&self.parsed.unit, entry)?;
         while let Some(range) = ranges.next()? {
-            if (range.begin..range.end).contains(&address) {
-                return Ok(true);
-            }
+            let within = active.iter().filter(|i| (range.begin..range.end).contains(&addresses[**i]));
+            held.extend(within.filter(|i| !held.contains(*i)).copied().collect::<Vec<_>>());
         }
-        Ok(false)
+        Ok(held)
     }
 
     /// An inlined call: its name, and where it was called from (a call file of index 0 means
