@@ -22,32 +22,40 @@ pub enum FlamegraphError {
     },
 }
 
-/// Writes the flame graph of `sampling` to `dir/flamegraph.svg`, headed by `title`.
-pub fn write(dir: &Path, sampling: &Sampling, title: &str) -> Result<(), FlamegraphError> {
+/// Writes the flame graph of `sampling`, whose folded lines are `folded` (`folded::render`),
+/// to `dir/flamegraph.svg`, headed by `title`.
+pub fn write(dir: &Path, sampling: &Sampling, folded: &str, title: &str) -> Result<(), FlamegraphError> {
     fs::create_dir_all(dir).map_err(|source| FlamegraphError::Write { path: dir.to_owned(), source })?;
-    write_file(&dir.join(FILE_NAME), sampling, title)
+    let path = dir.join(FILE_NAME);
+    let svg = draw(sampling, folded, title)?;
+    fs::write(&path, svg).map_err(|source| FlamegraphError::Write { path, source })
 }
 
 /// Writes the flame graph of `sampling` to `path`, headed by `title`.
 pub fn write_file(path: &Path, sampling: &Sampling, title: &str) -> Result<(), FlamegraphError> {
+    let svg = draw(sampling, &folded::render(sampling), title)?;
+    fs::write(path, svg).map_err(|source| FlamegraphError::Write { path: path.to_owned(), source })
+}
+
+/// The picture of `sampling`'s folded lines, `folded`.
+fn draw(sampling: &Sampling, folded: &str, title: &str) -> Result<Vec<u8>, FlamegraphError> {
     let subtitle = format!("{} Hz CPU samples", sampling.hz);
-    let folded = folded::render(sampling);
     // inferno refuses a profile without samples (and draws an error picture); a run that never
     // got on the CPU is still a valid result, so it gets a picture that says so.
-    let svg = if folded.is_empty() {
-        no_samples_svg(title, &subtitle).into_bytes()
-    } else {
-        let mut options = Options::default();
-        options.title = title.to_owned();
-        options.subtitle = Some(subtitle);
-        options.count_name = "samples".to_owned();
-        // Colours from a hash of the name, so a function keeps its colour from one report to the next.
-        options.hash = true;
-        let mut svg = Vec::new();
-        flamegraph::from_lines(&mut options, folded.lines(), &mut svg).map_err(FlamegraphError::Draw)?;
-        svg
-    };
-    fs::write(path, svg).map_err(|source| FlamegraphError::Write { path: path.to_owned(), source })
+    if folded.is_empty() {
+        return Ok(no_samples_svg(title, &subtitle).into_bytes());
+    }
+    let mut options = Options::default();
+    options.title = title.to_owned();
+    options.subtitle = Some(subtitle);
+    options.count_name = "samples".to_owned();
+    // Colours from a hash of the name, so a function keeps its colour from one report to the next.
+    options.hash = true;
+    // `folded::render` sorts its lines.
+    options.no_sort = true;
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut options, folded.lines(), &mut svg).map_err(FlamegraphError::Draw)?;
+    Ok(svg)
 }
 
 fn no_samples_svg(title: &str, subtitle: &str) -> String {
@@ -92,7 +100,7 @@ mod tests {
     /// Writes the flame graph and returns the text of every node of the parsed SVG.
     fn drawn_text(sampling: &Sampling, title: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), sampling, title).unwrap();
+        write(dir.path(), sampling, &folded::render(sampling), title).unwrap();
         let svg = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         // inferno's SVG declares the SVG 1.1 DTD.
         let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };

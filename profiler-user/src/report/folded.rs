@@ -28,9 +28,10 @@ pub fn render(sampling: &Sampling) -> String {
     lines.into_iter().map(|line| line + "\n").collect()
 }
 
-pub fn write(dir: &Path, sampling: &Sampling) -> io::Result<()> {
+/// Writes `folded` (`render`'s lines) to `dir/profile.folded`.
+pub fn write(dir: &Path, folded: &str) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    fs::write(dir.join(FILE_NAME), render(sampling))
+    fs::write(dir.join(FILE_NAME), folded)
 }
 
 /// Marks a call inlined into the frame before it (DWARF), as perf marks one.
@@ -124,7 +125,7 @@ mod tests {
     fn writes_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = sampling(vec![stack(&["zeek", "fmt"], 2)]);
-        write(dir.path(), &s).unwrap();
+        write(dir.path(), &render(&s)).unwrap();
         assert_eq!(fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(), render(&s));
     }
 }

@@ -73,12 +73,17 @@ pub fn write_all(dir: &Path, profile: &Profile, duration: std::time::Duration) -
         ];
         if let Some(sampling) = &profile.sampling {
             let t = &profile.target;
-            writers.push(
-                scope.spawn(move || folded::write(dir, sampling).with_context(|| cannot_write(folded::FILE_NAME))),
-            );
+            // The folded lines are rendered once, for their file and the flame graph, which is
+            // drawn from them while they are written.
             writers.push(scope.spawn(move || {
+                let lines = folded::render(sampling);
                 let title = format!("zeek-probe: {} (PID {}, Zeek {})", t.node, t.pid, t.zeek_version);
-                Ok(flamegraph::write(dir, sampling, &title)?)
+                std::thread::scope(|drawing| {
+                    let flame_graph = drawing.spawn(|| flamegraph::write(dir, sampling, &lines, &title));
+                    let written = folded::write(dir, &lines).with_context(|| cannot_write(folded::FILE_NAME));
+                    let drawn = flame_graph.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    written.and(drawn.map_err(anyhow::Error::from))
+                })
             }));
             writers.push(scope.spawn(move || {
                 let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
