@@ -143,21 +143,17 @@ impl ElfFile {
     }
 
     /// Defined function and data symbols from `.symtab`, or from `.dynsym` where the file has
-    /// no `.symtab` (stripped). A `.symtab` has every symbol `.dynsym` defines, and locals.
+    /// no `.symtab` or one that names nothing (stripped). A `.symtab` has every symbol
+    /// `.dynsym` defines, and locals.
     pub fn symbols(&self) -> SymbolIndex {
         let file = self.parsed();
-        let table = if file.symbol_table().is_some() { file.symbols() } else { file.dynamic_symbols() };
+        // A `.symtab` that names nothing (a tool stripped it but kept the section) would hide
+        // the `.dynsym` a stripped file still has.
+        let symtab_names = file.symbol_table().is_some_and(|table| table.symbols().any(|sym| named(&sym).is_some()));
+        let table = if symtab_names { file.symbols() } else { file.dynamic_symbols() };
         let mut found = Vec::new();
         for sym in table {
-            if sym.is_undefined() || sym.address() == 0 {
-                continue;
-            }
-            if !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown) {
-                continue;
-            }
-            if let Ok(name) = sym.name()
-                && !name.is_empty()
-            {
+            if let Some(name) = named(&sym) {
                 let is_function = sym.kind() == SymbolKind::Text;
                 found.push((
                     name,
@@ -280,10 +276,42 @@ impl ElfFile {
     }
 }
 
+/// The name of a symbol that defines code or data at an address, if it is one.
+fn named<'data>(sym: &impl ObjectSymbol<'data>) -> Option<&'data str> {
+    let defines = !sym.is_undefined() && sym.address() != 0;
+    let kind = matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown);
+    sym.name().ok().filter(|name| defines && kind && !name.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::target::mappings;
+
+    /// A binary stripped but for a `.symtab` that names nothing is named from its `.dynsym`,
+    /// as a stripped one without `.symtab` is.
+    #[test]
+    fn an_empty_symtab_leaves_the_dynsym_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, built) = (dir.path().join("e.c"), dir.path().join("e"));
+        fs::write(&source, "int f(void) { return 1; }\nint main(void) { return f(); }\n").unwrap();
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program).args(args).status();
+            assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
+        };
+        run("gcc", &["-rdynamic".as_ref(), "-o".as_ref(), built.as_os_str(), source.as_os_str()]);
+        let symbol = |file: &Path| ElfFile::open(file).unwrap().symbols().get("f").map(|s| s.address);
+        let address = symbol(&built).expect("f in the built binary");
+        for (flavour, strip) in
+            [("no .symtab", &["--strip-all"][..]), ("an empty .symtab", &["--strip-all", "--add-symbol", "nothing=0"])]
+        {
+            let stripped = dir.path().join(flavour.replace(' ', "-"));
+            let mut args: Vec<&std::ffi::OsStr> = strip.iter().map(|a| a.as_ref()).collect();
+            args.extend([built.as_os_str(), stripped.as_os_str()]);
+            run("objcopy", &args);
+            assert_eq!(symbol(&stripped), Some(address), "f named from .dynsym with {flavour}");
+        }
+    }
 
     /// The C library this test runs on calls some of its own functions through its PLT: the
     /// stub is a function named after what it calls, where objdump (binutils) puts it too.
