@@ -6,6 +6,7 @@
 //! else `$XDG_CACHE_HOME/zeek-probe` or `~/.cache/zeek-probe`. `ZEEK_PROBE_CACHE=off` turns it
 //! off. A cache that cannot be written costs nothing but the time saved.
 use std::{
+    cmp::Reverse,
     env,
     fmt::Display,
     fs,
@@ -13,6 +14,7 @@ use std::{
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     str::FromStr,
+    time::SystemTime,
 };
 
 /// The cache directory this process should use; `None` when turned off or there is none.
@@ -62,6 +64,25 @@ fn kept_for_boot<T: FromStr + Display>(path: &Path, boot: &str, find: impl FnOnc
     // Not kept: found again next time.
     let _ = write_whole(path, format!("{header}{value}\n").as_bytes());
     found
+}
+
+/// The entries in `kept`'s directory whose names are `prefix`, a key, `suffix`: `kept` first,
+/// then the newest first, each with its key. What a cache removes when it has written `kept`
+/// is decided from this order; nothing else in the directory is listed.
+pub fn entries_newest_first(kept: &Path, prefix: &str, suffix: &str) -> Vec<(PathBuf, String)> {
+    let Some(listing) = kept.parent().and_then(|dir| fs::read_dir(dir).ok()) else { return Vec::new() };
+    let mut entries: Vec<(bool, Reverse<SystemTime>, PathBuf, String)> = listing
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let key = name.strip_prefix(prefix)?.strip_suffix(suffix)?.to_owned();
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            let path = entry.path();
+            Some((path != kept, Reverse(modified), path, key))
+        })
+        .collect();
+    entries.sort_unstable();
+    entries.into_iter().map(|(_, _, path, key)| (path, key)).collect()
 }
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file renamed over it), readable

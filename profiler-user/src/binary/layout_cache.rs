@@ -12,7 +12,6 @@
 //! will ask for again (`evict`): the directory stays small however many binaries, debug files
 //! and zeek-probe versions come and go.
 use std::{
-    cmp::Reverse,
     collections::HashMap,
     fs,
     hash::{DefaultHasher, Hash, Hasher},
@@ -122,23 +121,11 @@ impl LayoutCache {
 /// beyond the newest `ENTRIES` in all (`kept` always stays). Nothing else in the directory is
 /// touched; a removal that fails (another zeek-probe's at the same time) costs nothing.
 fn evict(kept: &Path) {
-    let Some(listing) = kept.parent().and_then(|dir| fs::read_dir(dir).ok()) else { return };
-    let mut entries: Vec<(bool, Reverse<std::time::SystemTime>, String, PathBuf)> = listing
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let (binary, _source) = name.strip_prefix(ENTRY_PREFIX)?.strip_suffix(ENTRY_SUFFIX)?.rsplit_once('-')?;
-            let modified = entry.metadata().ok()?.modified().ok()?;
-            let path = entry.path();
-            Some((path != kept, Reverse(modified), binary.to_owned(), path))
-        })
-        .collect();
-    // `kept` first, then the newest first.
-    entries.sort_unstable();
-    let (mut per_binary, mut total) = (HashMap::<&str, usize>::new(), 0);
-    for (other, _, binary, path) in &entries {
-        let of_binary = per_binary.entry(binary).or_default();
-        if *other && (*of_binary >= PER_BINARY || total >= ENTRIES) {
+    let (mut per_binary, mut total) = (HashMap::<String, usize>::new(), 0);
+    for (path, key) in cache_dir::entries_newest_first(kept, ENTRY_PREFIX, ENTRY_SUFFIX) {
+        let Some((binary, _source)) = key.rsplit_once('-') else { continue };
+        let of_binary = per_binary.entry(binary.to_owned()).or_default();
+        if path != kept && (*of_binary >= PER_BINARY || total >= ENTRIES) {
             let _ = fs::remove_file(path);
         } else {
             *of_binary += 1;

@@ -15,7 +15,6 @@
 //! unit; the units a process did not take are written back as they were read.
 use std::{
     borrow::Cow,
-    cmp::Reverse,
     collections::HashMap,
     fs,
     hash::{DefaultHasher, Hash, Hasher},
@@ -309,20 +308,7 @@ impl Input<'_> {
 /// Removes, once `kept` is written, the entries beyond the newest `ENTRIES` (`kept` stays).
 /// Nothing else in the directory is touched; a removal that fails costs nothing.
 fn evict(kept: &Path) {
-    let Some(listing) = kept.parent().and_then(|dir| fs::read_dir(dir).ok()) else { return };
-    let mut entries: Vec<(bool, Reverse<std::time::SystemTime>, PathBuf)> = listing
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            name.strip_prefix(ENTRY_PREFIX)?.strip_suffix(ENTRY_SUFFIX)?;
-            let modified = entry.metadata().ok()?.modified().ok()?;
-            let path = entry.path();
-            Some((path != kept, Reverse(modified), path))
-        })
-        .collect();
-    // `kept` first, then the newest first.
-    entries.sort_unstable();
-    for (_, _, path) in entries.iter().skip(ENTRIES) {
+    for (path, _) in cache_dir::entries_newest_first(kept, ENTRY_PREFIX, ENTRY_SUFFIX).into_iter().skip(ENTRIES) {
         let _ = fs::remove_file(path);
     }
 }
