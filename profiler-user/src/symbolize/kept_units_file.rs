@@ -25,6 +25,7 @@ use std::{
 };
 
 use gimli::UnitOffset;
+use prost::encoding::{decode_varint, encode_varint};
 
 use super::inlined_chain::UnitIndex;
 use crate::{binary::FileId, cache_dir};
@@ -68,7 +69,7 @@ impl KeptUnitsFile {
     pub fn in_dir(dir: &Path, dwarf_file: &Path) -> Option<Self> {
         let id = FileId::of(dwarf_file).ok()?;
         let mut hasher = DefaultHasher::new();
-        (id.dev, id.ino, id.size, id.mtime_ns).hash(&mut hasher);
+        id.hash(&mut hasher);
         Some(Self { path: dir.join(format!("{ENTRY_PREFIX}{:016x}{ENTRY_SUFFIX}", hasher.finish())) })
     }
 
@@ -182,23 +183,23 @@ fn put_unit(out: &mut Vec<u8>, unit: usize, spans: usize, bytes: &[u8]) {
 /// A unit's index as varints: its reading state, then its functions and its rows, each span
 /// relative to the end of the one before.
 fn encode(index: &UnitIndex, out: &mut Vec<u8>) {
-    put_varint(out, index.next_top_level.map_or(0, |o| o.0 as u64 + 1));
-    put_varint(out, index.top_level as u64);
-    put_varint(out, u64::from(index.namespaces_read));
-    put_varint(out, index.rows_read.map_or(0, |n| n + 1));
-    put_varint(out, index.functions.len() as u64);
+    encode_varint(index.next_top_level.map_or(0, |o| o.0 as u64 + 1), out);
+    encode_varint(index.top_level as u64, out);
+    encode_varint(u64::from(index.namespaces_read), out);
+    encode_varint(index.rows_read.map_or(0, |n| n + 1), out);
+    encode_varint(index.functions.len() as u64, out);
     let (mut end, mut die) = (0u64, 0u64);
     for (range, offset) in index.functions.iter() {
         put_span(out, &mut end, range);
-        put_varint(out, zigzag((offset.0 as u64).wrapping_sub(die)));
+        encode_varint(zigzag((offset.0 as u64).wrapping_sub(die)), out);
         die = offset.0 as u64;
     }
-    put_varint(out, index.rows.len() as u64);
+    encode_varint(index.rows.len() as u64, out);
     let (mut end, mut line) = (0u64, 0u32);
     for (range, (file, row_line)) in index.rows.iter() {
         put_span(out, &mut end, range);
-        put_varint(out, *file);
-        put_varint(out, zigzag((i64::from(*row_line) - i64::from(line)) as u64));
+        encode_varint(*file, out);
+        encode_varint(zigzag((i64::from(*row_line) - i64::from(line)) as u64), out);
         line = *row_line;
     }
 }
@@ -239,17 +240,9 @@ fn decode(bytes: &[u8]) -> Option<UnitIndex<'static>> {
 /// A span as its start relative to the end before (zigzag: code ranges are not in order) and
 /// its length.
 fn put_span(out: &mut Vec<u8>, end: &mut u64, range: &Range<u64>) {
-    put_varint(out, zigzag(range.start.wrapping_sub(*end)));
-    put_varint(out, range.end.wrapping_sub(range.start));
+    encode_varint(zigzag(range.start.wrapping_sub(*end)), out);
+    encode_varint(range.end.wrapping_sub(range.start), out);
     *end = range.end;
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// A difference (two's complement) as a small number whatever its sign.
@@ -280,16 +273,7 @@ impl Input<'_> {
     }
 
     fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self.0.split_first()?;
-            self.0 = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
+        decode_varint(&mut self.0).ok()
     }
 
     fn span(&mut self, end: &mut u64) -> Option<Range<u64>> {
