@@ -43,9 +43,7 @@ extern "C" fn never_called() {}
 fn register() -> io::Result<OwnedFd> {
     let address = never_called as *const () as u64;
     let maps = mappings::read(std::process::id());
-    let mapping = maps
-        .iter()
-        .find(|m| (m.start..m.end).contains(&address))
+    let mapping = mappings::mapping_of(&maps, address)
         .ok_or_else(|| io::Error::other("zeek-probe's own code is not in its mappings"))?;
     let offset = address - mapping.start + mapping.offset;
     // The magic link names this very file, even one replaced on disk since it was started.
