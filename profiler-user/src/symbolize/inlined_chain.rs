@@ -425,13 +425,12 @@ impl<'a> UnitChains<'a> {
         addresses: &[u64],
         active: &[usize],
     ) -> Result<Vec<usize>, gimli::Error> {
-        let mut held = Vec::new();
-        let mut ranges = self.dwarf.die_ranges(&self.parsed.unit, entry)?;
-        while let Some(range) = ranges.next()? {
-            let within = active.iter().filter(|i| (range.begin..range.end).contains(&addresses[**i]));
-            held.extend(within.filter(|i| !held.contains(*i)).copied().collect::<Vec<_>>());
+        let mut ranges = Vec::new();
+        let mut entry_ranges = self.dwarf.die_ranges(&self.parsed.unit, entry)?;
+        while let Some(range) = entry_ranges.next()? {
+            ranges.push(range.begin..range.end);
         }
-        Ok(held)
+        Ok(active.iter().copied().filter(|i| ranges.iter().any(|range| range.contains(&addresses[*i]))).collect())
     }
 
     /// An inlined call: its name, and where it was called from (a call file of index 0 means
