@@ -286,7 +286,7 @@ fn named<'data>(sym: &impl ObjectSymbol<'data>) -> Option<&'data str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::mappings;
+    use crate::{symbolize::native_lines::tests::run, target::mappings};
 
     /// A binary stripped but for a `.symtab` that names nothing is named from its `.dynsym`,
     /// as a stripped one without `.symtab` is.
@@ -295,10 +295,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (source, built) = (dir.path().join("e.c"), dir.path().join("e"));
         fs::write(&source, "int f(void) { return 1; }\nint main(void) { return f(); }\n").unwrap();
-        let run = |program: &str, args: &[&std::ffi::OsStr]| {
-            let status = std::process::Command::new(program).args(args).status();
-            assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
-        };
         run("gcc", &["-rdynamic".as_ref(), "-o".as_ref(), built.as_os_str(), source.as_os_str()]);
         let symbol = |file: &Path| ElfFile::open(file).unwrap().symbols().get("f").map(|s| s.address);
         let address = symbol(&built).expect("f in the built binary");

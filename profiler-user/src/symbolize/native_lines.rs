@@ -653,7 +653,7 @@ unsafe impl stable_deref_trait::StableDeref for SectionBytes {}
 unsafe impl stable_deref_trait::CloneStableDeref for SectionBytes {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{binary::dwarf, target::mappings};
 
@@ -857,7 +857,7 @@ mod tests {
     }
 
     /// Runs `program`, which must succeed.
-    fn run(program: &str, args: &[&std::ffi::OsStr]) {
+    pub(crate) fn run(program: &str, args: &[&std::ffi::OsStr]) {
         let status = std::process::Command::new(program).args(args).status();
         assert!(status.unwrap_or_else(|e| panic!("{program} runs: {e}")).success(), "{program} {args:?}");
     }
