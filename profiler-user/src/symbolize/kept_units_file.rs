@@ -12,13 +12,19 @@
 //!
 //! A unit's spans are written as varints, each relative to the one before (most rows follow
 //! on from the last: a few bytes each, not 32), and decoded only when a lookup takes the
-//! unit; the units a process did not take are written back as they were read.
+//! unit. A process that read on from the entry appends the units it read further or first
+//! (a run of the same binary mostly reads what the last one did, and a few units more: tens
+//! of KB, not the whole entry's MBs); a unit's last record is the one that counts. The entry
+//! is written whole, its units not taken as they were read, when it is new, when more than
+//! half of it would be records superseded, or when it ends in a torn write (its records up
+//! to there still count). Appends from two processes do not interleave (one `write` each,
+//! `O_APPEND`), and a damaged record's unit is read again from the DWARF.
 use std::{
     borrow::Cow,
     collections::HashMap,
     fs,
     hash::{DefaultHasher, Hash, Hasher},
-    io,
+    io::{self, Read as _, Write as _},
     ops::Range,
     path::{Path, PathBuf},
     sync::Arc,
@@ -37,10 +43,13 @@ const ENTRY_SUFFIX: &str = ".bin";
 /// Entries kept, the newest: one per debug file (a binary's own, libc's...).
 const ENTRIES: usize = 16;
 
-/// An entry's first bytes: what it is, then the version of its layout and zeek-probe's.
+/// What an entry is, its first bytes (then the versions: `header`).
 const MAGIC: &[u8] = b"zeek-probe kept units\n";
 /// Bumped whenever an entry's layout or meaning changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+
+/// A unit's record: its offset, spans and length (`put_unit`), then its bytes.
+const RECORD_HEADER: usize = 24;
 
 /// The entry of one debug file.
 pub(super) struct KeptUnitsFile {
@@ -57,6 +66,10 @@ pub(super) struct EarlierUnits {
     put_back: HashMap<usize, UnitIndex<'static>>,
     /// Where the units taken were in `bytes`, and how many spans they held.
     taken: HashMap<usize, (Range<usize>, usize)>,
+    /// Bytes of records a later record of the same unit superseded.
+    superseded: usize,
+    /// Whether the entry was read to its end (not torn, not missing): records may be appended.
+    appendable: bool,
 }
 
 impl KeptUnitsFile {
@@ -78,6 +91,45 @@ impl KeptUnitsFile {
         fs::read(&self.path).ok().and_then(|bytes| EarlierUnits::parse(bytes.into())).unwrap_or_default()
     }
 
+    /// Appends the units of `read_here` that were read further than `earlier` kept them, or
+    /// first read. `false`, and nothing written, when the entry is to be written whole
+    /// instead (`store`): it is not there or not this version's, it ends in a torn write, or
+    /// more than half of it would be superseded records.
+    pub fn append<'a>(
+        &self,
+        read_here: impl IntoIterator<Item = (usize, UnitIndex<'a>)>,
+        earlier: &EarlierUnits,
+    ) -> io::Result<bool> {
+        if !earlier.appendable {
+            return Ok(false);
+        }
+        let (mut records, mut unit_bytes, mut superseded) = (Vec::new(), Vec::new(), earlier.superseded);
+        for (unit, index) in
+            read_here.into_iter().filter(|(unit, index)| earlier.as_read(*unit, index.spans()).is_none())
+        {
+            unit_bytes.clear();
+            encode(&index, &mut unit_bytes);
+            put_unit(&mut records, unit, index.spans(), &unit_bytes);
+            superseded += earlier.taken.get(&unit).map_or(0, |(range, _)| RECORD_HEADER + range.len());
+        }
+        if superseded * 2 > earlier.bytes.len() + records.len() {
+            return Ok(false);
+        }
+        // Not created: an entry removed meanwhile is written whole, header first.
+        let mut file = match fs::OpenOptions::new().read(true).append(true).open(&self.path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            opened => opened?,
+        };
+        // Replaced meanwhile by another zeek-probe's entry: whole, then, in this one's format.
+        let header = header();
+        let mut on_disk = vec![0; header.len()];
+        if file.read_exact(&mut on_disk).is_err() || on_disk != header {
+            return Ok(false);
+        }
+        file.write_all(&records)?;
+        Ok(true)
+    }
+
     /// Keeps `read_here` and the `earlier` units not taken, whole or not at all, and removes
     /// the oldest entries.
     pub fn store<'a>(
@@ -86,11 +138,7 @@ impl KeptUnitsFile {
         earlier: &EarlierUnits,
         earlier_kept: impl Fn(usize) -> bool,
     ) -> io::Result<()> {
-        let mut out = Vec::from(MAGIC);
-        out.extend_from_slice(&FORMAT.to_le_bytes());
-        let version = env!("CARGO_PKG_VERSION").as_bytes();
-        out.extend_from_slice(&(version.len() as u32).to_le_bytes());
-        out.extend_from_slice(version);
+        let mut out = header();
         let mut unit_bytes = Vec::new();
         let mut put_index = |out: &mut Vec<u8>, unit: usize, index: &UnitIndex| {
             // Read from the entry and not read on: as it was (encoding is most of writing).
@@ -117,27 +165,23 @@ impl KeptUnitsFile {
 }
 
 impl EarlierUnits {
-    /// The units of an entry, if it is whole and of this zeek-probe (each unit's bytes are
-    /// checked when decoded).
+    /// The units of an entry of this zeek-probe: each unit's last record, up to a torn one
+    /// (each unit's bytes are checked when decoded).
     fn parse(bytes: Arc<[u8]>) -> Option<Self> {
-        let mut input = Input(bytes.strip_prefix(MAGIC)?);
-        if input.u32()? != FORMAT {
-            return None;
-        }
-        let version_len = input.u32()? as usize;
-        if input.take(version_len)? != env!("CARGO_PKG_VERSION").as_bytes() {
-            return None;
-        }
-        let mut units = HashMap::new();
+        let mut input = Input(bytes.strip_prefix(header().as_slice())?);
+        let (mut units, mut superseded) = (HashMap::new(), 0);
         while !input.0.is_empty() {
-            let unit = usize::try_from(input.u64()?).ok()?;
-            let spans = usize::try_from(input.u64()?).ok()?;
-            let len = usize::try_from(input.u64()?).ok()?;
+            let Some((unit, spans, len)) = input.record_header() else { break };
             let start = bytes.len() - input.0.len();
-            input.take(len)?;
-            units.insert(unit, (start..start + len, spans));
+            if input.take(len).is_none() {
+                break;
+            }
+            if let Some((earlier, _)) = units.insert(unit, (start..start + len, spans)) {
+                superseded += RECORD_HEADER + earlier.len();
+            }
         }
-        Some(Self { bytes, units, put_back: HashMap::new(), taken: HashMap::new() })
+        let appendable = input.0.is_empty();
+        Some(Self { bytes, units, put_back: HashMap::new(), taken: HashMap::new(), superseded, appendable })
     }
 
     /// The unit at `unit`, decoded, if it was kept and decodes whole.
@@ -171,6 +215,16 @@ impl EarlierUnits {
         let put_back = self.put_back.iter().map(|(unit, index)| (*unit, index.spans()));
         self.units.iter().map(|(unit, (_, spans))| (*unit, *spans)).chain(put_back)
     }
+}
+
+/// An entry's first bytes: what it is, the version of its layout, and zeek-probe's.
+fn header() -> Vec<u8> {
+    let mut header = Vec::from(MAGIC);
+    header.extend_from_slice(&FORMAT.to_le_bytes());
+    let version = env!("CARGO_PKG_VERSION").as_bytes();
+    header.extend_from_slice(&(version.len() as u32).to_le_bytes());
+    header.extend_from_slice(version);
+    header
 }
 
 fn put_unit(out: &mut Vec<u8>, unit: usize, spans: usize, bytes: &[u8]) {
@@ -264,12 +318,10 @@ impl Input<'_> {
         Some(taken)
     }
 
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    /// A record's unit, spans and length (`put_unit`).
+    fn record_header(&mut self) -> Option<(usize, usize, usize)> {
+        let mut next = || usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().ok()?)).ok();
+        Some((next()?, next()?, next()?))
     }
 
     fn varint(&mut self) -> Option<u64> {
@@ -358,9 +410,12 @@ mod tests {
         assert_eq!(read_back(&file, &units), [Some(read_on), Some(second), Some(index(6)), None]);
         assert_eq!(KeptUnitsFile::in_dir(dir.path(), &other).unwrap().load().units().count(), 0, "another file's");
 
+        // Torn in its last record (0x1000, the unit not taken, written after the rest): the
+        // records before it count, and the entry is written whole next time.
         let bytes = fs::read(&file.path).unwrap();
         fs::write(&file.path, &bytes[..bytes.len() - 3]).unwrap();
-        assert_eq!(file.load().units().count(), 0, "cut short");
+        assert_eq!(read_back(&file, &units), [None, Some(index(0x41_0001)), Some(index(6)), None], "torn");
+        assert!(!file.append([(0x7000, index(9))], &file.load()).unwrap(), "a torn entry is not appended to");
         let mut other_version = bytes.clone();
         other_version[MAGIC.len()] ^= 0xff;
         fs::write(&file.path, other_version).unwrap();
@@ -369,6 +424,73 @@ mod tests {
         // The debug file rewritten: another entry.
         fs::write(&debug, b"rebuilt").unwrap();
         assert_eq!(KeptUnitsFile::in_dir(dir.path(), &debug).unwrap().load().units().count(), 0);
+    }
+
+    fn record_len(index: &UnitIndex) -> usize {
+        let mut bytes = Vec::new();
+        encode(index, &mut bytes);
+        RECORD_HEADER + bytes.len()
+    }
+
+    /// A process appends the units it read further or first, not the entry's others; a unit's
+    /// last record is the one read. The entry is written whole instead once more than half of
+    /// it would be superseded, or when it is gone or another version's.
+    #[test]
+    fn what_a_process_read_further_is_appended_and_its_last_record_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let debug = dir.path().join("zeek.debug");
+        fs::write(&debug, b"one").unwrap();
+        let file = KeptUnitsFile::in_dir(dir.path(), &debug).unwrap();
+        assert!(!file.append([(0x1000, index(0))], &file.load()).unwrap(), "no entry yet: written whole");
+        file.store([(0x1000, index(0)), (0x2000, index(1))], &EarlierUnits::default(), |_| true).unwrap();
+        let whole = fs::metadata(&file.path).unwrap().len() as usize;
+
+        // Read on in one unit, only looked up in another, a third read first.
+        let mut earlier = file.load();
+        let mut read_on = earlier.take(0x1000).unwrap();
+        read_on.rows.to_mut().push((1..2, (3, 4)));
+        let as_read = earlier.take(0x2000).unwrap();
+        let read_here = [(0x1000, read_on.clone()), (0x2000, as_read), (0x3000, index(2))];
+        assert!(file.append(read_here, &earlier).unwrap());
+        let appended = fs::metadata(&file.path).unwrap().len() as usize - whole;
+        assert_eq!(appended, record_len(&read_on) + record_len(&index(2)), "the unit as read is not appended");
+        let units = [0x1000, 0x2000, 0x3000];
+        assert_eq!(read_back(&file, &units), [Some(read_on.clone()), Some(index(1)), Some(index(2))]);
+
+        // The same unit read further run after run: appended until more than half would be
+        // superseded, then the entry is to be written whole.
+        let mut appends = 0;
+        let (earlier, last) = loop {
+            let mut earlier = file.load();
+            let mut unit = earlier.take(0x3000).unwrap();
+            unit.rows.to_mut().push((appends..appends + 1, (1, 1)));
+            if !file.append([(0x3000, unit.clone())], &earlier).unwrap() {
+                break (earlier, unit);
+            }
+            appends += 1;
+            assert!(appends < 100, "never written whole");
+        };
+        assert!(appends > 1, "appended {appends} times");
+        assert!(earlier.superseded * 2 <= earlier.bytes.len(), "at most half superseded after the last append");
+        let superseding_last = earlier.superseded + RECORD_HEADER + earlier.taken[&0x3000].0.len();
+        assert!(superseding_last * 2 > earlier.bytes.len() + record_len(&last), "more than half with the next");
+        file.store([(0x3000, last.clone())], &earlier, |_| true).unwrap();
+        assert_eq!(read_back(&file, &units), [Some(read_on), Some(index(1)), Some(last)]);
+        assert_eq!(file.load().superseded, 0, "written whole");
+
+        // Gone meanwhile, or replaced by another version's: not appended to.
+        let earlier = file.load();
+        let other_version = fs::read(&file.path)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i == MAGIC.len() { !b } else { *b })
+            .collect::<Vec<u8>>();
+        fs::write(&file.path, other_version).unwrap();
+        assert!(!file.append([(0x4000, index(3))], &earlier).unwrap(), "another version's");
+        fs::remove_file(&file.path).unwrap();
+        assert!(!file.append([(0x4000, index(3))], &earlier).unwrap(), "gone");
+        assert!(!file.path.exists(), "not created by an append");
     }
 
     /// Writing an entry keeps the newest `ENTRIES` and leaves other files alone.

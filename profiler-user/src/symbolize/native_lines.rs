@@ -177,12 +177,17 @@ impl KeptUnits {
         }
     }
 
-    /// Writes what this process and earlier ones read to the file, if this one read anything
-    /// new: this one's units first, then the earlier ones' it did not take, up to
-    /// `PARSED_SPANS` spans in all.
+    /// Keeps what this process read in the file, if it read anything new: appended to what
+    /// earlier ones read while that fits in `PARSED_SPANS` spans, else the file written whole:
+    /// this one's units first, then the earlier ones' it did not take, up to that many.
     fn store(&self) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        if self.spans + self.earlier.spans() <= self.spans_read {
+        let spans = self.spans + self.earlier.spans();
+        if spans <= self.spans_read {
+            return Ok(());
+        }
+        let read_here = || self.by_offset.iter().map(|(unit, parsed)| (*unit, parsed.index()));
+        if spans <= PARSED_SPANS && file.append(read_here(), &self.earlier)? {
             return Ok(());
         }
         let mut room = PARSED_SPANS.saturating_sub(self.spans);
@@ -196,8 +201,7 @@ impl KeptUnits {
             })
             .map(|(unit, _)| unit)
             .collect();
-        let read_here = self.by_offset.iter().map(|(unit, parsed)| (*unit, parsed.index()));
-        file.store(read_here, &self.earlier, |unit| earlier_kept.contains(&unit))
+        file.store(read_here(), &self.earlier, |unit| earlier_kept.contains(&unit))
     }
 }
 
