@@ -6,7 +6,10 @@ use profiler_common::LogKey;
 
 use crate::{
     binary::{BinaryError, ZeekBinary},
-    probes::{AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes, kernel_btf},
+    probes::{
+        AttachPlan, InvokeProgram, MapSnapshot, ProbeError, ProbeScope, Probes, kernel_btf,
+        uprobe_multi::UprobeLinkKind,
+    },
     profile::{Profile, SampleContext, TargetSummary},
     symbolize::{KernelSymbols, LibrarySymbols, LogStreamNames, ProcessCode},
     target::{
@@ -49,6 +52,7 @@ pub struct Session {
     /// What names its native code.
     code: ProcessCode,
     plan: AttachPlan,
+    uprobe_links: UprobeLinkKind,
     memory: TargetMemory,
     streams: LogStreamNames,
     /// The process's mappings as last read while it ran.
@@ -97,7 +101,16 @@ impl Session {
                 LibrarySymbols::new(pid).skipping(&process.exe_link).with_source_lines(plan.source_lines),
             ),
         };
-        Ok(Self { process, binary, code, plan, memory, streams: LogStreamNames::default(), mappings: Vec::new() })
+        Ok(Self {
+            process,
+            binary,
+            code,
+            plan,
+            uprobe_links: probes.uprobe_links(),
+            memory,
+            streams: LogStreamNames::default(),
+            mappings: Vec::new(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -134,6 +147,7 @@ impl Session {
             layout_source: self.binary.layout.source,
             binary: self.process.exe_link.display().to_string(),
             calls_counted: self.plan.invoke == Some(InvokeProgram::CountCalls),
+            uprobe_links: self.uprobe_links,
             sample_hz: self.plan.sample,
             zam: self.process.zam,
             long_dispatches_unavailable: match self.plan.sample {

@@ -114,24 +114,33 @@ fn the_package_runs_on_a_real_broker_cluster() {
 /// count equals the largest of them. Invocations that run no body (events nobody handles,
 /// hooks without handlers such as `Log::log_stream_policy`) are counted by zeek-probe only.
 /// Lambdas are matched by location: Zeek's profile names them with another hash.
+///
+/// Both ways zeek-probe attaches uprobes count alike: a multi-uprobe link per program (this
+/// kernel's), and a perf event per probe point (kernels before 6.6).
 #[test]
 fn call_counts_equal_zeeks_own_profiler_on_a_real_replay() {
     let Some(zeek) = real_zeek_privileged() else { return };
+    let this_kernels = if zeek_probe::probes::kernel_features::uprobe_multi() { "multi" } else { "perf-event" };
+    for uprobe_links in [this_kernels, "perf-event"] {
+        call_counts_equal_zeeks_own_profiler(&zeek, uprobe_links);
+    }
+}
+
+fn call_counts_equal_zeeks_own_profiler(zeek: &RealZeek, uprobe_links: &str) {
     let dir = tempfile::tempdir().unwrap();
     let streams = write(dir.path(), "streams.zeek", STREAM_PATHS);
-    let summary = record(
-        &zeek,
-        dir.path(),
-        &["--count-calls", "--no-sample"],
-        &[
-            "-r".as_ref(),
-            merged_trace().as_os_str(),
-            "--profile-scripts=prof.log".as_ref(),
-            "local".as_ref(),
-            streams.as_os_str(),
-        ],
-    );
+    let trace = merged_trace();
+    let zeek_args: [&std::ffi::OsStr; 5] = [
+        "-r".as_ref(),
+        trace.as_os_str(),
+        "--profile-scripts=prof.log".as_ref(),
+        "local".as_ref(),
+        streams.as_os_str(),
+    ];
+    let env = [("ZEEK_PROBE_UPROBE_LINKS", uprobe_links)];
+    let summary = record_with_env(zeek, dir.path(), &["--count-calls", "--no-sample"], &zeek_args, &env);
     assert_eq!(summary["target"]["zeek_version"], "8.2.2");
+    assert_eq!(summary["target"]["uprobe_links"], uprobe_links, "attached as asked");
     assert_eq!(summary["probe_health"]["read_failed"], 0, "{}", summary["probe_health"]);
     assert_eq!(summary["probe_health"]["unnamed_calls"], 0, "{}", summary["probe_health"]);
 
@@ -460,6 +469,17 @@ event zeek_init()
 "#;
 
 fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::ffi::OsStr]) -> Value {
+    record_with_env(zeek, dir, probe_args, zeek_args, &[])
+}
+
+/// `record` with zeek-probe's environment plus `env`.
+fn record_with_env(
+    zeek: &RealZeek,
+    dir: &Path,
+    probe_args: &[&str],
+    zeek_args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> Value {
     let out = dir.join("report");
     let output = Command::new(zeek_probe())
         .arg("record")
@@ -471,6 +491,7 @@ fn record(zeek: &RealZeek, dir: &Path, probe_args: &[&str], zeek_args: &[&std::f
         .args(zeek_args)
         .current_dir(dir)
         .envs(zeek.env())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();

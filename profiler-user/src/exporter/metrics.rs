@@ -405,6 +405,7 @@ pub(crate) mod tests {
                     layout_source: LayoutSource::Table,
                     binary: "/usr/bin/zeek".into(),
                     calls_counted: true,
+                    uprobe_links: crate::probes::uprobe_multi::UprobeLinkKind::Multi,
                     sample_hz: Some(99),
                     zam: false,
                     long_dispatches_unavailable: None,

@@ -141,6 +141,7 @@ pub(crate) mod tests {
                 layout_source: crate::binary::LayoutSource::Table,
                 binary: "/usr/bin/zeek".into(),
                 calls_counted: true,
+                uprobe_links: crate::probes::uprobe_multi::UprobeLinkKind::Multi,
                 sample_hz: Some(99),
                 zam: false,
                 cpu_seconds: None,

@@ -26,14 +26,13 @@ pub struct KernelFeatures {
 
 impl KernelFeatures {
     pub fn probe() -> Self {
-        let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
-        let version = parse_release(&release);
+        let release = running_release();
         Self {
             bpf_syscall: Path::new("/proc/sys/kernel/unprivileged_bpf_disabled").exists(),
             uprobes: Path::new("/sys/bus/event_source/devices/uprobe").exists(),
             perf_events: Path::new("/proc/sys/kernel/perf_event_paranoid").exists(),
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-            uprobe_multi: version.is_some_and(|v| v >= (6, 6)),
+            uprobe_multi: has_uprobe_multi(&release),
             thread_stacks: super::kernel_btf::task_fsbase_offset().is_some(),
             release,
         }
@@ -59,6 +58,21 @@ impl KernelFeatures {
         }
         problems
     }
+}
+
+/// Whether the running kernel makes multi-uprobe links (`probes::uprobe_multi`).
+pub fn uprobe_multi() -> bool {
+    has_uprobe_multi(&running_release())
+}
+
+/// Multi-uprobe links came with 6.6 (a distribution's backport to an older kernel is not
+/// seen, and gets a perf event per probe point, as before).
+fn has_uprobe_multi(release: &str) -> bool {
+    parse_release(release).is_some_and(|v| v >= (6, 6))
+}
+
+fn running_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()
 }
 
 /// `6.18.44-fc-v669` → (6, 18).

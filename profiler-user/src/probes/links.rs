@@ -3,49 +3,62 @@
 use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
+    os::fd::OwnedFd,
     path::Path,
 };
 
 use aya::{
     Ebpf,
     programs::{
-        Program, UProbe,
+        Program, ProgramError, UProbe,
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
 };
 use profiler_common::names;
 
-use super::{AttachPlan, ProbeError, ProbeScope};
+use super::{
+    AttachPlan, ProbeError, ProbeScope,
+    uprobe_multi::{self, UprobeLinkKind},
+};
 use crate::binary::{FileId, ProbePoint, ProbePointKind};
 
-/// An attached uprobe: the program and its link.
-pub type Link = (&'static str, UProbeLinkId);
+/// Attached uprobes.
+pub enum Link {
+    /// A program at one probe point, through a perf event (`UprobeLinkKind::PerfEvent`).
+    PerfEvent(&'static str, UProbeLinkId),
+    /// A program at all its probe points in a binary (`UprobeLinkKind::Multi`): closed to
+    /// detach it.
+    Multi(OwnedFd),
+}
 
 /// A process's uprobes attached before it started (`programs::StoppedTarget`): its PID, links.
 pub type StoppedLinks = (u32, Vec<Link>);
 
-/// The loaded uprobe programs, by name.
-pub struct UprobePrograms<'a>(HashMap<&'static str, &'a mut UProbe>);
+/// The loaded uprobe programs, by name, and the links they were loaded for.
+pub struct UprobePrograms<'a> {
+    programs: HashMap<&'static str, &'a mut UProbe>,
+    kind: UprobeLinkKind,
+}
 
 impl<'a> UprobePrograms<'a> {
-    /// The uprobe programs among `programs` (by the names `names::UPROBES` gives them).
-    pub fn of<N: AsRef<str>>(programs: impl IntoIterator<Item = (N, &'a mut Program)>) -> Self {
-        Self(
-            programs
-                .into_iter()
-                .filter_map(|(name, program)| {
-                    let name = names::UPROBES.into_iter().find(|n| *n == name.as_ref())?;
-                    match program {
-                        Program::UProbe(uprobe) => Some((name, uprobe)),
-                        _ => None,
-                    }
-                })
-                .collect(),
-        )
+    /// The uprobe programs among `programs` (by the names `names::UPROBES` gives them),
+    /// loaded for `kind` links.
+    pub fn of<N: AsRef<str>>(programs: impl IntoIterator<Item = (N, &'a mut Program)>, kind: UprobeLinkKind) -> Self {
+        let programs = programs
+            .into_iter()
+            .filter_map(|(name, program)| {
+                let name = names::UPROBES.into_iter().find(|n| *n == name.as_ref())?;
+                match program {
+                    Program::UProbe(uprobe) => Some((name, uprobe)),
+                    _ => None,
+                }
+            })
+            .collect();
+        Self { programs, kind }
     }
 
     fn get(&mut self, name: &'static str) -> Result<&mut UProbe, ProbeError> {
-        self.0.get_mut(name).map(|p| &mut **p).ok_or(ProbeError::Missing { what: "uprobe program", name })
+        self.programs.get_mut(name).map(|p| &mut **p).ok_or(ProbeError::Missing { what: "uprobe program", name })
     }
 }
 
@@ -54,8 +67,9 @@ struct SharedLinks {
     users: HashSet<u32>,
 }
 
-#[derive(Default)]
 pub struct UprobeLinks {
+    /// How they are attached (and their programs loaded).
+    kind: UprobeLinkKind,
     /// Uprobes of one process (`ProbeScope::OneProcess`).
     own: HashMap<u32, Vec<Link>>,
     /// Uprobes shared by every process of a binary (`ProbeScope::SharedBy`).
@@ -65,6 +79,15 @@ pub struct UprobeLinks {
 }
 
 impl UprobeLinks {
+    /// None yet; `kind` links to be attached, as the programs were loaded for.
+    pub fn new(kind: UprobeLinkKind) -> Self {
+        Self { kind, own: HashMap::new(), shared: HashMap::new(), adopted: HashSet::new() }
+    }
+
+    pub fn kind(&self) -> UprobeLinkKind {
+        self.kind
+    }
+
     /// Keeps the uprobes attached to `pid` before it started running (stopped at exec, see
     /// `programs::load`): its `attach` then has nothing left to do.
     pub fn adopt(&mut self, pid: u32, links: Vec<Link>) {
@@ -83,7 +106,7 @@ impl UprobeLinks {
         points: &[ProbePoint],
         plan: AttachPlan,
     ) -> Result<(), ProbeError> {
-        let mut programs = UprobePrograms::of(ebpf.programs_mut());
+        let mut programs = UprobePrograms::of(ebpf.programs_mut(), self.kind);
         match scope {
             ProbeScope::OneProcess if self.adopted.remove(&pid.get()) => {}
             ProbeScope::OneProcess => {
@@ -107,7 +130,7 @@ impl UprobeLinks {
     /// of it uses them.
     pub fn detach(&mut self, ebpf: &mut Ebpf, pid: u32) {
         self.adopted.remove(&pid);
-        let mut programs = UprobePrograms::of(ebpf.programs_mut());
+        let mut programs = UprobePrograms::of(ebpf.programs_mut(), self.kind);
         release(&mut programs, self.own.remove(&pid).unwrap_or_default());
         let unused: Vec<FileId> = self
             .shared
@@ -139,30 +162,80 @@ pub fn attach_points(
     plan: AttachPlan,
     scope: UProbeScope,
 ) -> Result<Vec<Link>, ProbeError> {
+    let failed = |point: &ProbePoint, source: ProgramError| ProbeError::Attach {
+        point: point.kind.display(),
+        path: exe.display().to_string(),
+        pid,
+        source,
+    };
     let mut links = Vec::new();
-    for point in points {
-        let Some(program) = program_at(point.kind, plan) else { continue };
-        let attached = programs.get(program).and_then(|p| {
-            p.attach(UProbeAttachLocation::AbsoluteOffset(point.file_offset), exe, scope).map_err(|source| {
-                ProbeError::Attach { point: point.kind.display(), path: exe.display().to_string(), pid, source }
-            })
-        });
-        match attached {
-            Ok(link) => links.push((program, link)),
-            Err(err) => {
-                release(programs, links);
-                return Err(err);
-            }
+    let attached = match programs.kind {
+        UprobeLinkKind::Multi => attach_multi(programs, &mut links, exe, points, plan, scope, failed),
+        UprobeLinkKind::PerfEvent => attach_per_point(programs, &mut links, exe, points, plan, scope, failed),
+    };
+    match attached {
+        Ok(()) => Ok(links),
+        Err(err) => {
+            release(programs, links);
+            Err(err)
         }
     }
-    Ok(links)
+}
+
+/// One multi-uprobe link per program, at all its points.
+fn attach_multi(
+    programs: &mut UprobePrograms,
+    links: &mut Vec<Link>,
+    exe: &Path,
+    points: &[ProbePoint],
+    plan: AttachPlan,
+    scope: UProbeScope,
+    failed: impl Fn(&ProbePoint, ProgramError) -> ProbeError,
+) -> Result<(), ProbeError> {
+    let pid = match scope {
+        UProbeScope::OneProcess(pid) => Some(pid),
+        UProbeScope::AllProcesses | UProbeScope::CallingProcess => None,
+    };
+    for program in plan.uprobes() {
+        let at: Vec<&ProbePoint> = points.iter().filter(|p| program_at(p.kind, plan) == Some(program)).collect();
+        let Some(first) = at.first() else { continue };
+        let offsets: Vec<u64> = at.iter().map(|p| p.file_offset).collect();
+        let fd = programs.get(program)?.fd().map_err(|source| failed(first, source))?;
+        let link = uprobe_multi::attach(fd, exe, &offsets, pid).map_err(|source| failed(first, source.into()))?;
+        links.push(Link::Multi(link));
+    }
+    Ok(())
+}
+
+/// A perf event per point.
+fn attach_per_point(
+    programs: &mut UprobePrograms,
+    links: &mut Vec<Link>,
+    exe: &Path,
+    points: &[ProbePoint],
+    plan: AttachPlan,
+    scope: UProbeScope,
+    failed: impl Fn(&ProbePoint, ProgramError) -> ProbeError,
+) -> Result<(), ProbeError> {
+    for point in points {
+        let Some(program) = program_at(point.kind, plan) else { continue };
+        let location = UProbeAttachLocation::AbsoluteOffset(point.file_offset);
+        let link = programs.get(program)?.attach(location, exe, scope).map_err(|source| failed(point, source))?;
+        links.push(Link::PerfEvent(program, link));
+    }
+    Ok(())
 }
 
 fn release(programs: &mut UprobePrograms, links: Vec<Link>) {
-    for (program, link) in links {
-        if let Ok(p) = programs.get(program) {
-            // A link whose process is gone may already be released; nothing to do then.
-            let _ = p.detach(link);
+    for link in links {
+        match link {
+            Link::PerfEvent(program, link) => {
+                if let Ok(p) = programs.get(program) {
+                    // A link whose process is gone may already be released; nothing to do then.
+                    let _ = p.detach(link);
+                }
+            }
+            Link::Multi(link) => drop(link),
         }
     }
 }

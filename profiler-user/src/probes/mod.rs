@@ -13,6 +13,7 @@ pub mod programs;
 mod registration_warm_up;
 mod release;
 pub mod sampler;
+pub mod uprobe_multi;
 
 use std::{num::NonZeroU32, os::fd::OwnedFd, path::Path};
 
@@ -59,13 +60,14 @@ impl Probes {
         // Only a stopped target waits for its uprobes: a running one's are attached after the
         // sampler's verification, long after the grace period of the first.
         let warm_up = stopped.as_ref().map(|_| registration_warm_up::RegistrationWarmUp::start());
-        let (mut ebpf, attached) = programs::load(plan, stopped)?;
+        let link_kind = uprobe_multi::UprobeLinkKind::for_this_kernel();
+        let (mut ebpf, attached) = programs::load(plan, link_kind, stopped)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
         let native_stacks = match plan.native_stack_bytes {
             0 => None,
             _ => Some(maps::native_stack_collector(&mut ebpf)?),
         };
-        let mut links = links::UprobeLinks::default();
+        let mut links = links::UprobeLinks::new(link_kind);
         if let Some((pid, attached)) = attached {
             links.adopt(pid, attached);
         }
@@ -89,6 +91,11 @@ impl Probes {
 
     pub fn plan(&self) -> AttachPlan {
         self.plan
+    }
+
+    /// How the uprobes are attached (as their programs were loaded for).
+    pub fn uprobe_links(&self) -> uprobe_multi::UprobeLinkKind {
+        self.links.kind()
     }
 
     /// Attaches to one process running `exe`. The layout is registered first, so the very

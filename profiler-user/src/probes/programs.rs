@@ -16,6 +16,7 @@ use super::{
     AttachPlan, ProbeError, kernel_btf,
     links::{self, StoppedLinks, UprobePrograms},
     map_sizes, privileges,
+    uprobe_multi::UprobeLinkKind,
 };
 use crate::{binary::ProbePoint, thread_nice};
 
@@ -33,7 +34,7 @@ pub struct StoppedTarget<'a> {
     pub inspected: Box<dyn FnOnce() -> Option<(PathBuf, Vec<ProbePoint>)> + 'a>,
 }
 
-static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
+pub(super) static BPF_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zeek-probe-bpf"));
 
 /// Whether this process may load and attach the programs.
 pub fn check_privileges() -> Result<(), ProbeError> {
@@ -41,9 +42,13 @@ pub fn check_privileges() -> Result<(), ProbeError> {
     if missing.is_empty() { Ok(()) } else { Err(ProbeError::NoPrivilege { missing: missing.join(", ") }) }
 }
 
-/// Loads the programs `plan` uses. Nothing is attached, but for a `stopped` target's uprobes:
-/// those links are returned with its PID.
-pub fn load(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError> {
+/// Loads the programs `plan` uses, its uprobes for `link_kind` links. Nothing is attached, but
+/// for a `stopped` target's uprobes: those links are returned with its PID.
+pub fn load(
+    plan: AttachPlan,
+    link_kind: UprobeLinkKind,
+    stopped: Option<StoppedTarget>,
+) -> Result<(Ebpf, Option<StoppedLinks>), ProbeError> {
     check_privileges()?;
     // The loader (aya patched: third_party/README.md) parses no kernel BTF: these programs
     // relocate nothing against it. The one offset they take from it is zeek-probe's reading.
@@ -66,7 +71,7 @@ pub fn load(plan: AttachPlan, stopped: Option<StoppedTarget>) -> Result<(Ebpf, O
     if plan.sample.is_some() {
         wanted.extend(names::PERF_EVENTS);
     }
-    let attached = load_side_by_side(&mut ebpf, &wanted, plan, stopped)?;
+    let attached = load_side_by_side(&mut ebpf, &wanted, plan, link_kind, stopped)?;
     if plan.sample.is_some() {
         wire_sample_step(&mut ebpf, names::SAMPLE_FRAMES, names::SAMPLE_STEP_SLOT)?;
         wire_sample_step(&mut ebpf, names::SAMPLE_FINISH, names::SAMPLE_FINISH_SLOT)?;
@@ -82,6 +87,7 @@ fn load_side_by_side(
     ebpf: &mut Ebpf,
     wanted: &[&'static str],
     plan: AttachPlan,
+    link_kind: UprobeLinkKind,
     stopped: Option<StoppedTarget>,
 ) -> Result<Option<StoppedLinks>, ProbeError> {
     let programs: Vec<(&'static str, &mut Program)> = ebpf
@@ -103,11 +109,11 @@ fn load_side_by_side(
                     if yield_to_inspection {
                         thread_nice::lower_this_thread(VERIFIER_NICENESS);
                     }
-                    load_one(name, program)
+                    load_one(name, program, link_kind)
                 })
             })
             .collect();
-        let attached = load_and_attach(uprobes, plan, stopped);
+        let attached = load_and_attach(uprobes, plan, link_kind, stopped);
         let verified =
             verifying.into_iter().try_for_each(|l| l.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         verified.and(attached)
@@ -118,20 +124,22 @@ fn load_side_by_side(
 fn load_and_attach(
     mut uprobes: Vec<(&'static str, &mut Program)>,
     plan: AttachPlan,
+    link_kind: UprobeLinkKind,
     stopped: Option<StoppedTarget>,
 ) -> Result<Option<StoppedLinks>, ProbeError> {
     for (name, program) in &mut uprobes {
-        load_one(name, program)?;
+        load_one(name, program, link_kind)?;
     }
     let Some(StoppedTarget { pid, inspected }) = stopped else { return Ok(None) };
     let Some((exe, points)) = inspected() else { return Ok(None) };
-    let mut programs = UprobePrograms::of(uprobes);
+    let mut programs = UprobePrograms::of(uprobes, link_kind);
     let links = links::attach_points(&mut programs, pid.get(), &exe, &points, plan, UProbeScope::OneProcess(pid))?;
     Ok(Some((pid.get(), links)))
 }
 
-fn load_one(name: &'static str, program: &mut Program) -> Result<(), ProbeError> {
+fn load_one(name: &'static str, program: &mut Program, link_kind: UprobeLinkKind) -> Result<(), ProbeError> {
     let loaded = match program {
+        Program::UProbe(p) if link_kind == UprobeLinkKind::Multi => p.load_for_uprobe_multi(),
         Program::UProbe(p) => p.load(),
         Program::PerfEvent(p) => p.load(),
         _ => return Err(ProbeError::Missing { what: "uprobe or perf_event program", name }),

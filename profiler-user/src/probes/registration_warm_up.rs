@@ -41,11 +41,8 @@ impl RegistrationWarmUp {
 extern "C" fn never_called() {}
 
 fn register() -> io::Result<OwnedFd> {
-    let address = never_called as *const () as u64;
-    let maps = mappings::read(std::process::id());
-    let mapping = mappings::mapping_of(&maps, address)
+    let offset = mappings::own_file_offset(never_called as *const () as u64)
         .ok_or_else(|| io::Error::other("zeek-probe's own code is not in its mappings"))?;
-    let offset = address - mapping.start + mapping.offset;
     // The magic link names this very file, even one replaced on disk since it was started.
     open_uprobe(c"/proc/self/exe", offset)
 }

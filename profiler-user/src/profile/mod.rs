@@ -114,6 +114,7 @@ mod tests {
             layout_source: crate::binary::LayoutSource::Table,
             binary: "/usr/bin/zeek".into(),
             calls_counted: true,
+            uprobe_links: crate::probes::uprobe_multi::UprobeLinkKind::Multi,
             sample_hz: None,
             zam: false,
             long_dispatches_unavailable: None,

@@ -13,6 +13,8 @@ pub struct TargetSummary {
     pub binary: String,
     /// Whether every script call was counted (`--count-calls`).
     pub calls_counted: bool,
+    /// How its uprobes are attached: multi-uprobe links (6.6+) or a perf event per point.
+    pub uprobe_links: crate::probes::uprobe_multi::UprobeLinkKind,
     /// The CPU sampling rate, when sampling.
     pub sample_hz: Option<u64>,
     /// ZAM-compiled scripts: inlined functions' time lands in their callers.

@@ -211,6 +211,7 @@ mod tests {
                 layout_source: LayoutSource::Table,
                 binary: "/usr/bin/zeek".into(),
                 calls_counted,
+                uprobe_links: crate::probes::uprobe_multi::UprobeLinkKind::Multi,
                 sample_hz: sampled.then_some(100),
                 zam: false,
                 long_dispatches_unavailable: None,

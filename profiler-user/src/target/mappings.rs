@@ -90,6 +90,13 @@ pub fn mapping_of(mappings: &[Mapping], address: u64) -> Option<&Mapping> {
     mappings.iter().find(|m| (m.start..m.end).contains(&address))
 }
 
+/// Where this process's own code at `address` is in the file it is mapped from.
+pub fn own_file_offset(address: u64) -> Option<u64> {
+    let maps = read(std::process::id());
+    let mapping = mapping_of(&maps, address)?;
+    Some(address - mapping.start + mapping.offset)
+}
+
 /// The file name of a mapping (`libc.so.6`, `[vdso]`).
 pub fn file_name(mapping: &Mapping) -> &str {
     mapping.path.rsplit('/').next().unwrap_or(&mapping.path)

@@ -12,7 +12,7 @@ use std::{
     sync::LazyLock,
 };
 
-use aya_obj::generated::{bpf_link_type, bpf_prog_type::BPF_PROG_TYPE_KPROBE};
+use aya_obj::generated::{bpf_attach_type, bpf_link_type, bpf_prog_type::BPF_PROG_TYPE_KPROBE};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, Symbol};
 use thiserror::Error;
 
@@ -20,7 +20,7 @@ use crate::{
     VerifierLogLevel,
     programs::{
         ProgramData, ProgramError, ProgramType, define_link_wrapper, impl_try_from_fdlink,
-        impl_try_into_fdlink, load_program_without_attach_type,
+        impl_try_into_fdlink, load_program_with_attach_type, load_program_without_attach_type,
         perf_attach::{PerfLinkIdInner, PerfLinkInner},
         probe::{OsStringExt as _, Probe, ProbeKind, attach},
     },
@@ -196,6 +196,15 @@ impl UProbe {
     pub fn load(&mut self) -> Result<(), ProgramError> {
         let Self { data, kind: _ } = self;
         load_program_without_attach_type(BPF_PROG_TYPE_KPROBE, data)
+    }
+
+    // zeek-probe: loads the program for multi-uprobe links (expected attach type
+    // BPF_TRACE_UPROBE_MULTI, kernel 6.6+), which the kernel attaches through no perf event;
+    // the links are made by zeek-probe (`probes::uprobe_multi`), not by `attach`.
+    /// Loads the program inside the kernel, for multi-uprobe links.
+    pub fn load_for_uprobe_multi(&mut self) -> Result<(), ProgramError> {
+        let Self { data, kind: _ } = self;
+        load_program_with_attach_type(BPF_PROG_TYPE_KPROBE, bpf_attach_type::BPF_TRACE_UPROBE_MULTI, data)
     }
 
     /// Returns [`ProbeKind::Entry`] if the program is a `uprobe`, or
