@@ -8,6 +8,11 @@
 //! aya 0.14 makes no such link: its program is loaded for them
 //! (`UProbe::load_for_uprobe_multi`, third_party/README.md) and the link made here. Before
 //! 6.6 (`KernelFeatures::uprobe_multi`) each point gets a perf-event uprobe, as aya attaches.
+//!
+//! A link's PID filter let only the process's main thread through before 6.10 (fixed then, and
+//! in the stable kernels), and any process sharing its memory before 6.12: Zeek runs its
+//! scripts and `Log::write` on its main thread, and the programs count a process only if it is
+//! a registered target (`current_target`), as with perf events.
 use std::{
     ffi::CString,
     io,
