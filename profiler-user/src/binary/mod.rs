@@ -53,7 +53,7 @@ pub struct ZeekBinary {
     pub event_mgr: Option<u64>,
     pub frame_stack: Option<u64>,
     /// Function symbols, to name native instruction pointers.
-    pub native_symbols: Arc<symbols::NativeSymbols>,
+    pub native_symbols: Arc<symbols::LazyNativeSymbols>,
     /// The DWARF (the binary's or its debug file's), to expand native frames into the calls
     /// inlined there and give them lines: opened on the first address asked for, not here.
     pub source_lines: Option<Arc<SourceLines>>,
@@ -160,7 +160,7 @@ impl ZeekBinary {
             call_stack: symbols.address(symbols::CALL_STACK),
             event_mgr: symbols.address(symbols::EVENT_MGR),
             frame_stack,
-            native_symbols: Arc::new(symbols.functions()),
+            native_symbols: Arc::new(symbols.functions_later()),
             source_lines: debug_source.map(|path| Arc::new(SourceLines::new(&path))),
             is_pie: elf.is_pie(),
             first_load_vaddr,

@@ -1,7 +1,7 @@
 //! Zeek's symbols the probes use (zeek-abi.md §1) and a name → address index over an ELF's
 //! `.symtab`, or its `.dynsym` when stripped. Zeek links with `-rdynamic`, so everything named
 //! here is in `.dynsym` even when the binary is stripped.
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::LazyLock};
 
 use super::name_arena::{NameArena, NameRef};
 
@@ -171,6 +171,18 @@ const SIZELESS_REACH: u64 = 4096;
 /// merely starts like it: `_ZN4zeek3ValE…` is `Val`'s, `_ZN4zeek6ValMgr…` is not).
 fn member_of(name: &str, prefix: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == 'C' || c == 'D'))
+}
+
+/// A binary's `NativeSymbols`, made from its symbols when first asked for: sorting a real
+/// Zeek's 36,000 functions takes ~5 ms, which `record`'s command waited for in the inspection,
+/// while only naming its samples needs them (the prefetch thread asks first, as it runs).
+pub type LazyNativeSymbols = LazyLock<NativeSymbols, Box<dyn FnOnce() -> NativeSymbols + Send>>;
+
+impl SymbolIndex {
+    /// Its functions (`functions`), sorted when first looked at.
+    pub fn functions_later(self) -> LazyNativeSymbols {
+        LazyLock::new(Box::new(move || self.functions()))
+    }
 }
 
 /// Function symbols by address: link-time address → demangled name.

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use super::{KernelSymbols, LibrarySymbols, NativeCode, SourceLines};
-use crate::{binary::symbols::NativeSymbols, target::mappings::Mapping};
+use crate::{binary::symbols::LazyNativeSymbols, target::mappings::Mapping};
 
 #[derive(Debug, Clone)]
 pub struct ProcessCode {
     /// The executable's functions at link-time addresses, shared by its every process...
-    pub natives: Arc<NativeSymbols>,
+    pub natives: Arc<LazyNativeSymbols>,
     /// ...and its DWARF, where it has some and source lines are wanted.
     pub lines: Option<Arc<SourceLines>>,
     /// Runtime minus link-time addresses of the executable.

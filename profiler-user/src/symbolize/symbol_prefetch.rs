@@ -1,6 +1,6 @@
 //! Reads what naming a running command's samples needs while it runs, so that `record` does
 //! not read it all after the command ended: the kernel's symbols (~0.1 s to list), its
-//! libraries' symbol tables (libbroker's alone ~0.1 s), and the source lines of the native
+//! executable's functions sorted, its libraries' symbol tables (libbroker's alone ~0.1 s), and the source lines of the native
 //! addresses unwound so far (a C++ compile unit's DWARF is megabytes to parse; a report's
 //! addresses fall in tens to hundreds). The thread that keeps at it while the command runs
 //! does so at a low priority (the command comes first) and is raised back when the command
@@ -57,6 +57,9 @@ impl SymbolPrefetch {
                 let _forgotten_at_end = ForgetOnDrop(lowering);
                 // Only user-space lines are resolved here: no kernel frame is named.
                 let no_kernel = KernelSymbols::default();
+                // The executable's functions, sorted now rather than in the inspection before the
+                // command started (`LazyNativeSymbols`).
+                std::sync::LazyLock::force(&code.natives);
                 while !stopped.load(Ordering::Relaxed) {
                     let mappings = mappings::read(pid);
                     code.libraries.read_mapped(&mappings);
@@ -120,7 +123,7 @@ mod tests {
         let segments = ElfFile::open(&exe).unwrap().load_segments();
         let link_time = segments.iter().find_map(|s| s.address_of(function - mapping.start + mapping.offset)).unwrap();
         let code = ProcessCode {
-            natives: Arc::new(ElfFile::open(&exe).unwrap().symbols().functions()),
+            natives: Arc::new(ElfFile::open(&exe).unwrap().symbols().functions_later()),
             lines: Some(Arc::new(SourceLines::new(&exe))),
             bias: function - link_time,
             libraries: Arc::new(LibrarySymbols::new(pid).skipping(&exe)),
