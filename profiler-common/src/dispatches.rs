@@ -40,6 +40,20 @@ pub struct DispatchState {
     pub stack_samples: [u32; DISPATCH_STACK_SLOTS],
 }
 
+impl DispatchState {
+    /// No dispatch in progress (a `const` for a static the BPF side inserts from).
+    pub const ZEROED: Self = Self {
+        seq: 0,
+        event: 0,
+        first_ns: 0,
+        last_ns: 0,
+        samples: 0,
+        _pad: 0,
+        stacks: [0; DISPATCH_STACK_SLOTS],
+        stack_samples: [0; DISPATCH_STACK_SLOTS],
+    };
+}
+
 /// One finished long dispatch: key of `LONG_DISPATCHES`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
