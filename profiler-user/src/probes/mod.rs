@@ -15,7 +15,7 @@ mod release;
 pub mod sampler;
 pub mod uprobe_multi;
 
-use std::{num::NonZeroU32, os::fd::OwnedFd, path::Path};
+use std::{num::NonZeroU32, path::Path};
 
 use aya::Ebpf;
 pub use error::ProbeError;
@@ -38,9 +38,9 @@ pub struct Probes {
     sampler: sampler::Sampler,
     /// Unwinds the sampled threads' native stacks, when the plan copies them.
     native_stacks: Option<NativeStackCollector>,
-    /// The uprobe that let a stopped target's registration skip its grace period, held as
-    /// long as the probes (`registration_warm_up`).
-    _registration_warm_up: Option<OwnedFd>,
+    /// The uprobe that lets a stopped target's registration skip its grace period, held as
+    /// long as the probes, never waited for (`registration_warm_up`).
+    _registration_warm_up: Option<registration_warm_up::RegistrationWarmUp>,
 }
 
 impl Probes {
@@ -71,17 +71,7 @@ impl Probes {
         if let Some((pid, attached)) = attached {
             links.adopt(pid, attached);
         }
-        // An optimisation: where the kernel could not register it, nothing else differs.
-        let registration_warm_up = warm_up.and_then(|w| w.finish().ok());
-        Ok(Self {
-            plan,
-            ebpf,
-            maps,
-            links,
-            sampler: Default::default(),
-            native_stacks,
-            _registration_warm_up: registration_warm_up,
-        })
+        Ok(Self { plan, ebpf, maps, links, sampler: Default::default(), native_stacks, _registration_warm_up: warm_up })
     }
 
     /// Fails as `load` would for want of a privilege, without loading anything.
