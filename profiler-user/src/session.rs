@@ -63,6 +63,7 @@ impl Session {
     /// Reads what `pid` is and attaches the probes to it alone.
     pub fn attach(probes: &mut Probes, pid: u32) -> Result<Self, SessionError> {
         let (process, binary) = Self::inspect(pid)?;
+        binary.sort_functions_now();
         Self::start(probes, process, Arc::new(binary), ProbeScope::OneProcess)
     }
 

@@ -106,6 +106,13 @@ impl ZeekBinary {
         }
     }
 
+    /// Sorts the function table now (`native_symbols` is made on first use): what a
+    /// long-running exporter keeps is then that table alone, not the whole symbol index it is
+    /// made from (~10 MiB more resident for a real Zeek's).
+    pub fn sort_functions_now(&self) {
+        std::sync::LazyLock::force(&self.native_symbols);
+    }
+
     /// Reads `path` and decides whether, and how, it can be probed. Messages name it as
     /// `shown_as` (a process's executable is read through /proc/PID/root/...).
     pub fn inspect(path: &Path, shown_as: &Path) -> Result<Self, BinaryError> {

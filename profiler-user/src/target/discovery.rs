@@ -86,7 +86,10 @@ impl Discovery {
 
 fn inspect(process: &ProcessInfo) -> Verdict {
     match ZeekBinary::inspect(&process.exe, &process.exe_link) {
-        Ok(binary) => Verdict::Zeek(Arc::new(binary)),
+        Ok(binary) => {
+            binary.sort_functions_now();
+            Verdict::Zeek(Arc::new(binary))
+        }
         // A debug-information file cannot be run: never met here.
         Err(BinaryError::NotZeek { .. } | BinaryError::Elf(_) | BinaryError::DebugInfoOnly { .. }) => Verdict::NotZeek,
         Err(err @ BinaryError::Unsupported { .. }) => Verdict::Unsupported(format!("{err}").into()),
