@@ -153,7 +153,8 @@ fn program_at(kind: ProbePointKind, plan: AttachPlan) -> Option<&'static str> {
     }
 }
 
-/// Attaches the plan's programs at `points`; all or nothing.
+/// Attaches the plan's programs at `points`; all or nothing. Each program's points get one
+/// multi-uprobe link, or a perf event each (`UprobeLinkKind`).
 pub fn attach_points(
     programs: &mut UprobePrograms,
     pid: u32,
@@ -168,62 +169,42 @@ pub fn attach_points(
         pid,
         source,
     };
-    let mut links = Vec::new();
-    let attached = match programs.kind {
-        UprobeLinkKind::Multi => attach_multi(programs, &mut links, exe, points, plan, scope, failed),
-        UprobeLinkKind::PerfEvent => attach_per_point(programs, &mut links, exe, points, plan, scope, failed),
+    let only = match scope {
+        UProbeScope::OneProcess(pid) => Some(pid),
+        UProbeScope::AllProcesses | UProbeScope::CallingProcess => None,
     };
-    match attached {
+    let kind = programs.kind;
+    let mut links = Vec::new();
+    let mut attach_all = || -> Result<(), ProbeError> {
+        for program in plan.uprobes() {
+            let at: Vec<&ProbePoint> = points.iter().filter(|p| program_at(p.kind, plan) == Some(program)).collect();
+            let Some(first) = at.first() else { continue };
+            let uprobe = programs.get(program)?;
+            match kind {
+                UprobeLinkKind::Multi => {
+                    let offsets: Vec<u64> = at.iter().map(|p| p.file_offset).collect();
+                    let fd = uprobe.fd().map_err(|source| failed(first, source))?;
+                    let link = uprobe_multi::attach(fd, exe, &offsets, only).map_err(|e| failed(first, e.into()))?;
+                    links.push(Link::Multi(link));
+                }
+                UprobeLinkKind::PerfEvent => {
+                    for point in at {
+                        let location = UProbeAttachLocation::AbsoluteOffset(point.file_offset);
+                        let link = uprobe.attach(location, exe, scope).map_err(|source| failed(point, source))?;
+                        links.push(Link::PerfEvent(program, link));
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    match attach_all() {
         Ok(()) => Ok(links),
         Err(err) => {
             release(programs, links);
             Err(err)
         }
     }
-}
-
-/// One multi-uprobe link per program, at all its points.
-fn attach_multi(
-    programs: &mut UprobePrograms,
-    links: &mut Vec<Link>,
-    exe: &Path,
-    points: &[ProbePoint],
-    plan: AttachPlan,
-    scope: UProbeScope,
-    failed: impl Fn(&ProbePoint, ProgramError) -> ProbeError,
-) -> Result<(), ProbeError> {
-    let pid = match scope {
-        UProbeScope::OneProcess(pid) => Some(pid),
-        UProbeScope::AllProcesses | UProbeScope::CallingProcess => None,
-    };
-    for program in plan.uprobes() {
-        let at: Vec<&ProbePoint> = points.iter().filter(|p| program_at(p.kind, plan) == Some(program)).collect();
-        let Some(first) = at.first() else { continue };
-        let offsets: Vec<u64> = at.iter().map(|p| p.file_offset).collect();
-        let fd = programs.get(program)?.fd().map_err(|source| failed(first, source))?;
-        let link = uprobe_multi::attach(fd, exe, &offsets, pid).map_err(|source| failed(first, source.into()))?;
-        links.push(Link::Multi(link));
-    }
-    Ok(())
-}
-
-/// A perf event per point.
-fn attach_per_point(
-    programs: &mut UprobePrograms,
-    links: &mut Vec<Link>,
-    exe: &Path,
-    points: &[ProbePoint],
-    plan: AttachPlan,
-    scope: UProbeScope,
-    failed: impl Fn(&ProbePoint, ProgramError) -> ProbeError,
-) -> Result<(), ProbeError> {
-    for point in points {
-        let Some(program) = program_at(point.kind, plan) else { continue };
-        let location = UProbeAttachLocation::AbsoluteOffset(point.file_offset);
-        let link = programs.get(program)?.attach(location, exe, scope).map_err(|source| failed(point, source))?;
-        links.push(Link::PerfEvent(program, link));
-    }
-    Ok(())
 }
 
 fn release(programs: &mut UprobePrograms, links: Vec<Link>) {
