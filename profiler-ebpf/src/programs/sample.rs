@@ -100,7 +100,7 @@ pub fn sample_finish(_ctx: PerfEventContext) -> u32 {
 /// side by side are merged by LLVM into a `memset` call, a byte loop that the verifier walks
 /// once per byte and per path (~900 of `cpu_sample`'s instructions verified).
 #[inline(always)]
-fn clear<T>(field: &mut T, value: T) {
+fn store_alone<T>(field: &mut T, value: T) {
     // SAFETY: a valid, aligned place of the scratch, exclusively ours (`scratch`).
     unsafe { core::ptr::write_volatile(field, value) };
 }
@@ -138,10 +138,10 @@ fn start_sample(ctx: &PerfEventContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, layout) = target()?;
     let (trace, cursor) = scratch()?;
-    clear(&mut trace.kind, StackKind::Script as u32);
-    clear(&mut trace.depth, 0);
-    clear(&mut trace.leftover_outermost, 0);
-    clear(&mut trace.leaf, 0);
+    store_alone(&mut trace.kind, StackKind::Script as u32);
+    store_alone(&mut trace.depth, 0);
+    store_alone(&mut trace.leftover_outermost, 0);
+    store_alone(&mut trace.leaf, 0);
     clear_comm(trace);
     trace.kernel_depth = kernel_stack(ctx, &mut trace.kernel_frames);
 
@@ -227,10 +227,10 @@ fn plan_walk(layout: &TargetLayout, cursor: &mut Cursor) -> u64 {
     cursor.pointer_offset = pointer_offset;
     cursor.via_frame = via_frame;
     cursor.bif_leaf = bif_leaf;
-    clear(&mut cursor.previous_frame, 0);
-    clear(&mut cursor.bottom_frame, 0);
-    clear(&mut cursor.bottom_reused, 0);
-    clear(&mut cursor.bottom_kept, 0);
+    store_alone(&mut cursor.previous_frame, 0);
+    store_alone(&mut cursor.bottom_frame, 0);
+    store_alone(&mut cursor.bottom_reused, 0);
+    store_alone(&mut cursor.bottom_kept, 0);
     if first == 0 && layout.frame_stack == 0 {
         let stale = if layout.call_info_holds_frame != 0 {
             match live_bottom_frame(layout, cursor) {
