@@ -107,9 +107,7 @@ impl KeptUnitsFile {
         for (unit, index) in
             read_here.into_iter().filter(|(unit, index)| earlier.as_read(*unit, index.spans()).is_none())
         {
-            unit_bytes.clear();
-            encode(&index, &mut unit_bytes);
-            put_unit(&mut records, unit, index.spans(), &unit_bytes);
+            put_encoded(&mut records, &mut unit_bytes, unit, &index);
             superseded += earlier.taken.get(&unit).map_or(0, |(range, _)| RECORD_HEADER + range.len());
         }
         if superseded * 2 > earlier.bytes.len() + records.len() {
@@ -142,12 +140,10 @@ impl KeptUnitsFile {
         let mut unit_bytes = Vec::new();
         let mut put_index = |out: &mut Vec<u8>, unit: usize, index: &UnitIndex| {
             // Read from the entry and not read on: as it was (encoding is most of writing).
-            if let Some(bytes) = earlier.as_read(unit, index.spans()) {
-                return put_unit(out, unit, index.spans(), bytes);
+            match earlier.as_read(unit, index.spans()) {
+                Some(bytes) => put_unit(out, unit, index.spans(), bytes),
+                None => put_encoded(out, &mut unit_bytes, unit, index),
             }
-            unit_bytes.clear();
-            encode(index, &mut unit_bytes);
-            put_unit(out, unit, index.spans(), &unit_bytes);
         };
         for (unit, index) in read_here {
             put_index(&mut out, unit, &index);
@@ -225,6 +221,13 @@ fn header() -> Vec<u8> {
     header.extend_from_slice(&(version.len() as u32).to_le_bytes());
     header.extend_from_slice(version);
     header
+}
+
+/// `index`'s record, encoded in `scratch` first.
+fn put_encoded(out: &mut Vec<u8>, scratch: &mut Vec<u8>, unit: usize, index: &UnitIndex) {
+    scratch.clear();
+    encode(index, scratch);
+    put_unit(out, unit, index.spans(), scratch);
 }
 
 fn put_unit(out: &mut Vec<u8>, unit: usize, spans: usize, bytes: &[u8]) {
