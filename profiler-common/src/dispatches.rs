@@ -23,7 +23,7 @@ pub const DISPATCH_STACK_SLOTS: usize = 4;
 /// The dispatch in progress on one process's main thread: value of `DISPATCH_STATE`, keyed by
 /// PID. Only that thread's samples touch it, and a thread is sampled on one CPU at a time.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DispatchState {
     /// The dispatch counter's value while it runs.
     pub seq: u64,
