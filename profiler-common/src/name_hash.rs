@@ -12,7 +12,7 @@ const MULTIPLIER: u64 = 0x0000_0100_0000_01b3;
 /// Hashes a name given as its full length and its first `NAME_MAX` bytes (zero-padded words).
 /// Every word is mixed, the padding too: a loop of a fixed count is one straight run for the
 /// verifier, where one that stopped at the name's end was walked again for each length it
-/// could stop at (~600 instructions verified per hash, a fifth of the sampler's frame walk).
+/// could stop at (~600 instructions verified per hash, a quarter of the sampler's frame walk).
 #[inline(always)]
 pub fn name_hash(full_len: u64, words: &[u64; NAME_WORDS]) -> u64 {
     let mut h = SEED ^ full_len;

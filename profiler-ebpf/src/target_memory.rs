@@ -104,7 +104,7 @@ pub fn hash_std_string(addr: u64) -> Option<u64> {
 /// that the verifier walks once per byte (fatal inside the sampler's frame loop). Returned by
 /// reference: a buffer returned by value was copied by another `memset` of its 128 bytes
 /// (LLVM knew them zero), ~640 instructions verified at each of the sampler's 7 name hashes,
-/// a third of the verifier's work on the three sampler programs.
+/// a quarter of the verifier's work on the three sampler programs.
 #[inline(always)]
 fn zeroed_words(buffer: &mut core::mem::MaybeUninit<[u64; NAME_WORDS]>) -> &mut [u64; NAME_WORDS] {
     let first = buffer.as_mut_ptr() as *mut u64;

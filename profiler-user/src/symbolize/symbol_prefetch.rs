@@ -1,8 +1,8 @@
 //! Reads what naming a running command's samples needs while it runs, so that `record` does
 //! not read it all after the command ended: the kernel's symbols (~0.1 s to list), its
-//! executable's functions sorted, its libraries' symbol tables (libbroker's alone ~0.1 s), and the source lines of the native
-//! addresses unwound so far (a C++ compile unit's DWARF is megabytes to parse; a report's
-//! addresses fall in tens to hundreds). The thread that keeps at it while the command runs
+//! executable's functions sorted, its libraries' symbol tables (libbroker's alone ~0.1 s),
+//! and the source lines of the native addresses unwound so far (a C++ compile unit's DWARF
+//! is megabytes to parse; a report's addresses fall in tens to hundreds). The thread that keeps at it while the command runs
 //! does so at a low priority (the command comes first) and is raised back when the command
 //! ends, to finish the library or compile unit it is in the middle of beside the report, which
 //! does the rest on every core (and waits for it only where it needs that very file).
