@@ -55,6 +55,17 @@ fn record_a_command_that_cannot_start() {
 }
 
 #[test]
+fn record_with_uprobe_links_misspelt() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut record = zeek_probe_cmd(&["record", "--out", dir.path().to_str().unwrap(), "--", "/bin/true"]);
+    let output = record.env("ZEEK_PROBE_UPROBE_LINKS", "perf_event").output().unwrap();
+    assert_one_line_error(&output, "ZEEK_PROBE_UPROBE_LINKS is \"perf_event\": set it to perf-event");
+}
+
+#[test]
 fn without_bpf_privileges() {
     if !privileged() {
         return;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::{
     cli::RecordArgs,
     output,
-    probes::{ProbeScope, Probes, StoppedTarget},
+    probes::{ProbeScope, Probes, StoppedTarget, uprobe_multi::UprobeLinkKind},
     report::{self, top_table},
     session::Session,
     symbolize::{SymbolPrefetch, symbol_prefetch::NewAddressFeed},
@@ -17,6 +17,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<i32> {
     // A missing privilege must not cost a run, nor an output directory that cannot take the
     // report: both are checked before anything starts.
     Probes::check_privileges()?;
+    UprobeLinkKind::for_this_kernel()?;
     report::prepare_dir(&args.out)?;
     let (program, program_args) = args.command.split_first().context("no command given")?;
     let tracee = Tracee::spawn(program, program_args)?;

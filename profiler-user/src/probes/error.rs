@@ -17,6 +17,10 @@ pub enum ProbeError {
     Map { map: &'static str, source: MapError },
     #[error("cannot attach to {point} in {path} for PID {pid}")]
     Attach { point: &'static str, path: String, pid: u32, source: ProgramError },
+    #[error(
+        "ZEEK_PROBE_UPROBE_LINKS is {value:?}: set it to perf-event, or to multi on a kernel of 6.6 or newer, or unset it"
+    )]
+    UprobeLinks { value: String },
     #[error("PID 0 is not a process")]
     NoTarget,
     #[error("BPF object has no {what} named {name} (build mismatch)")]

@@ -60,7 +60,7 @@ impl Probes {
         // Only a stopped target waits for its uprobes: a running one's are attached after the
         // sampler's verification, long after the grace period of the first.
         let warm_up = stopped.as_ref().map(|_| registration_warm_up::RegistrationWarmUp::start());
-        let link_kind = uprobe_multi::UprobeLinkKind::for_this_kernel();
+        let link_kind = uprobe_multi::UprobeLinkKind::for_this_kernel()?;
         let (mut ebpf, attached) = programs::load(plan, link_kind, stopped)?;
         let maps = ProbeMaps::take(&mut ebpf)?;
         let native_stacks = match plan.native_stack_bytes {

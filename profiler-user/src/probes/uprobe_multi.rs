@@ -14,7 +14,7 @@
 //! scripts and `Log::write` on its main thread, and the programs count a process only if it is
 //! a registered target (`current_target`), as with perf events.
 use std::{
-    ffi::CString,
+    ffi::{CString, OsStr},
     io,
     num::NonZeroU32,
     os::{
@@ -27,7 +27,7 @@ use std::{
 use aya::programs::ProgramFd;
 use aya_obj::generated::{bpf_attach_type::BPF_TRACE_UPROBE_MULTI, bpf_attr, bpf_cmd::BPF_LINK_CREATE};
 
-use super::kernel_features;
+use super::{ProbeError, kernel_features};
 
 /// How uprobes are attached on this kernel (`summary.json`'s `target.uprobe_links`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,12 +41,28 @@ pub enum UprobeLinkKind {
 
 impl UprobeLinkKind {
     /// Multi-uprobe links where the kernel has them. `ZEEK_PROBE_UPROBE_LINKS=perf-event`
-    /// asks for the older kind (what kernels before 6.6 get; tests run it on newer ones).
-    pub fn for_this_kernel() -> Self {
-        let asked_for_perf_events = std::env::var_os("ZEEK_PROBE_UPROBE_LINKS").is_some_and(|v| v == "perf-event");
-        if !asked_for_perf_events && kernel_features::uprobe_multi() { Self::Multi } else { Self::PerfEvent }
+    /// asks for the older kind (what kernels before 6.6 get; tests run it on newer ones),
+    /// `multi` for the newer (an error before 6.6).
+    pub fn for_this_kernel() -> Result<Self, ProbeError> {
+        Self::asked(std::env::var_os(LINKS_VAR).as_deref(), kernel_features::uprobe_multi())
+    }
+
+    /// The kind `asked` for (the variable's value, if set) on a kernel that has multi-uprobe
+    /// links or not (`multi_here`).
+    fn asked(asked: Option<&OsStr>, multi_here: bool) -> Result<Self, ProbeError> {
+        let unusable = |value: &OsStr| ProbeError::UprobeLinks { value: value.to_string_lossy().into_owned() };
+        match asked {
+            None if multi_here => Ok(Self::Multi),
+            None => Ok(Self::PerfEvent),
+            Some(value) if value == "multi" && multi_here => Ok(Self::Multi),
+            Some(value) if value == "perf-event" => Ok(Self::PerfEvent),
+            Some(value) => Err(unusable(value)),
+        }
     }
 }
+
+/// The variable that chooses the links (`UprobeLinkKind::for_this_kernel`).
+const LINKS_VAR: &str = "ZEEK_PROBE_UPROBE_LINKS";
 
 /// Attaches `program` (loaded for multi-uprobe links) at the file `offsets` of `binary`, for
 /// `pid`'s threads alone or (`None`) every process's. Closing the link detaches it.
@@ -86,6 +102,20 @@ mod tests {
 
     use super::*;
     use crate::target::mappings;
+
+    /// The variable asks for a kind this kernel has, or fails with what it may be.
+    #[test]
+    fn the_variable_chooses_a_kind_the_kernel_has() {
+        use UprobeLinkKind::{Multi, PerfEvent};
+        let asked = |value: Option<&str>, multi_here| UprobeLinkKind::asked(value.map(OsStr::new), multi_here).ok();
+        assert_eq!(asked(None, true), Some(Multi));
+        assert_eq!(asked(None, false), Some(PerfEvent));
+        assert_eq!(asked(Some("multi"), true), Some(Multi));
+        assert_eq!(asked(Some("perf-event"), true), Some(PerfEvent));
+        assert_eq!(asked(Some("perf-event"), false), Some(PerfEvent));
+        assert_eq!(asked(Some("multi"), false), None, "no multi-uprobe links before 6.6");
+        assert_eq!(asked(Some("perf_event"), true), None, "a misspelling");
+    }
 
     /// Two functions of this test's own that nothing calls (their bodies differ, so that no
     /// optimisation folds them into one).
