@@ -15,7 +15,12 @@ mod release;
 pub mod sampler;
 pub mod uprobe_multi;
 
-use std::{num::NonZeroU32, path::Path};
+use std::{
+    io,
+    num::NonZeroU32,
+    os::fd::{FromRawFd as _, OwnedFd},
+    path::Path,
+};
 
 use aya::Ebpf;
 pub use error::ProbeError;
@@ -41,6 +46,15 @@ pub struct Probes {
     /// The uprobe that lets a stopped target's registration skip its grace period, held as
     /// long as the probes, never waited for (`registration_warm_up`).
     _registration_warm_up: Option<registration_warm_up::RegistrationWarmUp>,
+}
+
+/// The descriptor a system call that makes one returned (`-1`: the error in `errno`).
+fn new_descriptor(returned: libc::c_long) -> io::Result<OwnedFd> {
+    if returned < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just made by the kernel for this call, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(returned as i32) })
 }
 
 impl Probes {

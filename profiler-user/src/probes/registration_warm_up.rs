@@ -20,7 +20,7 @@
 use std::{
     ffi::CStr,
     fs, io,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     thread::{self, JoinHandle},
 };
 
@@ -94,11 +94,7 @@ fn open_uprobe(path: &CStr, offset: u64) -> io::Result<OwnedFd> {
     // SAFETY: `attr` and the path it points to outlive the call; the kernel returns a new
     // descriptor or -1. pid 0 and cpu -1: this process, on any CPU.
     let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, &raw const attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just opened, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    super::new_descriptor(fd)
 }
 
 #[cfg(test)]

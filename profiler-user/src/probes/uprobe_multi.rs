@@ -18,7 +18,7 @@ use std::{
     io,
     num::NonZeroU32,
     os::{
-        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
     },
     path::Path,
@@ -88,11 +88,7 @@ pub fn attach(program: &ProgramFd, binary: &Path, offsets: &[u64], pid: Option<N
     let fd = unsafe {
         libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE as libc::c_long, &raw const attr, size_of::<bpf_attr>())
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just opened, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    super::new_descriptor(fd)
 }
 
 #[cfg(test)]
